@@ -1,0 +1,162 @@
+//! Blocks and merkle roots.
+
+use bytes::BufMut;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::transaction::MIN_TX_SIZE;
+use super::{
+    write_var_int, BlockHeader, Decode, DecodeError, Encode, Hash, Reader, Transaction, VarInt,
+    HEADER_SIZE,
+};
+
+/// A block: header and transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// The header.
+    pub header: BlockHeader,
+    /// The transactions, coinbase first.
+    pub transactions: Vec<Transaction>,
+}
+
+/// Why a decoded block is not self-consistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    /// The transactions do not hash to the header's merkle root.
+    #[error("merkle root mismatch: header says {expected}, transactions give {computed}")]
+    MerkleMismatch {
+        /// The root in the header.
+        expected: Hash,
+        /// The root of the transactions.
+        computed: Hash,
+    },
+    /// The block has no transactions.
+    #[error("block has no transactions")]
+    Empty,
+    /// The header does not meet its own proof-of-work target.
+    #[error("block {hash} does not meet its proof-of-work target (bits {bits:#010x})")]
+    ProofOfWork {
+        /// The block hash.
+        hash: Hash,
+        /// The header's bits.
+        bits: u32,
+    },
+}
+
+impl Block {
+    /// The block hash (the header's hash).
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    /// The merkle root of the transactions.
+    pub fn compute_merkle_root(&self) -> Hash {
+        merkle_root(self.transactions.iter().map(Transaction::txid).collect())
+    }
+
+    /// Checks that the transactions hash to the header's merkle root.
+    pub fn check_merkle_root(&self) -> Result<(), BlockError> {
+        if self.transactions.is_empty() {
+            return Err(BlockError::Empty);
+        }
+        let computed = self.compute_merkle_root();
+        if computed != self.header.merkle_root {
+            return Err(BlockError::MerkleMismatch {
+                expected: self.header.merkle_root,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks proof of work and the merkle root.
+    pub fn validate(&self) -> Result<(), BlockError> {
+        if !self.header.check_proof_of_work() {
+            return Err(BlockError::ProofOfWork {
+                hash: self.hash(),
+                bits: self.header.bits,
+            });
+        }
+        self.check_merkle_root()
+    }
+}
+
+/// The merkle root of a list of txids (Bitcoin's tree: an odd last node pairs with itself).
+/// An empty list gives the zero hash.
+pub fn merkle_root(mut level: Vec<Hash>) -> Hash {
+    if level.is_empty() {
+        return Hash::ZERO;
+    }
+    let mut buf = [0u8; 64];
+    while level.len() > 1 {
+        let n = level.len();
+        let mut out = 0;
+        let mut i = 0;
+        while i < n {
+            let left = level[i];
+            let right = if i + 1 < n { level[i + 1] } else { left };
+            buf[..32].copy_from_slice(&left.0);
+            buf[32..].copy_from_slice(&right.0);
+            let first = Sha256::digest(buf);
+            level[out] = Hash(Sha256::digest(first).into());
+            out += 1;
+            i += 2;
+        }
+        level.truncate(out);
+    }
+    level[0]
+}
+
+impl Encode for Block {
+    fn encode<B: BufMut>(&self, out: &mut B) {
+        self.header.encode(out);
+        write_var_int(out, self.transactions.len() as u64);
+        for tx in &self.transactions {
+            tx.encode(out);
+        }
+    }
+    fn encoded_len(&self) -> usize {
+        HEADER_SIZE
+            + VarInt::size(self.transactions.len() as u64)
+            + self
+                .transactions
+                .iter()
+                .map(Transaction::size)
+                .sum::<usize>()
+    }
+}
+
+impl Decode for Block {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let header = r.read()?;
+        let n = r.read_count(MIN_TX_SIZE)?;
+        let mut transactions = Vec::with_capacity(n);
+        for _ in 0..n {
+            transactions.push(r.read()?);
+        }
+        Ok(Block {
+            header,
+            transactions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitcoin::sha256d_pair;
+
+    #[test]
+    fn merkle_root_of_one_is_the_txid() {
+        let h = Hash([7; 32]);
+        assert_eq!(merkle_root(vec![h]), h);
+    }
+
+    #[test]
+    fn merkle_root_of_three_duplicates_the_last() {
+        let (a, b, c) = (Hash([1; 32]), Hash([2; 32]), Hash([3; 32]));
+        let ab = sha256d_pair(&a.0, &b.0);
+        let cc = sha256d_pair(&c.0, &c.0);
+        assert_eq!(merkle_root(vec![a, b, c]), sha256d_pair(&ab.0, &cc.0));
+    }
+}
