@@ -1,0 +1,399 @@
+//! Framing: turning [`Message`]s into frames and back, with every limit checked before a payload
+//! is buffered (PROTOCOL.md §1).
+//!
+//! [`MessageCodec`] works on a [`BytesMut`] with no I/O ([`MessageCodec::decode`],
+//! [`MessageCodec::encode`]) and also implements `tokio_util::codec::{Decoder, Encoder}`.
+//! Decoding reads the way a careful node does: look at the header, check the magic and the
+//! per-command size limit, then wait for the payload without reserving memory for it beyond what
+//! has actually arrived, verify the checksum (basic frames only), and parse once. Payloads are
+//! split off the read buffer without copying, so a block's transactions share the frame's memory.
+
+mod error;
+mod header;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub use error::CodecError;
+pub use header::{parse_command, FrameHeader};
+
+use crate::bitcoin::{sha256d, Magic, Network};
+use crate::p2p::limits::*;
+use crate::p2p::messages::{commands, Message};
+
+/// Receive limits: the largest payload accepted per class of command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvLimits {
+    /// Non-block messages (`-maxprotocolrecvpayloadlength`, default 2 MiB).
+    pub max_payload: u64,
+    /// Block-like messages: `block`, `cmpctblock`, `blocktxn`, `getblocktxn`, `hdrsen`.
+    pub max_block: u64,
+    /// `tx` and `datareftx` (1,000,000,000 at the node).
+    pub max_tx: u64,
+}
+
+impl Default for RecvLimits {
+    fn default() -> Self {
+        RecvLimits {
+            max_payload: DEFAULT_MAX_RECV_PAYLOAD,
+            max_block: DEFAULT_MAX_BLOCK_SIZE,
+            max_tx: MAX_TX_SIZE,
+        }
+    }
+}
+
+/// How a command's size is limited (`NetMsgType::GetMaxMessageLength`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeClass {
+    /// `protoconf`: always 1 MiB.
+    Protoconf,
+    /// `tx`, `datareftx`.
+    Tx,
+    /// Block-like messages.
+    Block,
+    /// Everything else, unknown commands included.
+    Other,
+}
+
+impl SizeClass {
+    /// The class of a command.
+    pub fn of(command: &str) -> SizeClass {
+        match command {
+            commands::PROTOCONF => SizeClass::Protoconf,
+            commands::TX | commands::DATAREFTX => SizeClass::Tx,
+            commands::BLOCK
+            | commands::CMPCTBLOCK
+            | commands::BLOCKTXN
+            | commands::GETBLOCKTXN
+            | commands::HDRSEN => SizeClass::Block,
+            _ => SizeClass::Other,
+        }
+    }
+}
+
+impl RecvLimits {
+    /// The largest payload accepted for `command`.
+    pub fn limit_for(&self, command: &str) -> u64 {
+        match SizeClass::of(command) {
+            SizeClass::Protoconf => LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
+            SizeClass::Tx => self.max_tx,
+            SizeClass::Block => self.max_block,
+            SizeClass::Other => self.max_payload,
+        }
+    }
+}
+
+/// A frame split off the buffer: its header and payload, checksum verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The header.
+    pub header: FrameHeader,
+    /// The payload.
+    pub payload: Bytes,
+}
+
+impl RawFrame {
+    /// Parses the payload as a message.
+    pub fn message(&self) -> Result<Message, CodecError> {
+        Message::decode_payload(&self.header.command, self.payload.clone())
+            .map_err(|e| CodecError::from_decode(&self.header.command, e))
+    }
+}
+
+/// The network a buffer's first frame belongs to, from its magic.
+pub fn detect_network(buf: &[u8]) -> Result<Network, CodecError> {
+    let magic: Magic = match buf.get(..4) {
+        Some(m) => [m[0], m[1], m[2], m[3]],
+        None => {
+            return Err(CodecError::Malformed {
+                command: "frame".into(),
+                offset: buf.len(),
+                source: crate::bitcoin::DecodeError::UnexpectedEnd {
+                    offset: buf.len(),
+                    needed: 4 - buf.len(),
+                },
+            })
+        }
+    };
+    Network::from_magic(magic).ok_or(CodecError::UnknownNetwork { magic })
+}
+
+/// Encodes and decodes frames for one connection.
+#[derive(Debug, Clone)]
+pub struct MessageCodec {
+    magic: Option<Magic>,
+    recv: RecvLimits,
+    peer_max_recv: u64,
+    peer_extended: bool,
+    pending: Option<FrameHeader>,
+    skip: Option<(u64, [u8; 12])>,
+}
+
+impl MessageCodec {
+    /// A codec for `network` with default limits. Until the peer's `protoconf` is recorded
+    /// ([`MessageCodec::set_peer_max_recv`]) non-block messages we send are capped at 1 MiB.
+    pub fn new(network: Network) -> Self {
+        Self::with_magic(network.magic())
+    }
+
+    /// A codec expecting an explicit magic (e.g. a `-magicbytes` test network).
+    pub fn with_magic(magic: Magic) -> Self {
+        MessageCodec {
+            magic: Some(magic),
+            recv: RecvLimits::default(),
+            peer_max_recv: LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
+            peer_extended: false,
+            pending: None,
+            skip: None,
+        }
+    }
+
+    /// A codec that accepts frames of any magic (for tools that inspect captures). Encoding
+    /// uses mainnet's magic.
+    pub fn any_magic() -> Self {
+        MessageCodec {
+            magic: None,
+            ..Self::new(Network::Mainnet)
+        }
+    }
+
+    /// Sets the receive limits.
+    pub fn with_recv_limits(mut self, limits: RecvLimits) -> Self {
+        self.recv = limits;
+        self
+    }
+
+    /// The receive limits in force.
+    pub fn recv_limits(&self) -> RecvLimits {
+        self.recv
+    }
+
+    /// Changes the receive limits (applies to the next header).
+    pub fn set_recv_limits(&mut self, limits: RecvLimits) {
+        self.recv = limits;
+    }
+
+    /// Records the peer's `protoconf` limit: the largest non-block message we may send it.
+    pub fn set_peer_max_recv(&mut self, limit: u64) {
+        self.peer_max_recv = limit;
+    }
+
+    /// The largest non-block payload we may send the peer.
+    pub fn peer_max_recv(&self) -> u64 {
+        self.peer_max_recv
+    }
+
+    /// Records the peer's protocol version: `extmsg` is only sent to peers ≥ 70016.
+    pub fn set_peer_version(&mut self, version: i32) {
+        self.peer_extended = version >= EXTENDED_PAYLOAD_VERSION;
+    }
+
+    /// The largest payload we may send the peer for `command`.
+    pub fn send_limit_for(&self, command: &str) -> u64 {
+        match SizeClass::of(command) {
+            SizeClass::Protoconf => LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
+            SizeClass::Tx => MAX_TX_SIZE,
+            SizeClass::Block if self.peer_extended => u64::MAX,
+            SizeClass::Block => MAX_BASIC_PAYLOAD,
+            SizeClass::Other => self.peer_max_recv,
+        }
+    }
+
+    /// Checks that `msg` may be sent to the peer, without encoding it.
+    pub fn check_send(&self, msg: &Message) -> Result<(), CodecError> {
+        let length = msg.payload_len() as u64;
+        let limit = self.send_limit_for(msg.command());
+        if length > limit {
+            return Err(CodecError::SendOversized {
+                command: msg.command().to_string(),
+                length,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends `msg` as one frame. Fails, writing nothing, when the payload is larger than the
+    /// peer accepts for its command (the node would ban us for it).
+    pub fn encode(&self, msg: &Message, buf: &mut BytesMut) -> Result<(), CodecError> {
+        self.check_send(msg)?;
+        let length = msg.payload_len() as u64;
+        let magic = self.magic.unwrap_or(Network::Mainnet.magic());
+        let mut header = FrameHeader {
+            magic,
+            command: msg.command().to_string(),
+            length,
+            checksum: [0; 4],
+            extended: length > MAX_BASIC_PAYLOAD,
+        };
+        let start = buf.len();
+        buf.reserve(header.wire_len() + msg.payload_len());
+        header.encode(buf);
+        let payload_start = buf.len();
+        msg.encode_payload(buf);
+        if !header.extended {
+            let sum = sha256d(&buf[payload_start..]);
+            buf[start + 20..start + 24].copy_from_slice(&sum.0[..4]);
+            header.checksum = [sum.0[0], sum.0[1], sum.0[2], sum.0[3]];
+        }
+        Ok(())
+    }
+
+    /// Encodes `msg` into a fresh buffer.
+    pub fn encode_to_bytes(&self, msg: &Message) -> Result<Bytes, CodecError> {
+        let mut b = BytesMut::new();
+        self.encode(msg, &mut b)?;
+        Ok(b.freeze())
+    }
+
+    /// Splits one complete frame off `buf`. `Ok(None)` means more bytes are needed; by then the
+    /// header has been checked, and `buf` has been grown only in proportion to what arrived.
+    pub fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<RawFrame>, CodecError> {
+        if let Some((remaining, _)) = &mut self.skip {
+            let n = (*remaining).min(buf.len() as u64) as usize;
+            let _ = buf.split_to(n);
+            *remaining -= n as u64;
+            if *remaining > 0 {
+                return Ok(None);
+            }
+            if let Some((_, raw)) = self.skip.take() {
+                return Err(CodecError::BadCommand { raw });
+            }
+        }
+        let header = match self.pending.take() {
+            Some(h) => h,
+            None => {
+                let header = match FrameHeader::parse(buf) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => return Ok(None),
+                    Err(CodecError::BadCommand { raw }) => {
+                        self.check_magic(buf)?;
+                        return self.skip_bad_command(buf, raw);
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.check_magic(buf)?;
+                let limit = self.recv.limit_for(&header.command);
+                if header.length > limit {
+                    return Err(CodecError::Oversized {
+                        command: header.command,
+                        length: header.length,
+                        limit,
+                    });
+                }
+                let _ = buf.split_to(header.wire_len());
+                header
+            }
+        };
+        // `length` is within a limit that fits in memory terms only if the platform can address
+        // it; refuse rather than truncate on 32-bit targets.
+        let Ok(len) = usize::try_from(header.length) else {
+            return Err(CodecError::Oversized {
+                command: header.command,
+                length: header.length,
+                limit: usize::MAX as u64,
+            });
+        };
+        if buf.len() < len {
+            // Grow geometrically with what has arrived, never by the declared length at once.
+            let want = len - buf.len();
+            buf.reserve(want.min(buf.len().max(64 * 1024)));
+            self.pending = Some(header);
+            return Ok(None);
+        }
+        let payload = buf.split_to(len).freeze();
+        if !header.extended {
+            let sum = sha256d(&payload);
+            let actual = [sum.0[0], sum.0[1], sum.0[2], sum.0[3]];
+            if actual != header.checksum {
+                return Err(CodecError::BadChecksum {
+                    command: header.command,
+                    expected: header.checksum,
+                    actual,
+                });
+            }
+        }
+        Ok(Some(RawFrame { header, payload }))
+    }
+
+    /// Splits one complete frame off `buf` and parses it.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, CodecError> {
+        match self.decode_frame(buf)? {
+            Some(frame) => frame.message().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn check_magic(&self, buf: &[u8]) -> Result<(), CodecError> {
+        let received: Magic = [buf[0], buf[1], buf[2], buf[3]];
+        match self.magic {
+            Some(expected) if expected != received => Err(CodecError::BadMagic {
+                expected: Some(expected),
+                received,
+                network: Network::from_magic(received),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The node drops a frame with a malformed command after reading it; do the same, with the
+    /// "everything else" size limit, and report it once the frame has been skipped.
+    fn skip_bad_command(
+        &mut self,
+        buf: &mut BytesMut,
+        raw: [u8; 12],
+    ) -> Result<Option<RawFrame>, CodecError> {
+        let length = header::peek_length(buf).unwrap_or(0);
+        if length > self.recv.max_payload {
+            return Err(CodecError::Oversized {
+                command: String::from_utf8_lossy(&raw).into_owned(),
+                length,
+                limit: self.recv.max_payload,
+            });
+        }
+        let _ = buf.split_to(HEADER_LEN);
+        self.skip = Some((length, raw));
+        self.decode_frame(buf)
+    }
+}
+
+impl tokio_util::codec::Decoder for MessageCodec {
+    type Item = Message;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
+        MessageCodec::decode(self, src)
+    }
+}
+
+impl tokio_util::codec::Encoder<Message> for MessageCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+        MessageCodec::encode(self, &item, dst)
+    }
+}
+
+impl tokio_util::codec::Encoder<&Message> for MessageCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: &Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+        MessageCodec::encode(self, item, dst)
+    }
+}
+
+/// Appends a frame header for `payload` (computing its checksum) and the payload itself; for
+/// tests and tools that build frames by hand.
+pub fn frame_bytes(magic: Magic, command: &str, payload: &[u8]) -> Bytes {
+    let sum = sha256d(payload);
+    let header = FrameHeader {
+        magic,
+        command: command.to_string(),
+        length: payload.len() as u64,
+        checksum: [sum.0[0], sum.0[1], sum.0[2], sum.0[3]],
+        extended: payload.len() as u64 > MAX_BASIC_PAYLOAD,
+    };
+    let mut b = BytesMut::with_capacity(header.wire_len() + payload.len());
+    header.encode(&mut b);
+    b.put_slice(payload);
+    b.freeze()
+}
