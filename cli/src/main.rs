@@ -6,6 +6,7 @@
 
 mod commands;
 mod error;
+mod output;
 
 use std::process::ExitCode;
 

@@ -36,7 +36,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if let Some(command) = &args.payload {
         let msg = Message::decode_payload(command, Bytes::from(bytes))
             .map_err(|e| CodecError::from_decode(command, e))?;
-        println!("{}", to_json(&json!({ "message": msg }), true));
+        crate::output::line(&to_json(&json!({ "message": msg }), true));
         return Ok(());
     }
     let mut codec = codec_for(&args, &bytes)?;
@@ -49,15 +49,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             match codec.decode_frame(&mut buf) {
                 Ok(Some(frame)) => {
-                    println!("{}", frame_json(&frame, false));
+                    crate::output::line(&frame_json(&frame, false));
                     count += 1;
                 }
-                Ok(None) => return Err(CliError::Other(format!(
+                Ok(None) => {
+                    return Err(CliError::Other(format!(
                     "the stream ends inside a frame: {} byte(s) after {count} complete message(s)",
                     buf.len()
-                ))),
+                )))
+                }
                 Err(e) if !e.is_fatal() => {
-                    println!("{}", to_json(&json!({ "error": e.to_string() }), false))
+                    crate::output::line(&to_json(&json!({ "error": e.to_string() }), false))
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -72,7 +74,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     buf.len()
                 )));
             }
-            println!("{}", frame_json(&frame, true));
+            crate::output::line(&frame_json(&frame, true));
             Ok(())
         }
         None => Err(CliError::Other(format!(

@@ -20,6 +20,9 @@ use crate::bitcoin::{sha256d, Magic, Network};
 use crate::p2p::limits::*;
 use crate::p2p::messages::{commands, Message};
 
+/// How much spare room the decoder asks for while a payload is arriving.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Receive limits: the largest payload accepted per class of command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecvLimits {
@@ -294,9 +297,12 @@ impl MessageCodec {
             });
         };
         if buf.len() < len {
-            // Grow geometrically with what has arrived, never by the declared length at once.
-            let want = len - buf.len();
-            buf.reserve(want.min(buf.len().max(64 * 1024)));
+            // Make room for at most the next 64 KiB: growth follows the bytes that actually
+            // arrive (the buffer doubles as it fills), never the declared length.
+            let want = (len - buf.len()).min(READ_CHUNK);
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
             self.pending = Some(header);
             return Ok(None);
         }
