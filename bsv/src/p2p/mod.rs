@@ -5,6 +5,7 @@
 //! * [`limits`]: every protocol constant, with the node constant it mirrors.
 
 pub mod codec;
+pub mod connection;
 pub mod limits;
 pub mod messages;
 
