@@ -10,12 +10,16 @@
 
 pub mod handshake;
 pub mod keepalive;
+pub mod outbox;
 pub mod retry;
 pub mod state;
+pub mod stats;
 
 pub use handshake::{
     Handshake, HandshakeFailure, HandshakeFlow, HandshakeOutput, NonceRegistry, UserAgentFilter,
 };
 pub use keepalive::{Keepalive, KeepaliveAction};
+pub use outbox::{Outbox, OutboxError};
 pub use retry::{RetryDecision, RetryPolicy, RetryState};
 pub use state::{ConnectionState, IllegalTransition, StateMachine};
+pub use stats::{CommandCount, ConnectionSnapshot, ConnectionStats, Direction, PeerDetails};

@@ -1,0 +1,272 @@
+//! Per-connection statistics, readable at any time without asking the actor: the actor updates
+//! atomics and a small mutex-protected record, and [`ConnectionStats::snapshot`] copies them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::ConnectionState;
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// We dialled the peer.
+    Outbound,
+    /// The peer dialled us.
+    Inbound,
+}
+
+impl Direction {
+    /// `"inbound"` or `"outbound"`, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Message and byte counts for one command in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CommandCount {
+    /// Messages.
+    pub messages: u64,
+    /// Bytes including headers.
+    pub bytes: u64,
+}
+
+/// What we learned from the peer's `version` and afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PeerDetails {
+    /// Protocol version.
+    pub version: i32,
+    /// User agent.
+    pub user_agent: String,
+    /// Service bits.
+    pub services: u64,
+    /// Best height at connection time.
+    pub start_height: i32,
+    /// Whether it wants transaction relay.
+    pub relay: bool,
+    /// Its `protoconf` receive limit, once received.
+    pub max_recv_payload: Option<u64>,
+    /// It sent `sendheaders`.
+    pub wants_headers: bool,
+    /// Its `sendcmpct` (announce, version), if sent.
+    pub compact_blocks: Option<(bool, u64)>,
+    /// Its `feefilter` (sat/kB), if sent.
+    pub fee_filter: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Record {
+    state: ConnectionState,
+    details: Option<PeerDetails>,
+    rtt: Option<Duration>,
+    connected_since: Option<SystemTime>,
+    handshake_duration: Option<Duration>,
+    recv: BTreeMap<String, CommandCount>,
+    sent: BTreeMap<String, CommandCount>,
+}
+
+/// Live statistics of one connection.
+#[derive(Debug)]
+pub struct ConnectionStats {
+    peer_id: Uuid,
+    address: SocketAddr,
+    direction: Direction,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    record: Mutex<Record>,
+}
+
+/// A copy of a connection's statistics at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionSnapshot {
+    /// The peer's id in the store.
+    pub peer_id: Uuid,
+    /// Its address.
+    pub address: SocketAddr,
+    /// Who dialled.
+    pub direction: Direction,
+    /// Lifecycle state.
+    pub state: ConnectionState,
+    /// What the peer told us.
+    pub details: Option<PeerDetails>,
+    /// Last ping round trip.
+    pub rtt: Option<Duration>,
+    /// When the handshake completed.
+    pub connected_since: Option<SystemTime>,
+    /// How long the handshake took.
+    pub handshake_duration: Option<Duration>,
+    /// Bytes received (headers included).
+    pub bytes_in: u64,
+    /// Bytes sent (headers included).
+    pub bytes_out: u64,
+    /// Received messages by command.
+    pub received: BTreeMap<String, CommandCount>,
+    /// Sent messages by command.
+    pub sent: BTreeMap<String, CommandCount>,
+}
+
+impl ConnectionSnapshot {
+    /// Messages received in total.
+    pub fn messages_in(&self) -> u64 {
+        self.received.values().map(|c| c.messages).sum()
+    }
+
+    /// Messages sent in total.
+    pub fn messages_out(&self) -> u64 {
+        self.sent.values().map(|c| c.messages).sum()
+    }
+}
+
+impl ConnectionStats {
+    /// Fresh statistics for a connection about to start.
+    pub fn new(peer_id: Uuid, address: SocketAddr, direction: Direction) -> Self {
+        ConnectionStats {
+            peer_id,
+            address,
+            direction,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            record: Mutex::new(Record {
+                state: ConnectionState::Disconnected,
+                details: None,
+                rtt: None,
+                connected_since: None,
+                handshake_duration: None,
+                recv: BTreeMap::new(),
+                sent: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// The peer's id.
+    pub fn peer_id(&self) -> Uuid {
+        self.peer_id
+    }
+
+    /// The peer's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Who dialled.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.record
+            .lock()
+            .map(|r| r.state)
+            .unwrap_or(ConnectionState::Failed)
+    }
+
+    pub(crate) fn set_state(&self, s: ConnectionState) {
+        if let Ok(mut r) = self.record.lock() {
+            r.state = s;
+            if s != ConnectionState::Connected {
+                r.connected_since = None;
+            }
+        }
+    }
+
+    pub(crate) fn set_connected(&self, details: PeerDetails, handshake: Duration) {
+        if let Ok(mut r) = self.record.lock() {
+            r.state = ConnectionState::Connected;
+            r.details = Some(details);
+            r.connected_since = Some(SystemTime::now());
+            r.handshake_duration = Some(handshake);
+        }
+    }
+
+    pub(crate) fn update_details(&self, f: impl FnOnce(&mut PeerDetails)) {
+        if let Ok(mut r) = self.record.lock() {
+            f(r.details.get_or_insert_with(PeerDetails::default));
+        }
+    }
+
+    pub(crate) fn set_rtt(&self, rtt: Duration) {
+        if let Ok(mut r) = self.record.lock() {
+            r.rtt = Some(rtt);
+        }
+    }
+
+    pub(crate) fn add_bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_received(&self, command: &str, bytes: usize) {
+        if let Ok(mut r) = self.record.lock() {
+            let c = r.recv.entry(command.to_string()).or_default();
+            c.messages += 1;
+            c.bytes += bytes as u64;
+        }
+    }
+
+    pub(crate) fn count_sent(&self, command: &str, bytes: usize) {
+        if let Ok(mut r) = self.record.lock() {
+            let c = r.sent.entry(command.to_string()).or_default();
+            c.messages += 1;
+            c.bytes += bytes as u64;
+        }
+    }
+
+    /// A consistent copy of everything.
+    pub fn snapshot(&self) -> ConnectionSnapshot {
+        let (state, details, rtt, connected_since, handshake_duration, received, sent) =
+            match self.record.lock() {
+                Ok(r) => (
+                    r.state,
+                    r.details.clone(),
+                    r.rtt,
+                    r.connected_since,
+                    r.handshake_duration,
+                    r.recv.clone(),
+                    r.sent.clone(),
+                ),
+                Err(_) => (
+                    ConnectionState::Failed,
+                    None,
+                    None,
+                    None,
+                    None,
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                ),
+            };
+        ConnectionSnapshot {
+            peer_id: self.peer_id,
+            address: self.address,
+            direction: self.direction,
+            state,
+            details,
+            rtt,
+            connected_since,
+            handshake_duration,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            received,
+            sent,
+        }
+    }
+}
