@@ -3,12 +3,37 @@
 //! * [`messages`]: every command of the bitcoin-sv 1.2.2 node as a typed [`Message`].
 //! * [`codec`]: framing with the node's limits, usable with or without tokio.
 //! * [`limits`]: every protocol constant, with the node constant it mirrors.
+//! * [`connection`]: one actor per peer (handshake, keepalive, retries) built on pure state
+//!   machines.
+//! * [`events`]: what connections report ([`ControlEvent`], [`BitcoinMessageEvent`]) and the
+//!   commands they obey.
+//!
+//! Peers and what we know about them ([`Peer`], [`PeerStatus`], [`BanReason`]) live in a
+//! [`PeerStore`] shared by the manager's tasks as `Arc<dyn PeerStore>`; [`InMemoryPeerStore`]
+//! keeps them in memory with an optional crash-safe file, and `SqlitePeerStore` (cargo feature
+//! `sqlite`) in an embedded database. [`ManagerConfig`] and [`ConnectionConfig`] hold every
+//! setting and its default; every fallible operation returns [`P2pError`].
 
+pub mod bans;
 pub mod codec;
+pub mod config;
 pub mod connection;
+pub mod error;
+pub mod events;
 pub mod limits;
 pub mod messages;
+pub mod peer;
+pub mod store;
 
 pub use crate::bitcoin::Network;
+pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
 pub use codec::{CodecError, MessageCodec, RawFrame, RecvLimits};
+pub use config::{ConnectionConfig, ManagerConfig};
+pub use connection::{ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle};
+pub use error::{P2pError, Result};
+pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
+pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
+#[cfg(feature = "sqlite")]
+pub use store::SqlitePeerStore;
+pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};

@@ -1,0 +1,187 @@
+//! The error type of the peer-to-peer layer.
+//!
+//! Every fallible operation of [`crate::p2p`] returns [`Result`]. Each variant carries the context
+//! a log line or an operator needs to act on it (which peer, which address, which file), so an
+//! error is useful even after it has travelled through several tasks and been turned into a
+//! string in an event.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use uuid::Uuid;
+
+/// The result type of the peer-to-peer layer.
+pub type Result<T> = std::result::Result<T, P2pError>;
+
+/// Everything that can go wrong in the peer-to-peer layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum P2pError {
+    // Codec(CodecError) variant is added when the codec lands
+    /// A TCP connection to or from a peer could not be made or broke.
+    #[error("connection to {address} failed: {reason}")]
+    Connection {
+        /// The peer's address (`ip:port`).
+        address: SocketAddr,
+        /// What went wrong, e.g. "connection refused" or "timed out after 5s".
+        reason: String,
+    },
+
+    /// The version/verack handshake with a peer failed.
+    #[error("handshake with {address} failed: {reason}")]
+    Handshake {
+        /// The peer's address (`ip:port`).
+        address: SocketAddr,
+        /// Why the handshake failed, e.g. "timed out after 60s" or "protocol version 209".
+        reason: String,
+    },
+
+    /// A peer with this IP address and port is already in the store.
+    #[error("a peer with address {} is already stored", SocketAddr::new(*ip, *port))]
+    DuplicatePeer {
+        /// The IP address that is already taken.
+        ip: IpAddr,
+        /// The port that is already taken.
+        port: u16,
+    },
+
+    /// A peer with this id is already in the store (creating the same peer twice).
+    #[error("a peer with id {peer_id} is already stored")]
+    DuplicatePeerId {
+        /// The id that is already taken.
+        peer_id: Uuid,
+    },
+
+    /// No peer with this id is in the store.
+    #[error("no peer with id {peer_id} in the store")]
+    PeerNotFound {
+        /// The id that was looked up.
+        peer_id: Uuid,
+    },
+
+    /// The store holds `max_stored_peers` peers and none of them may be evicted (only `Valid` and
+    /// `Banned` peers are left), so a new peer cannot be added.
+    #[error(
+        "peer store is full: {capacity} peers, all Valid or Banned, none can be evicted \
+         (raise max_stored_peers)"
+    )]
+    StoreFull {
+        /// The store's bound (`max_stored_peers`).
+        capacity: usize,
+    },
+
+    /// Reading or writing the peer store's file failed.
+    #[error("peer store file {}: {source}", path.display())]
+    Persistence {
+        /// The file (or folder) the operation was on.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The SQLite peer store's database failed or holds data it cannot read.
+    #[error("peer store database {}: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error (SQLite's, or a description of a malformed row).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The SQLite database was written by a newer release whose schema this one cannot read.
+    #[error(
+        "peer store database {}: schema version {found} is newer than the supported {supported}",
+        path.display()
+    )]
+    UnsupportedSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this release understands.
+        supported: i64,
+    },
+
+    /// A configuration value is invalid; the message names the setting and the rule.
+    #[error("invalid configuration: {0}")]
+    InvalidConfiguration(String),
+
+    /// Resolving a DNS seed failed.
+    #[error("DNS seed {seed}: {message}")]
+    Dns {
+        /// The seed host name.
+        seed: String,
+        /// What the resolver reported.
+        message: String,
+    },
+
+    /// The inbound listener could not bind its address.
+    #[error("listener could not bind {address}: {error}")]
+    ListenerBindFailed {
+        /// The address the listener tried to bind.
+        address: SocketAddr,
+        /// What the operating system reported.
+        error: String,
+    },
+
+    /// A channel between tasks is closed: the task on the other side has ended.
+    #[error("channel {channel} is closed")]
+    ChannelClosed {
+        /// Which channel, e.g. "commands to peer 3f2a…".
+        channel: String,
+    },
+
+    /// A bounded channel between tasks is full and the message was not queued.
+    #[error("channel {channel} is full")]
+    ChannelFull {
+        /// Which channel.
+        channel: String,
+    },
+
+    /// Any other I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl P2pError {
+    /// A [`P2pError::Persistence`] error for `path`.
+    pub(crate) fn persistence(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        P2pError::Persistence {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_context() {
+        let e = P2pError::DuplicatePeer {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 8333,
+        };
+        assert_eq!(
+            e.to_string(),
+            "a peer with address 10.0.0.1:8333 is already stored"
+        );
+        let e = P2pError::persistence(
+            "/tmp/peers.json",
+            io::Error::new(io::ErrorKind::PermissionDenied, "denied"),
+        );
+        assert_eq!(e.to_string(), "peer store file /tmp/peers.json: denied");
+        let e = P2pError::ListenerBindFailed {
+            address: "0.0.0.0:8333".parse().unwrap(),
+            error: "address in use".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "listener could not bind 0.0.0.0:8333: address in use"
+        );
+    }
+}
