@@ -18,7 +18,10 @@ pub type Result<T> = std::result::Result<T, P2pError>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum P2pError {
-    // Codec(CodecError) variant is added when the codec lands
+    /// A frame could not be encoded or decoded (bad magic, checksum, size, payload).
+    #[error("codec: {0}")]
+    Codec(#[from] crate::p2p::codec::CodecError),
+
     /// A TCP connection to or from a peer could not be made or broke.
     #[error("connection to {address} failed: {reason}")]
     Connection {

@@ -29,7 +29,9 @@ pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
 pub use codec::{CodecError, MessageCodec, RawFrame, RecvLimits};
 pub use config::{ConnectionConfig, ManagerConfig};
-pub use connection::{ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle};
+pub use connection::{
+    ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
+};
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
