@@ -97,6 +97,14 @@ pub enum CodecError {
         /// The peer's limit.
         limit: u64,
     },
+    /// Refused to encode a message whose command cannot be framed: longer than 12 bytes, not
+    /// printable ASCII, or starting with `extmsg` (which marks an extended header, so a receiver
+    /// would misread the frame).
+    #[error("refusing to send command {command:?}: not a valid command field")]
+    BadCommandName {
+        /// The command.
+        command: String,
+    },
     /// An I/O error from the underlying transport.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

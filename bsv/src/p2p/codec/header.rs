@@ -113,7 +113,17 @@ pub fn parse_command(field: &[u8; COMMAND_LEN]) -> Option<&str> {
     std::str::from_utf8(name).ok()
 }
 
-/// Writes a command name NUL-padded to 12 bytes (longer names are truncated; callers check).
+/// Whether `command` can be written in a command field and read back as itself: at most 12
+/// printable ASCII characters, and not starting with `extmsg`, which receivers take for the
+/// marker of an extended header whatever follows it.
+pub fn is_sendable_command(command: &str) -> bool {
+    command.len() <= COMMAND_LEN
+        && command.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !command.starts_with(EXTMSG)
+}
+
+/// Writes a command name NUL-padded to 12 bytes (longer names are truncated; callers check
+/// [`is_sendable_command`]).
 fn put_command<B: BufMut>(out: &mut B, command: &str) {
     let mut field = [0u8; COMMAND_LEN];
     let n = command.len().min(COMMAND_LEN);

@@ -14,14 +14,11 @@ mod header;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use error::CodecError;
-pub use header::{parse_command, FrameHeader};
+pub use header::{is_sendable_command, parse_command, FrameHeader};
 
 use crate::bitcoin::{sha256d, Magic, Network};
 use crate::p2p::limits::*;
 use crate::p2p::messages::{commands, Message};
-
-/// How much spare room the decoder asks for while a payload is arriving.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// Receive limits: the largest payload accepted per class of command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +200,11 @@ impl MessageCodec {
 
     /// Checks that `msg` may be sent to the peer, without encoding it.
     pub fn check_send(&self, msg: &Message) -> Result<(), CodecError> {
+        if !is_sendable_command(msg.command()) {
+            return Err(CodecError::BadCommandName {
+                command: msg.command().to_string(),
+            });
+        }
         let length = msg.payload_len() as u64;
         let limit = self.send_limit_for(msg.command());
         if length > limit {
@@ -216,7 +218,8 @@ impl MessageCodec {
     }
 
     /// Appends `msg` as one frame. Fails, writing nothing, when the payload is larger than the
-    /// peer accepts for its command (the node would ban us for it).
+    /// peer accepts for its command (the node would ban us for it), or when the command name
+    /// cannot be framed ([`is_sendable_command`]).
     pub fn encode(&self, msg: &Message, buf: &mut BytesMut) -> Result<(), CodecError> {
         self.check_send(msg)?;
         let length = msg.payload_len() as u64;
@@ -249,7 +252,7 @@ impl MessageCodec {
     }
 
     /// Splits one complete frame off `buf`. `Ok(None)` means more bytes are needed; by then the
-    /// header has been checked, and `buf` has been grown only in proportion to what arrived.
+    /// header has been checked, and nothing has been allocated for the payload still to come.
     pub fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<RawFrame>, CodecError> {
         if let Some((remaining, _)) = &mut self.skip {
             let n = (*remaining).min(buf.len() as u64) as usize;
@@ -297,12 +300,11 @@ impl MessageCodec {
             });
         };
         if buf.len() < len {
-            // Make room for at most the next 64 KiB: growth follows the bytes that actually
-            // arrive (the buffer doubles as it fills), never the declared length.
-            let want = (len - buf.len()).min(READ_CHUNK);
-            if buf.capacity() - buf.len() < want {
-                buf.reserve(want);
-            }
+            // Reserve nothing for the rest of the payload: whoever reads into `buf` grows it as
+            // bytes arrive (amortized doubling), so its size follows what the peer has sent, not
+            // what it announced. A reservation here would also stack on that doubling: asking a
+            // full buffer for 64 KiB more makes `Vec` double the whole allocation, twice what
+            // arrived plus the request.
             self.pending = Some(header);
             return Ok(None);
         }
@@ -402,4 +404,76 @@ pub fn frame_bytes(magic: Magic, command: &str, payload: &[u8]) -> Bytes {
     header.encode(&mut b);
     b.put_slice(payload);
     b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: while waiting for a payload the decoder used to reserve up to 64 KiB more on
+    /// each call; once the buffer was full, `Vec`'s amortized growth doubled that reservation,
+    /// giving a buffer of ~128 KiB after a few dozen bytes had arrived.
+    #[test]
+    fn waiting_for_a_payload_allocates_nothing_for_the_announced_length() {
+        let mut frame = frame_bytes(Network::Mainnet.magic(), "block", &[]).to_vec();
+        frame[16..20].copy_from_slice(&10_000_000u32.to_le_bytes());
+        frame.extend_from_slice(&[0u8; 40]);
+        let mut codec = MessageCodec::new(Network::Mainnet);
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
+        for piece in [&frame[..55], &frame[55..56], &frame[56..]] {
+            buf.extend_from_slice(piece);
+            fed += piece.len();
+            assert!(matches!(codec.decode(&mut buf), Ok(None)));
+            assert!(
+                buf.capacity() <= 2 * fed,
+                "capacity {} after {fed} bytes",
+                buf.capacity()
+            );
+        }
+    }
+
+    /// Regression: an unknown command starting with `extmsg` was framed in a basic header, which
+    /// every receiver (this decoder and the node) reads as an extended header, so the payload's
+    /// first bytes were taken for the real command and length.
+    #[test]
+    fn a_command_that_cannot_be_framed_is_refused_and_nothing_is_written() {
+        let codec = MessageCodec::new(Network::Mainnet);
+        for command in [
+            "extmsg",
+            "extmsgfoo",
+            "thirteen-char",
+            "nul\0inside",
+            "tab\there",
+        ] {
+            let msg = Message::Unknown {
+                command: command.to_string(),
+                payload: Bytes::from_static(b"0123456789abcdefghijklmnopqrstuvwxyz"),
+            };
+            let mut buf = BytesMut::new();
+            let err = codec.encode(&msg, &mut buf).unwrap_err();
+            assert!(
+                matches!(err, CodecError::BadCommandName { .. }),
+                "{command:?}: {err:?}"
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_longest_and_the_empty_command_names_are_framed() {
+        let codec = MessageCodec::new(Network::Mainnet);
+        for command in ["twelve-chars", "", "extms", " ~"] {
+            let msg = Message::Unknown {
+                command: command.to_string(),
+                payload: Bytes::from_static(b"x"),
+            };
+            let mut buf = BytesMut::new();
+            codec.encode(&msg, &mut buf).unwrap();
+            let back = MessageCodec::new(Network::Mainnet)
+                .decode(&mut buf)
+                .unwrap();
+            assert_eq!(back, Some(msg));
+        }
+    }
 }

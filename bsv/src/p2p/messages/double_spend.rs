@@ -61,7 +61,10 @@ impl Decode for DsDetected {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(DsDetected {
             version: r.read_u16_le()?,
-            blocks: r.read_list(1 + 1 + 1 + 32 + 32 + 1)?,
+            // The smallest fork: a header count, then a proof carrying the smallest full
+            // transaction (flags, index, var_bytes of a 10-byte tx, target, node count); a txid
+            // proof is longer, so this bounds both forms.
+            blocks: r.read_list(1 + (1 + 1 + (1 + 10) + 32 + 1))?,
         })
     }
 }
@@ -107,5 +110,35 @@ impl Decode for RevokeMid {
             revocation_message: r.read_array()?,
             signatures: r.read_var_bytes()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitcoin::{Hash, MerkleProofTx, Transaction};
+
+    /// Regression: the fork count was checked against a 68-byte minimum per fork (a proof with a
+    /// txid), which refused forks whose proof carries a transaction shorter than 32 bytes.
+    #[test]
+    fn a_fork_whose_proof_carries_a_tiny_full_transaction_decodes() {
+        let proof = MerkleProof {
+            flags: 5,
+            index: 1,
+            tx: MerkleProofTx::Full(Transaction::new(1, vec![], vec![], 0)),
+            target: Hash::ZERO,
+            nodes: vec![],
+        };
+        let msg = DsDetected {
+            version: 1,
+            blocks: vec![
+                DsBlockDetails {
+                    headers: vec![],
+                    proof: proof.clone(),
+                };
+                2
+            ],
+        };
+        assert_eq!(DsDetected::decode_exact(&msg.to_vec()), Ok(msg));
     }
 }
