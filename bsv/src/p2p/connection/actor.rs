@@ -690,10 +690,10 @@ impl Actor {
             tokio::select! {
                 biased;
                 _ = self.shared.cancel.cancelled() => return SessionEnd::Requested,
-                r = rd.read_buf(&mut buf) => {
+                r = read_some(rd, &mut buf) => {
                     match r {
                         Ok(0) => return SessionEnd::Lost { reason: DisconnectReason::PeerClosed, connected: s.keepalive.is_some() },
-                        Err(e) => return SessionEnd::Lost { reason: DisconnectReason::Io(e.to_string()), connected: s.keepalive.is_some() },
+                        Err(e) => return SessionEnd::Lost { reason: read_error(e), connected: s.keepalive.is_some() },
                         Ok(n) => {
                             self.shared.stats.add_bytes_in(n);
                             if let Some(k) = s.keepalive.as_mut() {
@@ -1097,6 +1097,30 @@ fn ban_reason(f: &HandshakeFailure) -> Option<BanReason> {
         }),
         _ => None,
     }
+}
+
+/// A reset is how most peers close a socket with data still in flight: report it as a close.
+fn read_error(e: std::io::Error) -> DisconnectReason {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            DisconnectReason::PeerClosed
+        }
+        _ => DisconnectReason::Io(e.to_string()),
+    }
+}
+
+/// Reads what the socket has, keeping a fixed amount of room in `buf` so that large payloads
+/// arrive in big reads; the buffer then grows with what arrives, never with a declared length.
+async fn read_some(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    const READ_ROOM: usize = 16 * 1024;
+    if buf.capacity() - buf.len() < READ_ROOM {
+        buf.reserve(READ_ROOM);
+    }
+    rd.read_buf(buf).await
 }
 
 /// Drains the outbox into the socket until it is closed and empty or the socket fails.

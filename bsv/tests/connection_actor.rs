@@ -1,0 +1,632 @@
+//! The connection actor on real loopback sockets against a scripted node: a peer built only
+//! from the codec and a `TcpStream`, so every test can assert the exact messages and their order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoinsv::bitcoin::{Hash, InvVect, NetAddress, Network};
+use bitcoinsv::p2p::bans::{UserAgentBanList, Whitelist};
+use bitcoinsv::p2p::codec::frame_bytes;
+use bitcoinsv::p2p::connection::{
+    ConnectionContext, LocalVersion, NonceRegistry, DEFAULT_SEND_QUEUE_BYTES,
+};
+use bitcoinsv::p2p::messages::{AuthChallenge, Protoconf, SendCmpct, VersionMessage};
+use bitcoinsv::p2p::{
+    BanReason, BitcoinMessageEvent, ConnectionConfig, ConnectionState, ControlEvent,
+    DisconnectReason, InMemoryPeerStore, Message, MessageCodec, MessageSinks, Peer, PeerConnection,
+    PeerStatus, PeerStore,
+};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Harness {
+    ctx: ConnectionContext,
+    store: Arc<InMemoryPeerStore>,
+    control: broadcast::Receiver<ControlEvent>,
+    messages: broadcast::Receiver<BitcoinMessageEvent>,
+}
+
+fn harness(config: ConnectionConfig) -> Harness {
+    let store = Arc::new(InMemoryPeerStore::new());
+    let (control_tx, control) = broadcast::channel(1000);
+    let (message_tx, messages) = broadcast::channel(1000);
+    let ctx = ConnectionContext {
+        network: Network::Regtest,
+        config,
+        local: LocalVersion {
+            user_agent: "/bitcoinsv-rs:test/".into(),
+            services: 0,
+            relay: true,
+            start_height: 0,
+        },
+        store: store.clone(),
+        control_tx,
+        message_tx,
+        sinks: MessageSinks::default(),
+        banned_agents: UserAgentBanList::default(),
+        whitelist: Whitelist::new(),
+        ban_duration: Duration::from_secs(86_400),
+        nonces: NonceRegistry::default(),
+        send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+    };
+    Harness {
+        ctx,
+        store,
+        control,
+        messages,
+    }
+}
+
+fn fast_config() -> ConnectionConfig {
+    ConnectionConfig {
+        handshake_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..ConnectionConfig::default()
+    }
+}
+
+async fn stored_peer(h: &Harness, addr: SocketAddr) -> Peer {
+    let p = Peer::new(addr.ip(), addr.port());
+    h.store.create(p.clone()).await.unwrap();
+    p
+}
+
+/// A scripted node: one accepted (or dialled) socket plus a codec.
+struct Node {
+    stream: TcpStream,
+    codec: MessageCodec,
+    buf: BytesMut,
+}
+
+impl Node {
+    fn new(stream: TcpStream) -> Self {
+        let mut codec = MessageCodec::new(Network::Regtest);
+        codec.set_peer_max_recv(2 * 1024 * 1024);
+        Node {
+            stream,
+            codec,
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, m: &Message) {
+        let b = self.codec.encode_to_bytes(m).unwrap();
+        self.stream.write_all(&b).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Option<Message> {
+        loop {
+            if let Some(m) = self.codec.decode(&mut self.buf).unwrap() {
+                return Some(m);
+            }
+            match timeout(WAIT, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("scripted node waited {WAIT:?} for a message"),
+            }
+        }
+    }
+
+    async fn recv_command(&mut self) -> String {
+        self.recv()
+            .await
+            .map(|m| m.command().to_string())
+            .unwrap_or_else(|| "<closed>".into())
+    }
+
+    /// Reads until the socket closes, returning what arrived meanwhile.
+    async fn until_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(m) = self.recv().await {
+            seen.push(m.command().to_string());
+        }
+        seen
+    }
+
+    /// The node side of an inbound handshake, as PROTOCOL.md §2.5 describes it.
+    async fn accept_handshake(&mut self, agent: &str) -> VersionMessage {
+        let Some(Message::Version(ours)) = self.recv().await else {
+            panic!("expected our version first")
+        };
+        self.send(&Message::Version(node_version(agent))).await;
+        self.send(&Message::Verack).await;
+        self.send(&Message::Protoconf(Protoconf::new(
+            2 * 1024 * 1024,
+            "BlockPriority,Default",
+        )))
+        .await;
+        assert_eq!(self.recv_command().await, "verack");
+        self.send(&Message::AuthCh(AuthChallenge {
+            version: 1,
+            challenge: bytes::Bytes::from_static(&[7; 32]),
+        }))
+        .await;
+        self.send(&Message::SendHeaders).await;
+        self.send(&Message::SendCmpct(SendCmpct {
+            announce: false,
+            version: 1,
+        }))
+        .await;
+        ours
+    }
+}
+
+fn node_version(agent: &str) -> VersionMessage {
+    VersionMessage {
+        version: 70016,
+        services: 0x21,
+        timestamp: 1_700_000_000,
+        receiver: NetAddress::UNSPECIFIED,
+        sender: NetAddress::UNSPECIFIED,
+        nonce: 0xdead_beef,
+        user_agent: agent.into(),
+        start_height: 200,
+        relay: true,
+        association_id: Some(bitcoinsv::p2p::messages::AssociationId::Empty),
+    }
+}
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+async fn accept(l: &TcpListener) -> Node {
+    let (s, _) = timeout(WAIT, l.accept()).await.unwrap().unwrap();
+    Node::new(s)
+}
+
+async fn next_event(
+    rx: &mut broadcast::Receiver<ControlEvent>,
+    want: impl Fn(&ControlEvent) -> bool,
+) -> ControlEvent {
+    timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => continue,
+                Err(e) => panic!("event channel: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+async fn status(h: &Harness, p: &Peer) -> PeerStatus {
+    h.store.read(p.id).await.unwrap().unwrap().status
+}
+
+#[tokio::test]
+async fn outbound_handshake_follows_node_order_and_marks_the_peer_valid() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    let ours = node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    assert_eq!(ours.version, 70016);
+    assert_eq!(ours.user_agent, "/bitcoinsv-rs:test/");
+    assert_eq!(
+        ours.association_id,
+        Some(bitcoinsv::p2p::messages::AssociationId::Empty)
+    );
+    // After our verack: our protoconf (never before), then sendheaders, then our first ping.
+    let Some(Message::Protoconf(p)) = node.recv().await else {
+        panic!("expected protoconf")
+    };
+    assert_eq!(p.max_recv_payload_length, 2 * 1024 * 1024);
+    assert_eq!(node.recv_command().await, "sendheaders");
+    assert_eq!(node.recv_command().await, "ping");
+    next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::HandshakeComplete { .. })
+    })
+    .await;
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::ConnectionEstablished { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        ControlEvent::ConnectionEstablished {
+            peer_id: peer.id,
+            is_inbound: false
+        }
+    );
+    timeout(WAIT, async {
+        while status(&h, &peer).await != PeerStatus::Valid {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    let snap = handle.stats().snapshot();
+    assert_eq!(snap.state, ConnectionState::Connected);
+    let d = snap.details.unwrap();
+    assert_eq!(d.user_agent, "/Bitcoin SV:1.2.2/");
+    assert_eq!(d.start_height, 200);
+    handle.disconnect();
+    let out = handle.join().await;
+    assert_eq!(out.reason, DisconnectReason::Requested);
+    assert_eq!(out.state, ConnectionState::Disconnected);
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_pongs_give_an_rtt_and_preferences_are_recorded() {
+    let h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer, h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    node.send(&Message::FeeFilter(250)).await;
+    let mut our_ping = None;
+    while our_ping.is_none() {
+        if let Some(Message::Ping(n)) = node.recv().await {
+            our_ping = Some(n);
+        }
+    }
+    let nonce = our_ping.unwrap();
+    assert_ne!(nonce, 0);
+    node.send(&Message::Pong(nonce)).await;
+    node.send(&Message::Ping(77)).await;
+    assert_eq!(node.recv().await, Some(Message::Pong(77)));
+    let snap = handle.stats().snapshot();
+    assert!(snap.rtt.is_some(), "rtt recorded");
+    let d = snap.details.unwrap();
+    assert!(d.wants_headers);
+    assert_eq!(d.compact_blocks, Some((false, 1)));
+    assert_eq!(d.fee_filter, Some(250));
+    assert_eq!(d.max_recv_payload, Some(2 * 1024 * 1024));
+    handle.disconnect();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn other_messages_reach_the_message_channel_and_authch_does_not() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    let inv = Message::Inv(vec![InvVect::tx(Hash([9; 32]))]);
+    node.send(&inv).await;
+    let e = timeout(WAIT, h.messages.recv()).await.unwrap().unwrap();
+    assert_eq!(e.peer_id, peer.id);
+    assert_eq!(
+        e.message, inv,
+        "authch, sendheaders and sendcmpct were consumed"
+    );
+    handle.disconnect();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_peers_protoconf_limit_is_refused_and_nothing_is_written() {
+    let h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer, h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    for expected in ["protoconf", "sendheaders", "ping"] {
+        assert_eq!(node.recv_command().await, expected);
+    }
+    // The node advertised 2 MiB: 58,255 inv entries are one too many.
+    let too_big = Message::Inv(vec![InvVect::tx(Hash::ZERO); 58_255]);
+    let err = handle.send_message(too_big).await.unwrap_err();
+    assert!(err.to_string().contains("refusing to send inv"), "{err}");
+    handle
+        .send_message(Message::Inv(vec![InvVect::tx(Hash::ZERO); 58_254]))
+        .await
+        .unwrap();
+    match node.recv().await {
+        Some(Message::Inv(v)) => {
+            assert_eq!(v.len(), 58_254, "the oversized one never reached the wire")
+        }
+        other => panic!("expected the allowed inv, got {other:?}"),
+    }
+    handle.disconnect();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn bch_user_agent_is_banned_with_its_reason() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    let Some(Message::Version(_)) = node.recv().await else {
+        panic!()
+    };
+    node.send(&Message::Version(node_version("/Bitcoin ABC:0.22.0/")))
+        .await;
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Rejected);
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::PeerBanned { .. })
+    })
+    .await;
+    let reason = BanReason::BannedUserAgent {
+        user_agent: "/Bitcoin ABC:0.22.0/".into(),
+    };
+    assert_eq!(
+        e,
+        ControlEvent::PeerBanned {
+            peer_id: peer.id,
+            ip: addr.ip(),
+            reason: reason.clone()
+        }
+    );
+    assert!(
+        matches!(status(&h, &peer).await, PeerStatus::Banned { reason: r, until: Some(_) } if r == reason)
+    );
+}
+
+#[tokio::test]
+async fn another_networks_magic_is_banned_as_network_mismatch() {
+    let h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.recv().await;
+    let mut wrong = MessageCodec::new(Network::Testnet);
+    let bytes = wrong
+        .encode_to_bytes(&Message::Version(node_version("/Bitcoin SV:1.2.2/")))
+        .unwrap();
+    node.stream.write_all(&bytes).await.unwrap();
+    let _ = &mut wrong;
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Rejected);
+    match status(&h, &peer).await {
+        PeerStatus::Banned {
+            reason: BanReason::NetworkMismatch { expected, received },
+            ..
+        } => {
+            assert_eq!(expected, Network::Regtest);
+            assert_eq!(received, "testnet");
+        }
+        other => panic!("expected a network-mismatch ban, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_bytes_are_banned_as_another_blockchain() {
+    let h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.recv().await;
+    node.stream.write_all(&[0x42; 64]).await.unwrap();
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert!(
+        matches!(out.reason, DisconnectReason::BadFrame(_)),
+        "{:?}",
+        out.reason
+    );
+    assert!(matches!(
+        status(&h, &peer).await,
+        PeerStatus::Banned {
+            reason: BanReason::BlockchainMismatch { .. },
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_oversized_header_is_banned_before_any_payload_arrives() {
+    let h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.recv().await;
+    let mut header = frame_bytes(Network::Regtest.magic(), "inv", &[]).to_vec();
+    header[16..20].copy_from_slice(&(3u32 * 1024 * 1024).to_le_bytes());
+    node.stream.write_all(&header).await.unwrap();
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert!(
+        matches!(out.reason, DisconnectReason::Oversized(_)),
+        "{:?}",
+        out.reason
+    );
+    assert!(matches!(
+        status(&h, &peer).await,
+        PeerStatus::Banned {
+            reason: BanReason::Misbehavior { score: 100, .. },
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_silent_peer_times_out_the_handshake_and_becomes_inaccessible() {
+    let mut h = harness(ConnectionConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..fast_config()
+    });
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let _node = accept(&l).await; // accepts, never answers
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Failed);
+    assert!(matches!(out.reason, DisconnectReason::Handshake(_)));
+    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::ConnectionFailed { .. })
+    })
+    .await;
+    assert!(
+        matches!(e, ControlEvent::ConnectionFailed { reason, .. } if reason.contains("timed out"))
+    );
+}
+
+#[tokio::test]
+async fn refused_connections_are_retried_with_backoff_then_the_peer_is_inaccessible() {
+    let mut h = harness(ConnectionConfig {
+        max_retries: 3,
+        ..fast_config()
+    });
+    // A port with nothing listening.
+    let addr = {
+        let (l, a) = listener().await;
+        drop(l);
+        a
+    };
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Failed);
+    assert!(matches!(out.reason, DisconnectReason::ConnectFailed(_)));
+    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+    let mut failures = 0;
+    while let Ok(e) = h.control.try_recv() {
+        if matches!(e, ControlEvent::ConnectionFailed { .. }) {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 4, "the first attempt and three retries");
+}
+
+#[tokio::test]
+async fn a_dropped_connection_restarts_at_once_and_gives_up_after_max_restarts() {
+    let mut h = harness(ConnectionConfig {
+        max_restarts: 2,
+        ..fast_config()
+    });
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    for _ in 0..3 {
+        let mut node = accept(&l).await;
+        node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+        next_event(&mut h.control, |e| {
+            matches!(e, ControlEvent::ConnectionEstablished { .. })
+        })
+        .await;
+        drop(node);
+        next_event(&mut h.control, |e| {
+            matches!(e, ControlEvent::ConnectionLost { .. })
+        })
+        .await;
+    }
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Failed);
+    assert_eq!(out.reason, DisconnectReason::PeerClosed);
+    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn inbound_connection_handshakes_and_counts_as_inbound() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let client = TcpStream::connect(addr).await.unwrap();
+    let (server, from) = l.accept().await.unwrap();
+    let peer = stored_peer(&h, from).await;
+    let handle = PeerConnection::inbound(peer.clone(), server, h.ctx.clone());
+    let mut node = Node::new(client);
+    node.send(&Message::Version(node_version("/Bitcoin SV:1.2.2/")))
+        .await;
+    assert_eq!(node.recv_command().await, "version");
+    assert_eq!(node.recv_command().await, "verack");
+    node.send(&Message::Verack).await;
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::ConnectionEstablished { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        ControlEvent::ConnectionEstablished {
+            peer_id: peer.id,
+            is_inbound: true
+        }
+    );
+    drop(node);
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.reason, DisconnectReason::PeerClosed);
+    assert_eq!(
+        out.state,
+        ConnectionState::Disconnected,
+        "inbound connections never redial"
+    );
+}
+
+#[tokio::test]
+async fn over_capacity_inbound_gets_the_handshake_then_reject_then_close() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let client = TcpStream::connect(addr).await.unwrap();
+    let (server, from) = l.accept().await.unwrap();
+    let peer = stored_peer(&h, from).await;
+    let handle = PeerConnection::over_capacity(peer.clone(), server, h.ctx.clone());
+    let mut node = Node::new(client);
+    node.send(&Message::Version(node_version("/Bitcoin SV:1.2.2/")))
+        .await;
+    assert_eq!(node.recv_command().await, "version");
+    assert_eq!(node.recv_command().await, "verack");
+    node.send(&Message::Verack).await;
+    match node.recv().await {
+        Some(Message::Reject(r)) => assert_eq!(r.reason, "connection limit reached"),
+        other => panic!("expected reject, got {other:?}"),
+    }
+    assert_eq!(node.until_closed().await, Vec::<String>::new());
+    let out = timeout(WAIT, handle.join()).await.unwrap();
+    assert_eq!(out.state, ConnectionState::Rejected);
+    assert!(!out.was_connected);
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::ConnectionRejectedCapacity { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        ControlEvent::ConnectionRejectedCapacity {
+            peer_id: peer.id,
+            address: from
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_makes_senders_wait_instead_of_growing_memory() {
+    let mut h = harness(fast_config());
+    h.ctx.send_queue_bytes = 1024 * 1024;
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer, h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    // The node stops reading. Each 1 MiB-ish inv fills the queue; the socket buffers take a few
+    // more; then send_message must wait.
+    let big = Message::Inv(vec![InvVect::tx(Hash([1; 32])); 58_000]);
+    let mut sent = 0usize;
+    let blocked = loop {
+        match timeout(Duration::from_millis(500), handle.send_message(big.clone())).await {
+            Ok(r) => {
+                r.unwrap();
+                sent += 1;
+                assert!(
+                    sent < 200,
+                    "sending never blocked: memory would grow without bound"
+                );
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(blocked);
+    handle.disconnect();
+    timeout(WAIT, handle.join()).await.unwrap();
+}
