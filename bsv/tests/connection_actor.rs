@@ -54,6 +54,7 @@ fn harness(config: ConnectionConfig) -> Harness {
         ban_duration: Duration::from_secs(86_400),
         nonces: NonceRegistry::default(),
         send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+        tap: None,
     };
     Harness {
         ctx,

@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Handshake with one peer and print every message it sends.
+    Connect(commands::connect::Args),
     /// Decode a captured frame (or a bare payload) given as hex or as a file, print it as JSON.
     Decode(commands::decode::Args),
 }
@@ -31,6 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), CliError> = match cli.command {
+        Command::Connect(args) => commands::connect::run(args),
         Command::Decode(args) => commands::decode::run(args),
     };
     match result {

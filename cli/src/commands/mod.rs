@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
+pub mod connect;
 pub mod decode;
+pub mod summary;

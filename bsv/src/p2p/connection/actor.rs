@@ -36,7 +36,7 @@ use super::{
 use crate::bitcoin::{NetAddress, Network};
 use crate::p2p::bans::{UserAgentBanList, Whitelist};
 use crate::p2p::codec::{CodecError, MessageCodec, RecvLimits};
-use crate::p2p::config::ConnectionConfig;
+use crate::p2p::config::{ConnectionConfig, ManagerConfig};
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 use crate::p2p::limits::{BAN_SCORE_THRESHOLD, DEFAULT_MAX_RECV_PAYLOAD, PROTOCOL_VERSION};
@@ -92,6 +92,40 @@ pub struct ConnectionContext {
     pub nonces: NonceRegistry,
     /// Bulk bytes a connection may queue for its socket.
     pub send_queue_bytes: usize,
+    /// Sees every message received, handshake and keepalive included, before the connection
+    /// acts on it (for tools such as `bsvp2p connect`).
+    pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
+}
+
+impl ConnectionContext {
+    /// A context for connections of a manager configured by `config`.
+    pub fn new(
+        config: &ManagerConfig,
+        store: Arc<dyn PeerStore>,
+        control_tx: broadcast::Sender<ControlEvent>,
+        message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    ) -> Result<Self> {
+        Ok(ConnectionContext {
+            network: config.network,
+            config: config.connection.clone(),
+            local: LocalVersion {
+                user_agent: config.user_agent.clone(),
+                services: config.services,
+                relay: config.relay,
+                start_height: config.start_height,
+            },
+            store,
+            control_tx,
+            message_tx,
+            sinks: MessageSinks::default(),
+            banned_agents: UserAgentBanList::parse(&config.banned_user_agents)?,
+            whitelist: config.whitelist.clone(),
+            ban_duration: config.ban_duration,
+            nonces: NonceRegistry::default(),
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            tap: None,
+        })
+    }
 }
 
 impl std::fmt::Debug for ConnectionContext {
@@ -804,6 +838,12 @@ impl Actor {
                 }
             };
             trace!(command = %command, bytes = size, "received");
+            if let Some(tap) = &self.ctx.tap {
+                let _ = tap.send(BitcoinMessageEvent {
+                    peer_id: self.peer.id,
+                    message: msg.clone(),
+                });
+            }
             if s.keepalive.is_none() {
                 let out = hs.on_message(&msg);
                 if let Some(end) = self.apply_handshake(out, s) {

@@ -1,0 +1,138 @@
+//! `bsvp2p connect`: handshake with one peer and print every message it sends, like the old
+//! `p2pcat`; then disconnect cleanly. Fails with a clear message when the peer cannot be reached,
+//! the handshake fails, or validation bans the peer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoinsv::bitcoin::Network;
+use bitcoinsv::p2p::connection::ConnectionContext;
+use bitcoinsv::p2p::{
+    ConnectionState, ControlEvent, InMemoryPeerStore, ManagerConfig, Peer, PeerConnection,
+    PeerStore,
+};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::summary::summary;
+use crate::error::CliError;
+
+/// Arguments of `bsvp2p connect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The peer, as ip:port.
+    pub address: SocketAddr,
+    /// The peer's network.
+    #[arg(long, default_value = "mainnet")]
+    pub network: Network,
+    /// Disconnect after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Other(format!("starting the runtime: {e}")))?;
+    rt.block_on(connect(args))
+}
+
+async fn connect(args: Args) -> Result<(), CliError> {
+    let mut config = ManagerConfig::new(args.network);
+    // One attempt: a tool should say at once that the peer is unreachable.
+    config.connection.max_retries = 0;
+    config.connection.max_restarts = 0;
+    let store: Arc<InMemoryPeerStore> = Arc::new(InMemoryPeerStore::new());
+    let peer = Peer::new(args.address.ip(), args.address.port());
+    store
+        .create(peer.clone())
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let (control_tx, mut control) = broadcast::channel(1000);
+    let (message_tx, _) = broadcast::channel(1000);
+    let (tap_tx, mut tap) = broadcast::channel(10_000);
+    let mut ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx)
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    ctx.tap = Some(tap_tx);
+    let handle = PeerConnection::outbound(peer, ctx);
+    let started = Instant::now();
+    let deadline = async {
+        match args.duration {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut failure: Option<String> = None;
+    let mut established = false;
+    loop {
+        tokio::select! {
+            m = tap.recv() => match m {
+                Ok(e) => print_message(&args, started, &e.message),
+                Err(broadcast::error::RecvError::Lagged(n)) => eprintln!("warning: {n} messages not shown (output too slow)"),
+                Err(_) => break,
+            },
+            e = control.recv() => match e {
+                Ok(ControlEvent::ConnectionEstablished { .. }) => {
+                    established = true;
+                    if !args.json {
+                        crate::output::line(&format!("# connected to {} ({})", args.address, args.network));
+                    }
+                }
+                Ok(ControlEvent::PeerBanned { reason, .. }) => failure = Some(format!("peer {} banned: {reason}", args.address)),
+                Ok(ControlEvent::ConnectionFailed { reason, .. }) => {
+                    failure.get_or_insert(format!("cannot connect to {}: {reason}", args.address));
+                }
+                Ok(ControlEvent::ConnectionLost { reason, .. }) => {
+                    failure.get_or_insert(format!("connection to {} lost: {reason}", args.address));
+                }
+                _ => {}
+            },
+            _ = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if handle.is_finished() {
+            break;
+        }
+    }
+    handle.disconnect();
+    let outcome = handle.join().await;
+    while let Ok(e) = tap.try_recv() {
+        print_message(&args, started, &e.message);
+    }
+    while let Ok(e) = control.try_recv() {
+        match e {
+            ControlEvent::PeerBanned { reason, .. } => {
+                failure = Some(format!("peer {} banned: {reason}", args.address))
+            }
+            ControlEvent::ConnectionFailed { reason, .. } => {
+                failure.get_or_insert(format!("cannot connect to {}: {reason}", args.address));
+            }
+            _ => {}
+        }
+    }
+    match outcome.state {
+        ConnectionState::Disconnected if established && failure.is_none() => Ok(()),
+        ConnectionState::Disconnected if !established => Err(CliError::Other(format!(
+            "no handshake with {} before stopping; is it a {} node?",
+            args.address, args.network
+        ))),
+        _ => Err(CliError::Other(failure.unwrap_or_else(|| {
+            format!("connection to {} ended: {}", args.address, outcome.reason)
+        }))),
+    }
+}
+
+fn print_message(args: &Args, started: Instant, m: &bitcoinsv::p2p::Message) {
+    let t = started.elapsed().as_secs_f64();
+    if args.json {
+        let line = json!({ "time": t, "peer": args.address.to_string(), "message": m });
+        crate::output::line(&line.to_string());
+    } else {
+        crate::output::line(&format!("{t:9.3}s {:<12} {}", m.command(), summary(m)));
+    }
+}
