@@ -156,19 +156,20 @@ struct Shared {
     cancel: CancellationToken,
 }
 
-/// The manager's side of a connection actor.
-pub struct PeerHandle {
+/// A cloneable view of a running connection: send, command, disconnect, read statistics.
+/// The manager keeps these; whoever owns the [`PeerHandle`] waits for the actor to end.
+#[derive(Clone)]
+pub struct PeerLink {
     peer_id: Uuid,
     address: SocketAddr,
     direction: Direction,
     cmd_tx: mpsc::Sender<PeerConnectionCommand>,
     shared: Arc<Shared>,
-    task: JoinHandle<ConnectionOutcome>,
 }
 
-impl std::fmt::Debug for PeerHandle {
+impl std::fmt::Debug for PeerLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerHandle")
+        f.debug_struct("PeerLink")
             .field("peer_id", &self.peer_id)
             .field("address", &self.address)
             .field("direction", &self.direction)
@@ -176,7 +177,7 @@ impl std::fmt::Debug for PeerHandle {
     }
 }
 
-impl PeerHandle {
+impl PeerLink {
     /// The peer's id.
     pub fn peer_id(&self) -> Uuid {
         self.peer_id
@@ -221,7 +222,7 @@ impl PeerHandle {
         Ok(())
     }
 
-    /// Sends a command through the actor's mailbox.
+    /// Sends a command through the actor's mailbox (`Disconnect` takes effect at once).
     pub async fn command(&self, cmd: PeerConnectionCommand) -> Result<()> {
         if matches!(cmd, PeerConnectionCommand::Disconnect) {
             self.shared.cancel.cancel();
@@ -239,6 +240,32 @@ impl PeerHandle {
     pub fn disconnect(&self) {
         self.shared.cancel.cancel();
     }
+}
+
+/// The owner's side of a connection actor: a [`PeerLink`] plus the task to wait for.
+pub struct PeerHandle {
+    link: PeerLink,
+    task: JoinHandle<ConnectionOutcome>,
+}
+
+impl std::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.link.fmt(f)
+    }
+}
+
+impl std::ops::Deref for PeerHandle {
+    type Target = PeerLink;
+    fn deref(&self) -> &PeerLink {
+        &self.link
+    }
+}
+
+impl PeerHandle {
+    /// A cloneable link to the connection.
+    pub fn link(&self) -> PeerLink {
+        self.link.clone()
+    }
 
     /// Whether the actor has ended.
     pub fn is_finished(&self) -> bool {
@@ -247,7 +274,7 @@ impl PeerHandle {
 
     /// Waits for the actor to end.
     pub async fn join(self) -> ConnectionOutcome {
-        let id = self.peer_id;
+        let id = self.link.peer_id;
         self.task.await.unwrap_or(ConnectionOutcome {
             state: ConnectionState::Failed,
             reason: DisconnectReason::Io(format!("connection task {id} panicked or was aborted")),
@@ -255,7 +282,7 @@ impl PeerHandle {
         })
     }
 
-    /// Stops the actor at once, without a clean close (used when the manager is dropped).
+    /// Stops the actor at once, without a clean close.
     pub fn abort(&self) {
         self.task.abort();
     }
@@ -334,11 +361,13 @@ fn spawn(
     };
     let task = tokio::spawn(actor.run(stream, flow).instrument(span));
     PeerHandle {
-        peer_id: peer.id,
-        address,
-        direction,
-        cmd_tx,
-        shared,
+        link: PeerLink {
+            peer_id: peer.id,
+            address,
+            direction,
+            cmd_tx,
+            shared,
+        },
         task,
     }
 }

@@ -400,6 +400,14 @@ impl PeerStore for InMemoryPeerStore {
         Ok(self.read_index().peers.len())
     }
 
+    async fn load(&self) -> Result<usize> {
+        if self.path().is_some() {
+            self.load_from_file().await
+        } else {
+            Ok(0)
+        }
+    }
+
     async fn flush(&self) -> Result<()> {
         if self.path.is_some() {
             self.save_to_file().await

@@ -91,6 +91,12 @@ pub trait PeerStore: Send + Sync {
         Ok(peers)
     }
 
+    /// Loads persisted peers, if the store has a backing file; returns how many were loaded.
+    /// The manager calls it once at start. Stores that live in a database have nothing to do.
+    async fn load(&self) -> Result<usize> {
+        Ok(0)
+    }
+
     /// Makes every change durable. The in-memory store saves its file (if it has one); stores
     /// that write through, like SQLite, have nothing to do. The manager calls it periodically
     /// and on shutdown.
