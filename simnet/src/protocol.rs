@@ -461,28 +461,24 @@ impl PeerState {
                     }
                 }
             }
-            Message::GetAddr => {
-                // Answered once per connection, for inbound peers only (§3.3).
-                if self.direction == Direction::Inbound && !self.getaddr_answered {
-                    self.getaddr_answered = true;
-                    let time = unix_now() as u32;
-                    let addrs: Vec<TimestampedNetAddress> = ctx
-                        .getaddr_reply
-                        .iter()
-                        .map(|a| TimestampedNetAddress {
-                            time,
-                            addr: NetAddress::new(*a, NODE_SERVICES),
-                        })
-                        .collect();
-                    for chunk in addrs.chunks(MAX_ADDR) {
-                        out.push(Action::Send(Message::Addr(chunk.to_vec())));
-                    }
+            // Answered once per connection, for inbound peers only (§3.3).
+            Message::GetAddr if self.direction == Direction::Inbound && !self.getaddr_answered => {
+                self.getaddr_answered = true;
+                let time = unix_now() as u32;
+                let addrs: Vec<TimestampedNetAddress> = ctx
+                    .getaddr_reply
+                    .iter()
+                    .map(|a| TimestampedNetAddress {
+                        time,
+                        addr: NetAddress::new(*a, NODE_SERVICES),
+                    })
+                    .collect();
+                for chunk in addrs.chunks(MAX_ADDR) {
+                    out.push(Action::Send(Message::Addr(chunk.to_vec())));
                 }
             }
-            Message::Addr(a) => {
-                if a.len() > MAX_ADDR {
-                    self.misbehave(20, "oversized-addr", out);
-                }
+            Message::Addr(a) if a.len() > MAX_ADDR => {
+                self.misbehave(20, "oversized-addr", out);
             }
             Message::GetHeaders(locator) => self.on_getheaders(&locator, ctx, out),
             Message::GetBlocks(locator) => self.on_getblocks(&locator, ctx, out),
@@ -500,10 +496,8 @@ impl PeerState {
                     out.push(Action::AcceptTx(tx));
                 }
             }
-            Message::Headers(h) => {
-                if h.len() > MAX_HEADERS_RESULTS {
-                    self.misbehave(20, "too-many-headers", out);
-                }
+            Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
+                self.misbehave(20, "too-many-headers", out);
             }
             Message::SendHeaders => {
                 if self.sendheaders {
