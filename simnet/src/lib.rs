@@ -1,0 +1,307 @@
+//! # bitcoinsv-simnet
+//!
+//! Simulated Bitcoin SV nodes on loopback, for tests, demos and benchmarks: nothing in this
+//! project can reach the real network, so every test that needs peers gets them here. The nodes
+//! behave on the wire as the official node (bitcoin-sv 1.2.2) does, as PROTOCOL.md describes
+//! it, so code that works against the simnet works against a real node.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bitcoinsv_simnet::SimNetError> {
+//! use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
+//!
+//! let config = SimNetConfig::default()
+//!     .nodes(24)
+//!     .with_misbehaviour(3, Misbehaviour::NeverPong);
+//! let simnet = SimNet::start(config).await?;
+//! println!("first node at {}", simnet.node(0).address());
+//! let block = simnet.mine_block(); // announced by every node
+//! # let _ = block;
+//! simnet.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## How it is built
+//!
+//! * [`chain`]: one deterministic regtest chain (real genesis, generated blocks with real merkle
+//!   roots and valid proof of work), generated once and shared by every node.
+//! * `protocol`: the node's per-connection behaviour as a state machine without I/O: handshake
+//!   order, misbehaviour scores, `getheaders`/`getdata`/`getaddr` answers, announcements.
+//! * `connection`: one tokio task per connection that moves bytes between the socket and the
+//!   state machine with `bitcoinsv`'s codec, and applies the wire-level [`Misbehaviour`]s.
+//! * `node`: one supervisor task per node that owns the listener and the node's connection
+//!   tasks; [`NodeHandle`] exposes its address, counters ([`NodeStats`]), bans, misbehaviour
+//!   mode and outbound dialling.
+//! * [`SimNet`]: starts the nodes, mines blocks, injects transactions, stops and restarts nodes
+//!   (a restarted node gets its port back), and shuts everything down. Transactions accepted by
+//!   any node go into one shared pool and are announced by every node, as if the nodes were
+//!   connected to each other.
+//!
+//! Where the simnet departs from the node, for the sake of tests: `getaddr` is answered at once
+//! (the node waits about 30 s), misbehaving loopback peers are banned (the node only disconnects
+//! local peers), the association ID is always empty (no extra streams), and transactions and
+//! blocks are not validated. Every node listens on 127.0.0.1 and dials loopback addresses only.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod chain;
+mod config;
+mod connection;
+mod error;
+mod misbehaviour;
+mod node;
+mod protocol;
+mod stats;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use bitcoinsv::bitcoin::{Block, Transaction};
+use tracing::info;
+
+pub use chain::{Chain, ChainHandle};
+pub use config::{SimNetConfig, DEFAULT_USER_AGENT};
+pub use error::SimNetError;
+pub use misbehaviour::{Misbehaviour, BCH_USER_AGENT};
+pub use node::NodeHandle;
+pub use protocol::{NODE_SERVICES, STREAM_POLICIES};
+pub use stats::NodeStats;
+
+use node::{NetShared, NodeShared};
+use protocol::Mempool;
+
+/// A running simulated network.
+///
+/// Dropping it aborts every task and closes every socket; [`SimNet::shutdown`] does the same
+/// and waits until it is done.
+#[derive(Debug)]
+pub struct SimNet {
+    net: Arc<NetShared>,
+    nodes: Vec<NodeHandle>,
+}
+
+/// The unreachable addresses appended to `getaddr` answers: 127.0.0.2 and up with the nodes'
+/// ports. The nodes bind 127.0.0.1 only, and while they hold a port nothing can bind it on
+/// 0.0.0.0 either, so these refuse connections.
+fn unreachable_addrs(count: usize, nodes: &[SocketAddr]) -> Vec<SocketAddr> {
+    let base = u32::from(Ipv4Addr::new(127, 0, 0, 2));
+    (0..count)
+        .filter_map(|k| {
+            let port = nodes.get(k % nodes.len().max(1))?.port();
+            let ip = Ipv4Addr::from(base.saturating_add((k / nodes.len().max(1)) as u32));
+            Some(SocketAddr::new(IpAddr::V4(ip), port))
+        })
+        .collect()
+}
+
+impl SimNet {
+    /// Starts `config.nodes` nodes on 127.0.0.1 and returns once every one is listening.
+    pub async fn start(config: SimNetConfig) -> Result<SimNet, SimNetError> {
+        if config.nodes == 0 {
+            return Err(SimNetError::NoNodes);
+        }
+        if config.base_port != 0 && usize::from(config.base_port) + config.nodes - 1 > 65535 {
+            return Err(SimNetError::PortRange {
+                base_port: config.base_port,
+                nodes: config.nodes,
+            });
+        }
+        let started = std::time::Instant::now();
+        let chain = ChainHandle::new(Chain::generate(
+            config.seed,
+            config.blocks,
+            config.txs_per_block,
+        ));
+        let mut listeners = Vec::with_capacity(config.nodes);
+        for i in 0..config.nodes {
+            let port = if config.base_port == 0 {
+                0
+            } else {
+                config.base_port + i as u16
+            };
+            listeners.push(node::bind(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port,
+            ))?);
+        }
+        let addresses: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| {
+                l.local_addr().map_err(|source| SimNetError::Bind {
+                    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let unreachable = unreachable_addrs(config.unreachable_addrs, &addresses);
+        let shared: Vec<Arc<NodeShared>> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let mut reply: Vec<SocketAddr> =
+                    addresses.iter().filter(|a| *a != addr).copied().collect();
+                reply.extend_from_slice(&unreachable);
+                Arc::new(NodeShared::new(i, *addr, reply, config.misbehaviour_of(i)))
+            })
+            .collect();
+        let net = Arc::new(NetShared {
+            config,
+            chain,
+            mempool: Mutex::new(Mempool::default()),
+            nodes: shared.clone(),
+        });
+        let nodes: Vec<NodeHandle> = shared
+            .into_iter()
+            .map(|s| NodeHandle::new(s, Arc::clone(&net)))
+            .collect();
+        for (node, listener) in nodes.iter().zip(listeners) {
+            node.start_with(listener);
+        }
+        info!(
+            nodes = nodes.len(),
+            height = net.chain.tip_height(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "simnet started"
+        );
+        Ok(SimNet { net, nodes })
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes (never true for a started simnet).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Every node's listening address, by index.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(NodeHandle::address).collect()
+    }
+
+    /// Node `index`.
+    ///
+    /// # Panics
+    ///
+    /// If there is no such node (a test bug); see [`SimNet::get`] for the checked form.
+    pub fn node(&self, index: usize) -> &NodeHandle {
+        &self.nodes[index]
+    }
+
+    /// Node `index`, if it exists.
+    pub fn get(&self, index: usize) -> Option<&NodeHandle> {
+        self.nodes.get(index)
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> &[NodeHandle] {
+        &self.nodes
+    }
+
+    /// The shared chain (read access; grows with [`SimNet::mine_block`]).
+    pub fn chain(&self) -> &ChainHandle {
+        &self.net.chain
+    }
+
+    /// The configuration the simnet was started with.
+    pub fn config(&self) -> &SimNetConfig {
+        &self.net.config
+    }
+
+    /// Mines a block on the shared chain holding a coinbase and every transaction in the pool,
+    /// and announces it on every node: `headers` to peers that sent `sendheaders`, an `inv`
+    /// to the others. Returns the block.
+    pub fn mine_block(&self) -> Arc<Block> {
+        self.net.mine_block()
+    }
+
+    /// Hands `tx` to node `node_index` as if it had arrived from the network: it enters the
+    /// shared pool and every node announces it by `inv` to its peers. Returns whether the
+    /// transaction was new.
+    pub fn inject_tx(&self, node_index: usize, tx: Transaction) -> Result<bool, SimNetError> {
+        let node = self
+            .nodes
+            .get(node_index)
+            .ok_or(SimNetError::NoSuchNode(node_index))?;
+        info!(node = node.index(), txid = %tx.txid(), "simnet transaction injected");
+        Ok(self.net.accept_tx(tx, None))
+    }
+
+    /// Transactions in the shared pool (accepted, not yet mined).
+    pub fn mempool_len(&self) -> usize {
+        self.net
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Whether the pool holds `txid`.
+    pub fn mempool_contains(&self, txid: &bitcoinsv::bitcoin::Hash) -> bool {
+        self.net
+            .mempool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(txid)
+    }
+
+    /// Stops node `index`: closes its listener and connections and waits for its tasks. Its
+    /// port stays reserved for [`SimNet::restart_node`] only in the sense that the simnet will
+    /// ask for it again; another program could take it meanwhile.
+    pub async fn stop_node(&self, index: usize) -> Result<(), SimNetError> {
+        let node = self
+            .nodes
+            .get(index)
+            .ok_or(SimNetError::NoSuchNode(index))?;
+        node.stop().await;
+        Ok(())
+    }
+
+    /// Restarts node `index` on the same port (stopping it first if it is running). Bans and
+    /// counters survive the restart.
+    pub async fn restart_node(&self, index: usize) -> Result<(), SimNetError> {
+        let node = self
+            .nodes
+            .get(index)
+            .ok_or(SimNetError::NoSuchNode(index))?;
+        node.restart().await
+    }
+
+    /// Stops every node and waits until every task has ended and every socket is closed.
+    pub async fn shutdown(self) {
+        // Signal every node first so they wind down in parallel, then wait for each.
+        let tasks: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(NodeHandle::begin_stop)
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        info!(nodes = self.nodes.len(), "simnet shut down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_addresses_use_other_loopback_ips_and_node_ports() {
+        let nodes: Vec<SocketAddr> = vec![
+            "127.0.0.1:4000".parse().unwrap(),
+            "127.0.0.1:4001".parse().unwrap(),
+        ];
+        let u = unreachable_addrs(3, &nodes);
+        assert_eq!(
+            u,
+            vec![
+                "127.0.0.2:4000".parse::<SocketAddr>().unwrap(),
+                "127.0.0.2:4001".parse().unwrap(),
+                "127.0.0.3:4000".parse().unwrap(),
+            ]
+        );
+    }
+}
