@@ -18,6 +18,15 @@ pub type Result<T> = std::result::Result<T, P2pError>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum P2pError {
+    /// Something did not happen in time.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long we waited.
+        after: std::time::Duration,
+    },
+
     /// A frame could not be encoded or decoded (bad magic, checksum, size, payload).
     #[error("codec: {0}")]
     Codec(#[from] crate::p2p::codec::CodecError),

@@ -18,9 +18,11 @@ pub mod bans;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod limits;
+pub mod manager;
 pub mod messages;
 pub mod peer;
 pub mod store;
@@ -34,6 +36,7 @@ pub use connection::{
 };
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+pub use manager::{LogLevelHandler, Manager, Mode};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
 #[cfg(feature = "sqlite")]

@@ -18,7 +18,7 @@ pub mod state;
 pub mod stats;
 
 pub use actor::{
-    ConnectionContext, ConnectionOutcome, LocalVersion, PeerConnection, PeerHandle,
+    ConnectionContext, ConnectionOutcome, LocalVersion, PeerConnection, PeerHandle, PeerLink,
     DEFAULT_SEND_QUEUE_BYTES,
 };
 pub use handshake::{

@@ -400,8 +400,10 @@ impl PeerStore for InMemoryPeerStore {
         Ok(self.read_index().peers.len())
     }
 
+    /// Loads the file only into an empty store: peers the application added before starting
+    /// the manager are never replaced by an older file.
     async fn load(&self) -> Result<usize> {
-        if self.path().is_some() {
+        if self.path().is_some() && self.count().await? == 0 {
             self.load_from_file().await
         } else {
             Ok(0)

@@ -1,0 +1,98 @@
+//! The inbound listener: accepts sockets and decides, before any handshake, what happens to each
+//! (SPEC §7): a banned IP is dropped at once; with a free slot the peer gets an inbound
+//! connection; without one it gets the over-capacity handshake and a `reject`. Accept errors
+//! (file-descriptor exhaustion, aborted connections) are logged and the listener carries on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Inner;
+use crate::p2p::connection::PeerConnection;
+use crate::p2p::events::ControlEvent;
+use crate::p2p::peer::{unix_now, Peer};
+
+/// Over-capacity handshakes allowed at once; past this, extra sockets are closed unanswered so a
+/// flood cannot make us spend unbounded work on peers we will refuse anyway.
+const MAX_CONCURRENT_REFUSALS: usize = 256;
+
+pub(super) async fn run(inner: Arc<Inner>, listener: TcpListener, cancel: CancellationToken) {
+    let refusals = Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS));
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, addr)) => admit(&inner, stream, addr, &refusals).await,
+            Err(e) => {
+                warn!(error = %e, "accept failed; listener continues");
+                // Typically out of file descriptors: give the system a moment.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    debug!("listener stopped");
+}
+
+async fn admit(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, refusals: &Arc<Semaphore>) {
+    let store = inner.store.clone();
+    match store.is_ip_banned(addr.ip(), unix_now()).await {
+        Ok(true) => {
+            debug!(peer_address = %addr, "dropping connection from banned address");
+            inner.emit(ControlEvent::InboundConnectionRejected {
+                address: addr,
+                reason: "banned".into(),
+            });
+            return;
+        }
+        Ok(false) => {}
+        Err(e) => warn!(peer_address = %addr, error = %e, "checking ban status"),
+    }
+    let peer = match store.find_by_ip_port(addr.ip(), addr.port()).await {
+        Ok(Some(p)) => p,
+        _ => {
+            let p = Peer::new(addr.ip(), addr.port());
+            if let Err(e) = store.create(p.clone()).await {
+                debug!(peer_address = %addr, error = %e, "inbound peer not stored");
+            }
+            p
+        }
+    };
+    let config = inner.config();
+    let Some(ctx) = inner.context() else { return };
+    let _ = stream.set_nodelay(true);
+    match inner.slots.try_reserve(config.max_connections) {
+        Some(slot) => {
+            inner.emit(ControlEvent::InboundConnectionAccepted {
+                peer_id: peer.id,
+                address: addr,
+            });
+            debug!(peer_address = %addr, "inbound connection accepted");
+            let handle = PeerConnection::inbound(peer, stream, ctx);
+            inner.track(handle, Some(slot));
+        }
+        None => match refusals.clone().try_acquire_owned() {
+            Ok(permit) => {
+                info!(peer_address = %addr, max_connections = config.max_connections, "at capacity: refusing inbound peer after handshake");
+                let handle = PeerConnection::over_capacity(peer, stream, ctx);
+                inner.tracker.spawn(async move {
+                    handle.join().await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                debug!(peer_address = %addr, "at capacity and refusing many already: closing at once");
+                inner.emit(ControlEvent::InboundConnectionRejected {
+                    address: addr,
+                    reason: "at capacity".into(),
+                });
+            }
+        },
+    }
+}

@@ -1,0 +1,765 @@
+//! The manager: owns the connection pool and keeps it healthy (SPEC §7).
+//!
+//! Tasks it runs, all tracked so that [`Manager::shutdown`] returns only when every one has
+//! ended (and all of them stop when the manager is dropped):
+//! * the **supervisor**, which decides whom to dial (Normal mode: up to `target_connections`,
+//!   `Valid` peers first, then `Unknown`; Fixed mode: exactly the given peers), reacts to bans,
+//!   lifts expired bans, saves the store every `save_interval` and runs DNS discovery;
+//! * the **listener** (optional), which admits or refuses inbound sockets;
+//! * one **monitor** per connection actor, which frees the connection's slot and wakes the
+//!   supervisor when the actor ends.
+//!
+//! Connections hold a slot (see [`slots`]) reserved before they are admitted, which is how
+//! `max_connections` holds under any inbound flood. The [`PeerStore`] is shared with every
+//! connection, which records `Valid`, `Inaccessible` and `Banned` there itself.
+
+mod listener;
+pub mod pool;
+pub mod slots;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+use uuid::Uuid;
+
+use crate::p2p::config::ManagerConfig;
+use crate::p2p::connection::{
+    ConnectionContext, ConnectionSnapshot, ConnectionState, Direction, NonceRegistry,
+    PeerConnection, PeerHandle, PeerLink,
+};
+use crate::p2p::error::{P2pError, Result};
+use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
+use crate::p2p::store::{BanOutcome, PeerStore};
+use crate::p2p::Message;
+use pool::{select_candidates, Exclusions};
+use slots::{Slot, Slots};
+
+/// How often the supervisor re-checks the pool even when nothing happened.
+const REEVALUATE_EVERY: Duration = Duration::from_secs(5);
+/// How often expired bans are lifted.
+const BAN_EXPIRY_EVERY: Duration = Duration::from_secs(60);
+/// How long shutdown waits for connections to close before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Applies a new log level (e.g. a `tracing_subscriber::reload` handle's `modify`), so that
+/// `update_config` can change `log_level` at run time. The application installs it with
+/// [`Manager::set_log_level_handler`], since only it owns the subscriber.
+pub type LogLevelHandler = Box<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
+
+/// How the manager picks its peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Discover peers and keep `target_connections` outbound.
+    Normal,
+    /// Connect only to these peers and keep them connected.
+    Fixed(Vec<SocketAddr>),
+}
+
+impl Mode {
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Normal => "Normal",
+            Mode::Fixed(_) => "FixedPeerList",
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    config: RwLock<ManagerConfig>,
+    store: Arc<dyn PeerStore>,
+    control_tx: broadcast::Sender<ControlEvent>,
+    message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    sinks: MessageSinks,
+    links: Mutex<HashMap<Uuid, PeerLink>>,
+    slots: Slots,
+    nonces: NonceRegistry,
+    cancel: CancellationToken,
+    wake: Notify,
+    tracker: TaskTracker,
+    mode: Mode,
+    listener: Mutex<Option<(SocketAddr, CancellationToken)>>,
+    /// Fixed mode: when a peer that gave up may be dialled again.
+    retry_at: Mutex<HashMap<SocketAddr, Instant>>,
+    log_level: Mutex<Option<LogLevelHandler>>,
+    discovery: Mutex<Option<crate::p2p::discovery::DnsDiscovery>>,
+}
+
+impl Inner {
+    fn config(&self) -> ManagerConfig {
+        self.config.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn emit(&self, e: ControlEvent) {
+        let _ = self.control_tx.send(e);
+    }
+
+    fn context(&self) -> Option<ConnectionContext> {
+        let config = self.config();
+        match ConnectionContext::new(
+            &config,
+            self.store.clone(),
+            self.control_tx.clone(),
+            self.message_tx.clone(),
+        ) {
+            Ok(mut ctx) => {
+                ctx.nonces = self.nonces.clone();
+                ctx.sinks = self.sinks.clone();
+                Some(ctx)
+            }
+            Err(e) => {
+                error!(error = %e, "cannot build connection settings");
+                None
+            }
+        }
+    }
+
+    fn links(&self) -> Vec<PeerLink> {
+        self.links
+            .lock()
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Registers a running actor and watches it end.
+    fn track(self: &Arc<Self>, handle: PeerHandle, slot: Option<Slot>) {
+        let link = handle.link();
+        let id = link.peer_id();
+        let addr = link.address();
+        if let Ok(mut l) = self.links.lock() {
+            l.insert(id, link);
+        }
+        let inner = self.clone();
+        self.tracker.spawn(async move {
+            let outcome = handle.join().await;
+            drop(slot);
+            if let Ok(mut l) = inner.links.lock() {
+                l.remove(&id);
+            }
+            debug!(peer_id = %id, peer_address = %addr, state = %outcome.state, error = %outcome.reason, "connection ended");
+            if let Mode::Fixed(_) = inner.mode {
+                if outcome.state == ConnectionState::Failed {
+                    let delay = inner.config().connection.max_backoff;
+                    if let Ok(mut r) = inner.retry_at.lock() {
+                        r.insert(addr, Instant::now() + delay);
+                    }
+                }
+            }
+            inner.wake.notify_one();
+        });
+    }
+
+    fn connected_count(&self) -> usize {
+        self.links()
+            .iter()
+            .filter(|l| l.stats().state() == ConnectionState::Connected)
+            .count()
+    }
+
+    /// Connections that count towards the target: established ones, and outbound ones being
+    /// dialled or handshaken (not those waiting out a backoff).
+    fn active_count(&self) -> usize {
+        self.links()
+            .iter()
+            .filter(|l| match l.stats().state() {
+                ConnectionState::Connected => true,
+                ConnectionState::Connecting | ConnectionState::AwaitingHandshake => {
+                    l.direction() == Direction::Outbound
+                }
+                _ => false,
+            })
+            .count()
+    }
+
+    fn exclusions(&self) -> Exclusions {
+        let mut ex = Exclusions::default();
+        for l in self.links() {
+            ex.connected.insert(l.address());
+        }
+        if let Ok(Some((addr, _))) = self.listener.lock().as_deref() {
+            ex.own.insert(*addr);
+            if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+                ex.own_port = Some(addr.port());
+            }
+        }
+        ex
+    }
+
+    async fn evaluate(self: &Arc<Self>) {
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let config = self.config();
+        match &self.mode {
+            Mode::Normal => {
+                let active = self.active_count();
+                if active >= config.target_connections {
+                    return;
+                }
+                let want = config.target_connections - active;
+                let peers = match self.store.list_all().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!(error = %e, "reading peers");
+                        return;
+                    }
+                };
+                let picks = select_candidates(
+                    peers,
+                    &self.exclusions(),
+                    unix_now(),
+                    config.inaccessible_retry_delay,
+                    want,
+                );
+                if !picks.is_empty() {
+                    debug!(
+                        active,
+                        target = config.target_connections,
+                        dialling = picks.len(),
+                        "filling the pool"
+                    );
+                }
+                for peer in picks {
+                    if !self.dial(peer, &config) {
+                        break;
+                    }
+                }
+            }
+            Mode::Fixed(addrs) => {
+                let ex = self.exclusions();
+                let now = Instant::now();
+                for addr in addrs {
+                    if ex.connected.contains(addr) {
+                        continue;
+                    }
+                    if self
+                        .retry_at
+                        .lock()
+                        .map(|r| r.get(addr).is_some_and(|t| *t > now))
+                        .unwrap_or(false)
+                    {
+                        continue;
+                    }
+                    let peer = match self.store.find_by_ip_port(addr.ip(), addr.port()).await {
+                        Ok(Some(p)) => p,
+                        _ => {
+                            let p = Peer::new(addr.ip(), addr.port());
+                            let _ = self.store.create(p.clone()).await;
+                            p
+                        }
+                    };
+                    if matches!(peer.status, PeerStatus::Banned { .. }) {
+                        continue;
+                    }
+                    if !self.dial(peer, &config) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts an outbound connection if a slot is free.
+    fn dial(self: &Arc<Self>, peer: Peer, config: &ManagerConfig) -> bool {
+        let Some(slot) = self.slots.try_reserve(config.max_connections) else {
+            debug!(
+                max_connections = config.max_connections,
+                "no free slot for an outbound connection"
+            );
+            return false;
+        };
+        let Some(ctx) = self.context() else {
+            return false;
+        };
+        debug!(peer_id = %peer.id, peer_address = %peer.socket_addr(), "dialling");
+        let handle = PeerConnection::outbound(peer, ctx);
+        self.track(handle, Some(slot));
+        true
+    }
+
+    fn disconnect_ip(&self, ip: IpAddr) -> usize {
+        let mut n = 0;
+        for l in self.links() {
+            if l.address().ip() == ip {
+                info!(peer_id = %l.peer_id(), peer_address = %l.address(), "disconnecting banned peer");
+                l.disconnect();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    async fn expire_bans(&self) {
+        match self.store.expire_bans(unix_now()).await {
+            Ok(peers) => {
+                let mut ips: Vec<IpAddr> = peers.iter().map(|p| p.ip).collect();
+                ips.sort();
+                ips.dedup();
+                for ip in ips {
+                    info!(%ip, "ban expired");
+                    self.emit(ControlEvent::PeerUnbanned { ip });
+                }
+            }
+            Err(e) => warn!(error = %e, "lifting expired bans"),
+        }
+    }
+
+    async fn save(&self) {
+        if let Err(e) = self.store.flush().await {
+            error!(error = %e, "saving the peer store");
+        }
+    }
+
+    async fn discover(&self) {
+        let discovery = self.discovery.lock().ok().and_then(|d| d.clone());
+        if let Some(d) = discovery {
+            let report = d.discover(self.store.as_ref()).await;
+            debug!(?report, "discovery finished");
+        }
+    }
+
+    async fn start_listener(self: &Arc<Self>) {
+        let config = self.config();
+        if !config.enable_listener {
+            return;
+        }
+        let addr = SocketAddr::new(config.listener_address, config.listener_port);
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                let local = l.local_addr().unwrap_or(addr);
+                let cancel = self.cancel.child_token();
+                if let Ok(mut g) = self.listener.lock() {
+                    *g = Some((local, cancel.clone()));
+                }
+                info!(address = %local, "listening for inbound peers");
+                self.tracker.spawn(listener::run(self.clone(), l, cancel));
+            }
+            Err(e) => {
+                error!(address = %addr, error = %e, "cannot bind the listener; continuing with outbound connections only");
+                self.emit(ControlEvent::ListenerBindFailed {
+                    address: addr,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn stop_listener(&self) {
+        if let Ok(mut g) = self.listener.lock() {
+            if let Some((_, cancel)) = g.take() {
+                cancel.cancel();
+            }
+        }
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut control = self.control_tx.subscribe();
+        let config = self.config();
+        let mut next_save = Instant::now() + config.save_interval;
+        let mut next_dns = Instant::now() + config.dns_discovery_interval;
+        let mut next_expiry = Instant::now() + BAN_EXPIRY_EVERY;
+        loop {
+            self.evaluate().await;
+            let now = Instant::now();
+            if now >= next_expiry {
+                self.expire_bans().await;
+                next_expiry = now + BAN_EXPIRY_EVERY;
+            }
+            if now >= next_save {
+                self.save().await;
+                next_save = now + self.config().save_interval;
+            }
+            if self.mode == Mode::Normal && now >= next_dns {
+                self.discover().await;
+                next_dns = now + self.config().dns_discovery_interval;
+            }
+            let sleep_until = (now + REEVALUATE_EVERY).min(next_save).min(next_expiry);
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(sleep_until) => {}
+                e = control.recv() => match e {
+                    // A validation ban by one connection disconnects every connection from that IP.
+                    Ok(ControlEvent::PeerBanned { ip, .. }) => { self.disconnect_ip(ip); }
+                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(skipped = n, "manager lagged behind its own control events"),
+                    _ => {}
+                },
+            }
+        }
+        debug!("supervisor stopped");
+    }
+}
+
+/// The connection manager: the seed's API plus what a user needs to run one.
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("mode", &self.inner.mode)
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A manager in Normal mode: discover peers and keep `target_connections` of them.
+    pub fn new(config: ManagerConfig, peer_store: Arc<dyn PeerStore>) -> Self {
+        Self::build(config, peer_store, Mode::Normal)
+    }
+
+    /// A manager in Fixed Peer List mode: connect only to `peers` and keep them connected.
+    pub fn with_fixed_peers(
+        config: ManagerConfig,
+        peer_store: Arc<dyn PeerStore>,
+        peers: Vec<SocketAddr>,
+    ) -> Self {
+        Self::build(config, peer_store, Mode::Fixed(peers))
+    }
+
+    fn build(config: ManagerConfig, store: Arc<dyn PeerStore>, mode: Mode) -> Self {
+        info!(
+            network = %config.network,
+            target_connections = config.target_connections,
+            max_connections = config.max_connections,
+            mode = mode.name(),
+            "Creating P2P Manager in {} mode",
+            mode.name()
+        );
+        let capacity = config.event_channel_capacity.max(1);
+        let (control_tx, _) = broadcast::channel(capacity);
+        let (message_tx, _) = broadcast::channel(capacity);
+        Manager {
+            inner: Arc::new(Inner {
+                config: RwLock::new(config),
+                store,
+                control_tx,
+                message_tx,
+                sinks: MessageSinks::default(),
+                links: Mutex::new(HashMap::new()),
+                slots: Slots::default(),
+                nonces: NonceRegistry::default(),
+                cancel: CancellationToken::new(),
+                wake: Notify::new(),
+                tracker: TaskTracker::new(),
+                mode,
+                listener: Mutex::new(None),
+                retry_at: Mutex::new(HashMap::new()),
+                log_level: Mutex::new(None),
+                discovery: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Validates the configuration, loads the peer store, starts the listener (if enabled), DNS
+    /// discovery (Normal mode) and the supervisor, and returns. Peers connect in the background;
+    /// use [`Manager::wait_for_connections`] to wait for them.
+    pub async fn start(&self) -> Result<()> {
+        let config = self.inner.config();
+        config.validate()?;
+        info!(
+            mode = self.inner.mode.name(),
+            target_connections = config.target_connections,
+            "Starting P2P Manager"
+        );
+        match self.inner.store.load().await {
+            Ok(n) if n > 0 => info!(peer_count = n, "loaded peers"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "loading the peer store"),
+        }
+        if self.inner.mode == Mode::Normal && !config.dns_seeds.is_empty() {
+            let d = crate::p2p::discovery::DnsDiscovery::from_config(&config);
+            if let Ok(mut g) = self.inner.discovery.lock() {
+                *g = Some(d);
+            }
+            // First discovery right away, in the background: a slow DNS must not delay start.
+            let inner = self.inner.clone();
+            self.inner.tracker.spawn(async move {
+                tokio::select! {
+                    _ = inner.discover() => inner.wake.notify_one(),
+                    _ = inner.cancel.cancelled() => {}
+                }
+            });
+        }
+        self.inner.start_listener().await;
+        self.inner.tracker.spawn(self.inner.clone().supervise());
+        Ok(())
+    }
+
+    /// Stops the listener, disconnects every peer cleanly, saves the store, and returns when
+    /// every task the manager started has ended.
+    pub async fn shutdown(&self) -> Result<()> {
+        info!(
+            active_connections = self.inner.connected_count(),
+            "Shutting down P2P Manager"
+        );
+        self.inner.stop_listener();
+        self.inner.cancel.cancel();
+        for l in self.inner.links() {
+            l.disconnect();
+        }
+        self.inner.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("connections did not close in time");
+        }
+        self.inner.save().await;
+        Ok(())
+    }
+
+    /// Every stored peer.
+    pub async fn get_peers(&self) -> Result<Vec<Peer>> {
+        let peers = self.inner.store.list_all().await?;
+        debug!(peer_count = peers.len(), "listing peers");
+        Ok(peers)
+    }
+
+    /// Sends `message` to one connected peer, waiting while its send queue is full.
+    pub async fn send_message(&self, peer_id: Uuid, message: Message) -> Result<()> {
+        debug!(%peer_id, command = message.command(), "sending message");
+        let link = self
+            .inner
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&peer_id).cloned());
+        let Some(link) = link else {
+            warn!(%peer_id, "peer not found");
+            return Err(P2pError::PeerNotFound { peer_id });
+        };
+        link.send_message(message)
+            .await
+            .inspect_err(|e| error!(%peer_id, error = %e, "sending failed"))
+    }
+
+    /// Sends `message` to every connected peer; returns how many accepted it.
+    pub async fn broadcast_message(&self, message: Message) -> usize {
+        let mut n = 0;
+        for l in self.inner.links() {
+            if l.stats().state() == ConnectionState::Connected
+                && l.send_message(message.clone()).await.is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Bans the peer's IP (every port) for `ban_duration`, disconnects every connection from it,
+    /// and stores the ban. Whitelisted addresses are not banned.
+    pub async fn ban_peer(&self, peer_id: Uuid, reason: BanReason) -> Result<()> {
+        warn!(%peer_id, %reason, "Banning peer");
+        let peer = self
+            .inner
+            .store
+            .read(peer_id)
+            .await?
+            .ok_or(P2pError::PeerNotFound { peer_id })?;
+        let config = self.inner.config();
+        let until = unix_now().saturating_add(config.ban_duration.as_secs());
+        match self
+            .inner
+            .store
+            .ban_ip(peer.ip, reason.clone(), Some(until), &config.whitelist)
+            .await?
+        {
+            BanOutcome::Whitelisted => {
+                info!(%peer_id, ip = %peer.ip, "peer is whitelisted; not banned");
+                Ok(())
+            }
+            _ => {
+                self.inner.disconnect_ip(peer.ip);
+                self.inner.emit(ControlEvent::PeerBanned {
+                    peer_id,
+                    ip: peer.ip,
+                    reason,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Lifts the ban on the peer's IP.
+    pub async fn unban_peer(&self, peer_id: Uuid) -> Result<()> {
+        info!(%peer_id, "Unbanning peer");
+        let peer = self
+            .inner
+            .store
+            .read(peer_id)
+            .await?
+            .ok_or(P2pError::PeerNotFound { peer_id })?;
+        self.inner.store.unban_ip(peer.ip).await?;
+        self.inner.emit(ControlEvent::PeerUnbanned { ip: peer.ip });
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Validates and applies a new configuration atomically: limits apply to future decisions
+    /// (lowering `max_connections` drops nothing), connection settings reach every live
+    /// connection, listener changes restart the listener, and `log_level` is applied at once
+    /// through the handler set with [`Manager::set_log_level_handler`]. An invalid configuration
+    /// changes nothing.
+    pub async fn update_config(&self, config: ManagerConfig) -> Result<()> {
+        config.validate()?;
+        if config.network != self.inner.config().network {
+            return Err(P2pError::InvalidConfiguration(
+                "network cannot change while the manager runs; create a new manager".into(),
+            ));
+        }
+        let old = self.inner.config();
+        info!(
+            old_target = old.target_connections,
+            new_target = config.target_connections,
+            old_max = old.max_connections,
+            new_max = config.max_connections,
+            "Updating configuration"
+        );
+        if let Ok(mut c) = self.inner.config.write() {
+            *c = config.clone();
+        }
+        if config.connection != old.connection {
+            for l in self.inner.links() {
+                let _ = l
+                    .command(PeerConnectionCommand::UpdateConfig(
+                        config.connection.clone(),
+                    ))
+                    .await;
+            }
+        }
+        if config.log_level != old.log_level {
+            if let Ok(h) = self.inner.log_level.lock() {
+                if let Some(h) = h.as_ref() {
+                    if let Err(e) = h(&config.log_level) {
+                        warn!(error = %e, "applying log level");
+                    }
+                }
+            }
+        }
+        let listener_changed = config.enable_listener != old.enable_listener
+            || config.listener_address != old.listener_address
+            || config.listener_port != old.listener_port;
+        if listener_changed && !self.inner.cancel.is_cancelled() {
+            self.inner.stop_listener();
+            self.inner.start_listener().await;
+        }
+        if let Ok(mut d) = self.inner.discovery.lock() {
+            if self.inner.mode == Mode::Normal
+                && (config.dns_seeds != old.dns_seeds
+                    || config.dns_nameservers != old.dns_nameservers)
+            {
+                *d = Some(crate::p2p::discovery::DnsDiscovery::from_config(&config));
+            }
+        }
+        self.inner.emit(ControlEvent::ConfigUpdated);
+        self.inner.wake.notify_one();
+        debug!("configuration update complete");
+        Ok(())
+    }
+
+    /// Installs the function that applies `log_level` changes (see [`LogLevelHandler`]).
+    pub fn set_log_level_handler(&self, handler: LogLevelHandler) {
+        if let Ok(mut g) = self.inner.log_level.lock() {
+            *g = Some(handler);
+        }
+    }
+
+    /// Lifecycle events (lossy: a slow receiver gets `Lagged`).
+    pub fn subscribe_control_events(&self) -> broadcast::Receiver<ControlEvent> {
+        self.inner.control_tx.subscribe()
+    }
+
+    /// Messages from peers (lossy: a slow receiver gets `Lagged`).
+    pub fn subscribe_bitcoin_messages(&self) -> broadcast::Receiver<BitcoinMessageEvent> {
+        self.inner.message_tx.subscribe()
+    }
+
+    /// Messages from peers, losslessly: a bounded channel of `capacity`; while it is full, the
+    /// connections stop reading their sockets instead of dropping anything.
+    pub fn subscribe_messages_lossless(
+        &self,
+        capacity: usize,
+    ) -> mpsc::Receiver<BitcoinMessageEvent> {
+        self.inner.sinks.subscribe(capacity)
+    }
+
+    /// Statistics of every established connection.
+    pub fn connected_peers(&self) -> Vec<ConnectionSnapshot> {
+        self.inner
+            .links()
+            .iter()
+            .map(|l| l.stats().snapshot())
+            .filter(|s| s.state == ConnectionState::Connected)
+            .collect()
+    }
+
+    /// Established connections now.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connected_count()
+    }
+
+    /// Waits until at least `n` connections are established; returns the count reached, or an
+    /// error after `timeout`.
+    pub async fn wait_for_connections(&self, n: usize, timeout: Duration) -> Result<usize> {
+        let mut events = self.inner.control_tx.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let count = self.connection_count();
+            if count >= n {
+                return Ok(count);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(P2pError::Timeout { what: format!("{n} connections (have {count})"), after: timeout });
+                }
+                _ = events.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The address the listener is bound to, if it is running.
+    pub fn listener_address(&self) -> Option<SocketAddr> {
+        self.inner
+            .listener
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|(a, _)| *a))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> ManagerConfig {
+        self.inner.config()
+    }
+
+    /// The operating mode.
+    pub fn mode(&self) -> &Mode {
+        &self.inner.mode
+    }
+
+    /// Peers stored with a status of this kind.
+    pub async fn count_peers(&self, kind: PeerStatusKind) -> Result<usize> {
+        self.inner.store.count_by_status(kind).await
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        // Every task watches this token or a link's; they all end without a shutdown call.
+        self.inner.cancel.cancel();
+        self.inner.stop_listener();
+        for l in self.inner.links() {
+            l.disconnect();
+        }
+    }
+}
