@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Handshake with one peer and print every message it sends.
     Connect(commands::connect::Args),
+    /// Run the connection manager and watch peers and events live.
+    Monitor(commands::monitor::Args),
     /// Decode a captured frame (or a bare payload) given as hex or as a file, print it as JSON.
     Decode(commands::decode::Args),
 }
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let result: Result<(), CliError> = match cli.command {
         Command::Connect(args) => commands::connect::run(args),
         Command::Decode(args) => commands::decode::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,4 +2,5 @@
 
 pub mod connect;
 pub mod decode;
+pub mod monitor;
 pub mod summary;

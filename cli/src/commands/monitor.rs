@@ -1,0 +1,312 @@
+//! `bsvp2p monitor`: run the manager and watch it. On a terminal, a table of connected peers is
+//! redrawn in place every second above a scrolling list of events; otherwise every event and a
+//! periodic one-line status are printed as plain lines (for logs and pipes). `--metrics-addr`
+//! serves Prometheus metrics. Ctrl-C shuts the manager down cleanly and saves the peer store.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bitcoinsv::bitcoin::Network;
+use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager, ManagerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use crate::error::CliError;
+
+/// Arguments of `bsvp2p monitor`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The network.
+    #[arg(long, default_value = "mainnet")]
+    pub network: Network,
+    /// Connect only to these peers (Fixed Peer List mode); repeat for several.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<SocketAddr>,
+    /// Accept inbound peers on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Where the peer store is kept (default: bsvp2p-peers-<network>.json).
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    /// Outbound connections to keep in Normal mode.
+    #[arg(long)]
+    pub target: Option<usize>,
+    /// Print plain lines even on a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Other(format!("starting the runtime: {e}")))?;
+    rt.block_on(monitor(args))
+}
+
+async fn monitor(args: Args) -> Result<(), CliError> {
+    let mut config = ManagerConfig::new(args.network);
+    if let Some(t) = args.target {
+        config.target_connections = t;
+    }
+    if let Some(l) = args.listen {
+        config.enable_listener = true;
+        config.listener_address = l.ip();
+        config.listener_port = l.port();
+    }
+    let path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("bsvp2p-peers-{}.json", args.network)));
+    config.peer_store_path = Some(path.clone());
+    config
+        .validate()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let store = Arc::new(InMemoryPeerStore::with_file(&path));
+    let manager = Arc::new(if args.peers.is_empty() {
+        Manager::new(config, store)
+    } else {
+        Manager::with_fixed_peers(config, store, args.peers.clone())
+    });
+    let mut events = manager.subscribe_control_events();
+    manager
+        .start()
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    if let Some(addr) = args.metrics_addr {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            CliError::Usage(format!("--metrics-addr {addr}: {e}; choose a free port"))
+        })?;
+        tokio::spawn(serve_metrics(listener, manager.clone()));
+    }
+    let live = !args.plain && std::io::stdout().is_terminal();
+    let mode = if args.peers.is_empty() {
+        "normal"
+    } else {
+        "fixed"
+    };
+    crate::output::line(&format!(
+        "# monitoring {} ({mode} mode{}); store {}; Ctrl-C to stop",
+        args.network,
+        manager
+            .listener_address()
+            .map(|a| format!(", listening on {a}"))
+            .unwrap_or_default(),
+        path.display()
+    ));
+    let mut recent: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            e = events.recv() => match e {
+                Ok(e) => {
+                    let line = describe(&e);
+                    if live {
+                        recent.push(line);
+                        let excess = recent.len().saturating_sub(12);
+                        recent.drain(..excess);
+                    } else {
+                        crate::output::line(&line);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => crate::output::line(&format!("# {n} events skipped")),
+                Err(_) => break,
+            },
+            _ = tick.tick() => {
+                ticks += 1;
+                let peers = manager.connected_peers();
+                if live {
+                    draw(&peers, &recent);
+                } else if ticks % 10 == 0 {
+                    crate::output::line(&format!("# {} connected", peers.len()));
+                }
+            }
+        }
+    }
+    crate::output::line("# shutting down");
+    manager
+        .shutdown()
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    crate::output::line(&format!(
+        "# stopped; peer store saved to {}",
+        path.display()
+    ));
+    Ok(())
+}
+
+fn describe(e: &ControlEvent) -> String {
+    let t = humantime_now();
+    match e {
+        ControlEvent::ConnectionEstablished {
+            peer_id,
+            is_inbound,
+        } => {
+            format!(
+                "{t} connected {peer_id} ({})",
+                if *is_inbound { "inbound" } else { "outbound" }
+            )
+        }
+        ControlEvent::ConnectionFailed { peer_id, reason } => {
+            format!("{t} failed {peer_id}: {reason}")
+        }
+        ControlEvent::ConnectionLost { peer_id, reason } => format!("{t} lost {peer_id}: {reason}"),
+        ControlEvent::ConnectionRestarting { peer_id, reason } => {
+            format!("{t} restarting {peer_id}: {reason}")
+        }
+        ControlEvent::HandshakeComplete { peer_id } => format!("{t} handshake complete {peer_id}"),
+        ControlEvent::PeerMisbehavior {
+            peer_id,
+            score,
+            reason,
+        } => format!("{t} misbehaviour {peer_id}: {reason} (score {score})"),
+        ControlEvent::PeerBanned {
+            peer_id,
+            ip,
+            reason,
+        } => format!("{t} banned {ip} ({peer_id}): {reason}"),
+        ControlEvent::PeerUnbanned { ip } => format!("{t} unbanned {ip}"),
+        ControlEvent::InboundConnectionAccepted { address, .. } => {
+            format!("{t} inbound from {address}")
+        }
+        ControlEvent::InboundConnectionRejected { address, reason } => {
+            format!("{t} refused {address}: {reason}")
+        }
+        ControlEvent::ConnectionRejectedCapacity { address, .. } => {
+            format!("{t} refused {address}: at capacity")
+        }
+        ControlEvent::ListenerBindFailed { address, error } => {
+            format!("{t} cannot listen on {address}: {error}")
+        }
+        ControlEvent::ConfigUpdated => format!("{t} configuration updated"),
+    }
+}
+
+fn humantime_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let s = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
+    let mut out = String::from("\x1b[H\x1b[2J");
+    out.push_str(&format!(
+        "{:<22} {:<9} {:<26} {:>8} {:>8} {:>10} {:>10} {:>9}\n",
+        "ADDRESS", "DIRECTION", "USER AGENT", "HEIGHT", "RTT", "BYTES IN", "BYTES OUT", "FOR"
+    ));
+    for p in peers {
+        let d = p.details.clone().unwrap_or_default();
+        let agent: String = d.user_agent.chars().take(26).collect();
+        let rtt = p
+            .rtt
+            .map(|r| format!("{}ms", r.as_millis()))
+            .unwrap_or_else(|| "-".into());
+        let since = p
+            .connected_since
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| format!("{}s", d.as_secs()))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<22} {:<9} {:<26} {:>8} {:>8} {:>10} {:>10} {:>9}\n",
+            p.address.to_string(),
+            p.direction.as_str(),
+            agent,
+            d.start_height,
+            rtt,
+            p.bytes_in,
+            p.bytes_out,
+            since
+        ));
+    }
+    out.push_str(&format!("\n{} connected — recent events:\n", peers.len()));
+    for l in recent {
+        out.push_str(l);
+        out.push('\n');
+    }
+    crate::output::line(out.trim_end());
+}
+
+/// Answers every HTTP request with the metrics in Prometheus' text format.
+async fn serve_metrics(listener: TcpListener, manager: Arc<Manager>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut req)).await;
+            let body = metrics_text(&manager.connected_peers());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
+
+fn metrics_text(peers: &[ConnectionSnapshot]) -> String {
+    use std::collections::BTreeMap;
+    let inbound = peers
+        .iter()
+        .filter(|p| p.direction == bitcoinsv::p2p::Direction::Inbound)
+        .count();
+    let mut s = String::new();
+    s.push_str("# HELP bsvp2p_connections Established connections by direction.\n# TYPE bsvp2p_connections gauge\n");
+    s.push_str(&format!(
+        "bsvp2p_connections{{direction=\"inbound\"}} {inbound}\n"
+    ));
+    s.push_str(&format!(
+        "bsvp2p_connections{{direction=\"outbound\"}} {}\n",
+        peers.len() - inbound
+    ));
+    let (bin, bout): (u64, u64) = peers
+        .iter()
+        .fold((0, 0), |(a, b), p| (a + p.bytes_in, b + p.bytes_out));
+    s.push_str(
+        "# HELP bsvp2p_bytes Bytes exchanged with connected peers.\n# TYPE bsvp2p_bytes counter\n",
+    );
+    s.push_str(&format!(
+        "bsvp2p_bytes{{direction=\"in\"}} {bin}\nbsvp2p_bytes{{direction=\"out\"}} {bout}\n"
+    ));
+    let mut by_cmd: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for p in peers {
+        for (c, n) in &p.received {
+            *by_cmd.entry((c.clone(), "in")).or_default() += n.messages;
+        }
+        for (c, n) in &p.sent {
+            *by_cmd.entry((c.clone(), "out")).or_default() += n.messages;
+        }
+    }
+    s.push_str("# HELP bsvp2p_messages Messages exchanged with connected peers, by command.\n# TYPE bsvp2p_messages counter\n");
+    for ((c, d), n) in by_cmd {
+        s.push_str(&format!(
+            "bsvp2p_messages{{command=\"{c}\",direction=\"{d}\"}} {n}\n"
+        ));
+    }
+    let rtts: Vec<f64> = peers
+        .iter()
+        .filter_map(|p| p.rtt.map(|r| r.as_secs_f64()))
+        .collect();
+    if !rtts.is_empty() {
+        s.push_str("# HELP bsvp2p_ping_rtt_seconds Mean ping round-trip time.\n# TYPE bsvp2p_ping_rtt_seconds gauge\n");
+        s.push_str(&format!(
+            "bsvp2p_ping_rtt_seconds {}\n",
+            rtts.iter().sum::<f64>() / rtts.len() as f64
+        ));
+    }
+    s
+}
