@@ -18,6 +18,7 @@ pub mod bans;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod limits;
@@ -32,6 +33,7 @@ pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{
     ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
 };
+pub use discovery::{DiscoveryReport, DnsDiscovery};
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
