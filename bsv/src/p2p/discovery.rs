@@ -41,6 +41,7 @@ use hickory_resolver::config::{
     ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::Name;
 use hickory_resolver::TokioResolver;
 
@@ -154,8 +155,9 @@ impl DnsDiscovery {
     /// the resolver returned them (IPv4 first). A seed written as an IP address resolves to
     /// itself.
     ///
-    /// Fails with [`P2pError::Dns`] when the name is invalid, does not exist, has no address
-    /// records, or no name server answered within the seed deadline.
+    /// Fails with [`P2pError::Dns`] when the name is invalid, does not exist (`no such host name
+    /// (NXDOMAIN)`), has no address records (`no A or AAAA records`), or no name server answered
+    /// within the seed deadline (`no answer within 10s`).
     pub async fn resolve_seed(&self, seed: &str) -> Result<Vec<IpAddr>> {
         let dns_error = |message: String| P2pError::Dns {
             seed: seed.to_string(),
@@ -181,7 +183,7 @@ impl DnsDiscovery {
                     humantime_serde::re::humantime::format_duration(self.seed_timeout)
                 ))
             })?
-            .map_err(|e| dns_error(e.to_string()))?;
+            .map_err(|e| dns_error(describe(&e)))?;
         let mut seen = HashSet::new();
         Ok(lookup
             .iter()
@@ -283,6 +285,19 @@ impl DnsDiscovery {
             Err(P2pError::DuplicatePeer { .. }) => Ok(Outcome::Existing),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The resolver's error in an operator's words: the two answers a seed most often gives
+/// (the name does not exist, or it has no address records) say so plainly instead of dumping
+/// the query.
+fn describe(error: &NetError) -> String {
+    if error.is_nx_domain() {
+        "no such host name (NXDOMAIN)".to_string()
+    } else if error.is_no_records_found() {
+        "no A or AAAA records".to_string()
+    } else {
+        error.to_string()
     }
 }
 
