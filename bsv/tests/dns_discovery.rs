@@ -465,3 +465,30 @@ async fn a_seed_answer_too_large_for_udp_is_fetched_over_tcp() {
     assert!(dns.queries.udp.load(Ordering::SeqCst) >= 1);
     assert!(dns.queries.tcp.load(Ordering::SeqCst) >= 1);
 }
+
+#[tokio::test]
+async fn addresses_a_full_store_refuses_are_reported_with_the_store_error() {
+    let dns = LoopbackDns::start().await;
+    // Room for two peers, both Valid: nothing can be evicted to make room.
+    let store = InMemoryPeerStore::new().with_max_peers(2);
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        let mut peer = Peer::new(ip.parse().unwrap(), PORT);
+        peer.set_status(PeerStatus::Valid);
+        store.create(peer).await.unwrap();
+    }
+
+    let report = dns.discovery(&["seed-a.test"]).discover(&store).await;
+
+    assert_eq!(report.found, 4);
+    assert_eq!(report.added, 0);
+    let refused: BTreeSet<IpAddr> = report.store_errors.iter().map(|(ip, _)| *ip).collect();
+    assert_eq!(refused, seed_a().into_iter().collect());
+    for (_, error) in &report.store_errors {
+        assert_eq!(
+            error,
+            "peer store is full: 2 peers, all Valid or Banned, none can be evicted \
+             (raise max_stored_peers)"
+        );
+    }
+    assert_eq!(store.count().await.unwrap(), 2);
+}
