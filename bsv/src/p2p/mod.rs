@@ -34,6 +34,7 @@ pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{
     ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
 };
+pub use discovery::{DiscoveryReport, DnsDiscovery};
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 pub use manager::{LogLevelHandler, Manager, Mode};
