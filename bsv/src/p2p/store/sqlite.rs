@@ -196,6 +196,13 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> P2pError + '_ {
     }
 }
 
+fn write_err(path: &Path) -> impl Fn(String) -> P2pError + '_ {
+    move |message| P2pError::Database {
+        path: path.to_path_buf(),
+        source: format!("cannot store peer: {message}").into(),
+    }
+}
+
 fn row_err(path: &Path) -> impl Fn(String) -> P2pError + '_ {
     move |message| P2pError::Database {
         path: path.to_path_buf(),
@@ -219,7 +226,9 @@ impl PeerRow {
         let (ban_reason, ban_until) = match &peer.status {
             PeerStatus::Banned { reason, until } => (
                 Some(serde_json::to_string(reason).map_err(|e| e.to_string())?),
-                until.map(to_i64).transpose()?,
+                // Stored bit for bit so every u64 survives (a caller may saturate "now +
+                // duration" to u64::MAX); SQL never orders or compares this column.
+                until.map(|t| t as i64),
             ),
             _ => (None, None),
         };
@@ -230,13 +239,16 @@ impl PeerRow {
             status: peer.status.kind().as_str(),
             ban_reason,
             ban_until,
-            status_timestamp: to_i64(peer.status_timestamp)?,
+            // Eviction orders by this column, so it must keep its order: refuse what does not
+            // fit instead of wrapping it (it would be the year 292 billion).
+            status_timestamp: i64::try_from(peer.status_timestamp).map_err(|_| {
+                format!(
+                    "status_timestamp {} is beyond the range SQLite can order",
+                    peer.status_timestamp
+                )
+            })?,
         })
     }
-}
-
-fn to_i64(t: u64) -> std::result::Result<i64, String> {
-    i64::try_from(t).map_err(|_| format!("timestamp {t} is out of range"))
 }
 
 /// A row as a peer. The outer error is SQLite's; the inner one a value that is not a valid peer.
@@ -259,10 +271,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Peer, String>
                 let reason = ban_reason.ok_or_else(|| bad("banned without a reason"))?;
                 let reason: BanReason =
                     serde_json::from_str(&reason).map_err(|e| bad(&e.to_string()))?;
-                let until = ban_until
-                    .map(u64::try_from)
-                    .transpose()
-                    .map_err(|_| bad("negative ban end"))?;
+                let until = ban_until.map(|t| t as u64);
                 PeerStatus::Banned { reason, until }
             }
         };
@@ -323,7 +332,7 @@ impl PeerStore for SqlitePeerStore {
         let max_peers = self.max_peers;
         self.run(move |conn, path| {
             let err = db_err(path);
-            let row = PeerRow::from_peer(&peer).map_err(row_err(path))?;
+            let row = PeerRow::from_peer(&peer).map_err(write_err(path))?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
@@ -400,7 +409,7 @@ impl PeerStore for SqlitePeerStore {
         tracing::trace!(peer_id = %peer.id, status = %peer.status, "Updating peer");
         self.run(move |conn, path| {
             let err = db_err(path);
-            let row = PeerRow::from_peer(&peer).map_err(row_err(path))?;
+            let row = PeerRow::from_peer(&peer).map_err(write_err(path))?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
@@ -595,5 +604,16 @@ mod tests {
             .unwrap();
         let err = store.list_all().await.unwrap_err();
         assert!(err.to_string().contains("malformed row"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_status_timestamp_sqlite_cannot_order_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePeerStore::open(dir.path().join("peers.db")).unwrap();
+        let mut peer = Peer::new("10.0.0.1".parse().unwrap(), 8333);
+        peer.status_timestamp = u64::MAX;
+        let err = store.create(peer).await.unwrap_err();
+        assert!(err.to_string().contains("cannot store peer"), "{err}");
+        assert_eq!(store.count().await.unwrap(), 0);
     }
 }
