@@ -31,6 +31,11 @@ fn with_conn(f: impl FnOnce(&mut ConnectionConfig)) -> ConnectionConfig {
     c
 }
 
+/// A change to a valid configuration that makes it invalid.
+type ChangeManager = fn(&mut ManagerConfig);
+/// A change to a valid connection configuration that makes it invalid.
+type ChangeConnection = fn(&mut ConnectionConfig);
+
 const MIN: u64 = 60;
 const HOUR: u64 = 3600;
 
@@ -262,7 +267,7 @@ fn target_above_max_is_refused() {
 
 #[test]
 fn zero_limits_are_refused() {
-    let cases: [(fn(&mut ManagerConfig), &str); 4] = [
+    let cases: [(ChangeManager, &str); 4] = [
         (
             |c| {
                 c.max_connections = 0;
@@ -287,7 +292,7 @@ fn zero_limits_are_refused() {
 
 #[test]
 fn zero_manager_intervals_are_refused() {
-    let cases: [(fn(&mut ManagerConfig), &str); 4] = [
+    let cases: [(ChangeManager, &str); 4] = [
         (
             |c| c.dns_discovery_interval = Duration::ZERO,
             "dns_discovery_interval",
@@ -394,7 +399,7 @@ fn manager_validation_includes_the_connection_settings() {
 
 #[test]
 fn zero_connection_timeouts_are_refused() {
-    let cases: [(fn(&mut ConnectionConfig), &str); 7] = [
+    let cases: [(ChangeConnection, &str); 7] = [
         (
             |c| c.handshake_timeout = Duration::ZERO,
             "handshake_timeout",
