@@ -1,7 +1,8 @@
 //! [`InMemoryPeerStore`]: peers in memory, indexed by id and by (IP, port), optionally saved to
 //! a JSON file.
 //!
-//! Lookups take a shared lock on plain hash maps, so they cost a hash and a clone. A third index,
+//! Lookups take a shared lock on plain hash maps, so they cost one or two hash lookups and a
+//! clone. A third index,
 //! the evictable peers ordered by (status, `status_timestamp`, id), makes eviction from a full
 //! store a single ordered-set pop instead of a scan. The lock is never held across an `.await`;
 //! saving clones the peers under the lock and does the serialization and file I/O on tokio's
