@@ -2,11 +2,10 @@
 //! a JSON file.
 //!
 //! Lookups take a shared lock on plain hash maps, so they cost one or two hash lookups and a
-//! clone. A third index,
-//! the evictable peers ordered by (status, `status_timestamp`, id), makes eviction from a full
-//! store a single ordered-set pop instead of a scan. The lock is never held across an `.await`;
-//! saving clones the peers under the lock and does the serialization and file I/O on tokio's
-//! blocking pool, so neither blocks the runtime.
+//! clone. A third index, the evictable peers ordered by (status, `status_timestamp`, id), makes
+//! eviction from a full store a single ordered-set pop instead of a scan. The lock is never held
+//! across an `.await`; saving clones the peers under the lock and does the serialization and file
+//! I/O on tokio's blocking pool, so neither blocks the runtime.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
