@@ -40,6 +40,8 @@ pub struct Peer {
     /// What we know about the peer.
     pub status: PeerStatus,
     /// When `status` last changed (or when the peer was first stored), in Unix seconds.
+    /// [`Peer::new`] and [`Peer::set_status`] stamp it; stores keep the value they are given, so
+    /// an imported peer keeps its history.
     pub status_timestamp: UnixTime,
 }
 

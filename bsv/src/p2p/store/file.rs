@@ -120,7 +120,13 @@ pub(crate) fn set_aside(path: &Path) -> io::Result<PathBuf> {
 pub(crate) fn remove_stale_temp_files(path: &Path) -> io::Result<usize> {
     let prefix = temp_prefix(path);
     let mut removed = 0;
-    for entry in fs::read_dir(folder_of(path))? {
+    let entries = match fs::read_dir(folder_of(path)) {
+        Ok(entries) => entries,
+        // No folder yet: nothing was ever saved there, so nothing is left over.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
             fs::remove_file(entry.path())?;

@@ -1,11 +1,11 @@
 //! [`InMemoryPeerStore`]: peers in memory, indexed by id and by (IP, port), optionally saved to
 //! a JSON file.
 //!
-//! Lookups take a shared lock on plain hash maps, so they cost a hash and a clone. A third index,
-//! the evictable peers ordered by (status, `status_timestamp`, id), makes eviction from a full
-//! store a single ordered-set pop instead of a scan. The lock is never held across an `.await`;
-//! saving clones the peers under the lock and does the serialization and file I/O on tokio's
-//! blocking pool, so neither blocks the runtime.
+//! Lookups take a shared lock on plain hash maps, so they cost one or two hash lookups and a
+//! clone. A third index, the evictable peers ordered by (status, `status_timestamp`, id), makes
+//! eviction from a full store a single ordered-set pop instead of a scan. The lock is never held
+//! across an `.await`; saving clones the peers under the lock and does the serialization and file
+//! I/O on tokio's blocking pool, so neither blocks the runtime.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -59,6 +59,29 @@ impl Index {
             self.evictable.remove(&key);
         }
         Some(peer)
+    }
+
+    /// Replaces the stored peer that has `peer.id`, whose new address the caller has checked is
+    /// free (or unchanged). Touches only the indexes whose key changed: an update that keeps the
+    /// address and the eviction position is a single map write.
+    fn replace(&mut self, peer: Peer) {
+        let Some(slot) = self.peers.get_mut(&peer.id) else {
+            return;
+        };
+        if (slot.ip, slot.port) != (peer.ip, peer.port) {
+            self.by_addr.remove(&(slot.ip, slot.port));
+            self.by_addr.insert((peer.ip, peer.port), peer.id);
+        }
+        let (old_key, new_key) = (eviction_key(slot), eviction_key(&peer));
+        if old_key != new_key {
+            if let Some(key) = old_key {
+                self.evictable.remove(&key);
+            }
+            if let Some(key) = new_key {
+                self.evictable.insert(key);
+            }
+        }
+        *slot = peer;
     }
 
     /// Removes and returns the first peer in eviction order, if any peer may be evicted.
@@ -352,8 +375,7 @@ impl PeerStore for InMemoryPeerStore {
             );
         }
         let id = peer.id;
-        index.remove(&id);
-        index.insert(peer);
+        index.replace(peer);
         tracing::debug!(peer_id = %id, "Peer updated successfully");
         Ok(())
     }

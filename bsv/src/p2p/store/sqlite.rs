@@ -44,10 +44,19 @@ CREATE INDEX IF NOT EXISTS peers_status ON peers (status, status_timestamp, id);
 
 const COLUMNS: &str = "id, ip, port, status, ban_reason, ban_until, status_timestamp";
 
+/// The connection and what the store caches about the table, changed together under one lock.
+struct Db {
+    conn: Connection,
+    /// Rows in `peers`. `COUNT(*)` walks a whole index (about a millisecond at 100,000 rows), and
+    /// every `create` needs the count to enforce the bound; the store is the database's only
+    /// writer, so it keeps the count itself.
+    peer_count: usize,
+}
+
 /// A peer store in a SQLite database file.
 #[derive(Clone)]
 pub struct SqlitePeerStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Mutex<Db>>,
     path: Arc<PathBuf>,
     max_peers: usize,
 }
@@ -75,9 +84,10 @@ impl SqlitePeerStore {
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM peers", [], |r| r.get(0))
             .map_err(db_err(&path))?;
-        tracing::info!(path = %path.display(), peer_count = count, "Peer store database opened");
+        let peer_count = usize::try_from(count).unwrap_or(0);
+        tracing::info!(path = %path.display(), peer_count, "Peer store database opened");
         Ok(SqlitePeerStore {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Arc::new(Mutex::new(Db { conn, peer_count })),
             path: Arc::new(path),
             max_peers: DEFAULT_MAX_STORED_PEERS,
         })
@@ -110,19 +120,19 @@ impl SqlitePeerStore {
         &self.path
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the database on the blocking pool.
     async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Path) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Db, &Path) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let db = Arc::clone(&self.db);
         let path = Arc::clone(&self.path);
         tokio::task::spawn_blocking(move || {
-            // SQLite rolls back an unfinished transaction itself, so a connection whose holder
-            // panicked is still consistent.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn, &path)
+            // SQLite rolls back an unfinished transaction itself, and the count changes only
+            // after a commit, so a database whose holder panicked is still consistent.
+            let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut db, &path)
         })
         .await
         .map_err(|e| P2pError::Database {
@@ -132,8 +142,8 @@ impl SqlitePeerStore {
     }
 
     async fn query_peers(&self, sql: String, kind: Option<PeerStatusKind>) -> Result<Vec<Peer>> {
-        self.run(move |conn, path| {
-            let mut stmt = conn.prepare_cached(&sql).map_err(db_err(path))?;
+        self.run(move |db, path| {
+            let mut stmt = db.conn.prepare_cached(&sql).map_err(db_err(path))?;
             let rows = match kind {
                 Some(kind) => stmt.query_map([kind.as_str()], read_row),
                 None => stmt.query_map([], read_row),
@@ -196,6 +206,13 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> P2pError + '_ {
     }
 }
 
+fn write_err(path: &Path) -> impl Fn(String) -> P2pError + '_ {
+    move |message| P2pError::Database {
+        path: path.to_path_buf(),
+        source: format!("cannot store peer: {message}").into(),
+    }
+}
+
 fn row_err(path: &Path) -> impl Fn(String) -> P2pError + '_ {
     move |message| P2pError::Database {
         path: path.to_path_buf(),
@@ -219,7 +236,9 @@ impl PeerRow {
         let (ban_reason, ban_until) = match &peer.status {
             PeerStatus::Banned { reason, until } => (
                 Some(serde_json::to_string(reason).map_err(|e| e.to_string())?),
-                until.map(to_i64).transpose()?,
+                // Stored bit for bit so every u64 survives (a caller may saturate "now +
+                // duration" to u64::MAX); SQL never orders or compares this column.
+                until.map(|t| t as i64),
             ),
             _ => (None, None),
         };
@@ -230,13 +249,16 @@ impl PeerRow {
             status: peer.status.kind().as_str(),
             ban_reason,
             ban_until,
-            status_timestamp: to_i64(peer.status_timestamp)?,
+            // Eviction orders by this column, so it must keep its order: refuse what does not
+            // fit instead of wrapping it (it would be the year 292 billion).
+            status_timestamp: i64::try_from(peer.status_timestamp).map_err(|_| {
+                format!(
+                    "status_timestamp {} is beyond the range SQLite can order",
+                    peer.status_timestamp
+                )
+            })?,
         })
     }
-}
-
-fn to_i64(t: u64) -> std::result::Result<i64, String> {
-    i64::try_from(t).map_err(|_| format!("timestamp {t} is out of range"))
 }
 
 /// A row as a peer. The outer error is SQLite's; the inner one a value that is not a valid peer.
@@ -259,10 +281,7 @@ fn read_row(row: &Row<'_>) -> rusqlite::Result<std::result::Result<Peer, String>
                 let reason = ban_reason.ok_or_else(|| bad("banned without a reason"))?;
                 let reason: BanReason =
                     serde_json::from_str(&reason).map_err(|e| bad(&e.to_string()))?;
-                let until = ban_until
-                    .map(u64::try_from)
-                    .transpose()
-                    .map_err(|_| bad("negative ban end"))?;
+                let until = ban_until.map(|t| t as u64);
                 PeerStatus::Banned { reason, until }
             }
         };
@@ -321,10 +340,11 @@ impl PeerStore for SqlitePeerStore {
             "Creating peer"
         );
         let max_peers = self.max_peers;
-        self.run(move |conn, path| {
+        self.run(move |db, path| {
             let err = db_err(path);
-            let row = PeerRow::from_peer(&peer).map_err(row_err(path))?;
-            let tx = conn
+            let row = PeerRow::from_peer(&peer).map_err(write_err(path))?;
+            let tx = db
+                .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
             if address_taken(&tx, &row.ip, row.port, None).map_err(&err)? {
@@ -342,16 +362,18 @@ impl PeerStore for SqlitePeerStore {
                 tracing::warn!(peer_id = %peer.id, "Refusing duplicate peer id");
                 return Err(P2pError::DuplicatePeerId { peer_id: peer.id });
             }
-            let count: i64 = tx
-                .query_row("SELECT COUNT(*) FROM peers", [], |r| r.get(0))
-                .map_err(&err)?;
-            if usize::try_from(count).unwrap_or(usize::MAX) >= max_peers {
+            let mut evicted = false;
+            if db.peer_count >= max_peers {
                 match evict_one(&tx).map_err(&err)? {
-                    Some(evicted) => {
-                        tracing::debug!(peer_id = %evicted, "Evicted peer to make room")
+                    Some(victim) => {
+                        evicted = true;
+                        tracing::debug!(peer_id = %victim, "Evicted peer to make room")
                     }
                     None => {
-                        tracing::warn!(peer_count = count, "Peer store full of Valid and Banned peers");
+                        tracing::warn!(
+                            peer_count = db.peer_count,
+                            "Peer store full of Valid and Banned peers"
+                        );
                         return Err(P2pError::StoreFull {
                             capacity: max_peers,
                         });
@@ -374,6 +396,9 @@ impl PeerStore for SqlitePeerStore {
             })
             .map_err(&err)?;
             tx.commit().map_err(&err)?;
+            if !evicted {
+                db.peer_count += 1;
+            }
             tracing::debug!(peer_id = %peer.id, ip = %peer.ip, port = peer.port, "Peer created successfully");
             Ok(())
         })
@@ -382,8 +407,9 @@ impl PeerStore for SqlitePeerStore {
 
     async fn read(&self, id: Uuid) -> Result<Option<Peer>> {
         let peer = self
-            .run(move |conn, path| {
-                conn.prepare_cached(&format!("SELECT {COLUMNS} FROM peers WHERE id = ?1"))
+            .run(move |db, path| {
+                db.conn
+                    .prepare_cached(&format!("SELECT {COLUMNS} FROM peers WHERE id = ?1"))
                     .and_then(|mut s| s.query_row([id.to_string()], read_row).optional())
                     .map_err(db_err(path))?
                     .transpose()
@@ -398,10 +424,11 @@ impl PeerStore for SqlitePeerStore {
 
     async fn update(&self, peer: Peer) -> Result<()> {
         tracing::trace!(peer_id = %peer.id, status = %peer.status, "Updating peer");
-        self.run(move |conn, path| {
+        self.run(move |db, path| {
             let err = db_err(path);
-            let row = PeerRow::from_peer(&peer).map_err(row_err(path))?;
-            let tx = conn
+            let row = PeerRow::from_peer(&peer).map_err(write_err(path))?;
+            let tx = db
+                .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(&err)?;
             let old: Option<(String, u16)> = tx
@@ -456,13 +483,16 @@ impl PeerStore for SqlitePeerStore {
 
     async fn delete(&self, id: Uuid) -> Result<bool> {
         let removed = self
-            .run(move |conn, path| {
-                conn.prepare_cached("DELETE FROM peers WHERE id = ?1")
+            .run(move |db, path| {
+                let deleted = db
+                    .conn
+                    .prepare_cached("DELETE FROM peers WHERE id = ?1")
                     .and_then(|mut s| s.execute([id.to_string()]))
-                    .map_err(db_err(path))
+                    .map_err(db_err(path))?;
+                db.peer_count = db.peer_count.saturating_sub(deleted);
+                Ok(deleted > 0)
             })
-            .await?
-            > 0;
+            .await?;
         tracing::debug!(peer_id = %id, removed, "Deleted peer");
         Ok(removed)
     }
@@ -481,25 +511,27 @@ impl PeerStore for SqlitePeerStore {
     }
 
     async fn find_by_ip_port(&self, ip: IpAddr, port: u16) -> Result<Option<Peer>> {
-        self.run(move |conn, path| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM peers WHERE ip = ?1 AND port = ?2"
-            ))
-            .and_then(|mut s| {
-                s.query_row(params![ip.to_string(), port], read_row)
-                    .optional()
-            })
-            .map_err(db_err(path))?
-            .transpose()
-            .map_err(row_err(path))
+        self.run(move |db, path| {
+            db.conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM peers WHERE ip = ?1 AND port = ?2"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![ip.to_string(), port], read_row)
+                        .optional()
+                })
+                .map_err(db_err(path))?
+                .transpose()
+                .map_err(row_err(path))
         })
         .await
     }
 
     async fn count_by_status(&self, kind: PeerStatusKind) -> Result<usize> {
         let count: i64 = self
-            .run(move |conn, path| {
-                conn.prepare_cached("SELECT COUNT(*) FROM peers WHERE status = ?1")
+            .run(move |db, path| {
+                db.conn
+                    .prepare_cached("SELECT COUNT(*) FROM peers WHERE status = ?1")
                     .and_then(|mut s| s.query_row([kind.as_str()], |r| r.get(0)))
                     .map_err(db_err(path))
             })
@@ -508,19 +540,14 @@ impl PeerStore for SqlitePeerStore {
     }
 
     async fn count(&self) -> Result<usize> {
-        let count: i64 = self
-            .run(|conn, path| {
-                conn.query_row("SELECT COUNT(*) FROM peers", [], |r| r.get(0))
-                    .map_err(db_err(path))
-            })
-            .await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        self.run(|db, _| Ok(db.peer_count)).await
     }
 
     async fn find_by_ip(&self, ip: IpAddr) -> Result<Vec<Peer>> {
         let ip = ip.to_string();
-        self.run(move |conn, path| {
-            let mut stmt = conn
+        self.run(move |db, path| {
+            let mut stmt = db
+                .conn
                 .prepare_cached(&format!("SELECT {COLUMNS} FROM peers WHERE ip = ?1"))
                 .map_err(db_err(path))?;
             let rows = stmt.query_map([ip], read_row).map_err(db_err(path))?;
@@ -566,7 +593,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("peers.db");
         let store = SqlitePeerStore::open(&path).unwrap();
-        let conn = store.conn.lock().unwrap();
+        let db = store.db.lock().unwrap();
+        let conn = &db.conn;
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
@@ -585,9 +613,10 @@ mod tests {
         let path = dir.path().join("peers.db");
         let store = SqlitePeerStore::open(&path).unwrap();
         store
-            .conn
+            .db
             .lock()
             .unwrap()
+            .conn
             .execute(
                 "INSERT INTO peers VALUES ('not-a-uuid', 'not-an-ip', 70000, 'valid', NULL, NULL, -1)",
                 [],
@@ -595,5 +624,16 @@ mod tests {
             .unwrap();
         let err = store.list_all().await.unwrap_err();
         assert!(err.to_string().contains("malformed row"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_status_timestamp_sqlite_cannot_order_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlitePeerStore::open(dir.path().join("peers.db")).unwrap();
+        let mut peer = Peer::new("10.0.0.1".parse().unwrap(), 8333);
+        peer.status_timestamp = u64::MAX;
+        let err = store.create(peer).await.unwrap_err();
+        assert!(err.to_string().contains("cannot store peer"), "{err}");
+        assert_eq!(store.count().await.unwrap(), 0);
     }
 }
