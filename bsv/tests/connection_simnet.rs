@@ -1,0 +1,225 @@
+//! The connection actor against simnet nodes running each misbehaviour mode: every mode ends in
+//! the outcome SPEC §6 prescribes (ban with the right reason, timeout and `Inaccessible`,
+//! restart and give-up).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoinsv::p2p::connection::ConnectionContext;
+use bitcoinsv::p2p::{
+    BanReason, ConnectionState, DisconnectReason, InMemoryPeerStore, ManagerConfig, Network, Peer,
+    PeerConnection, PeerStatus, PeerStore,
+};
+use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
+use tokio::sync::broadcast;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Run {
+    state: ConnectionState,
+    reason: DisconnectReason,
+    status: PeerStatus,
+}
+
+/// Connects to a one-node simnet running `mode` and returns how the actor ended.
+async fn run_against(mode: Misbehaviour, tweak: impl FnOnce(&mut ManagerConfig)) -> Run {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(3)
+            .with_misbehaviour(0, mode),
+    )
+    .await
+    .unwrap();
+    let addr = net.addresses()[0];
+    let mut config = ManagerConfig::new(Network::Regtest);
+    config.connection.handshake_timeout = Duration::from_millis(800);
+    config.connection.initial_backoff = Duration::from_millis(20);
+    config.connection.max_backoff = Duration::from_millis(50);
+    config.connection.max_retries = 1;
+    tweak(&mut config);
+    let store = Arc::new(InMemoryPeerStore::new());
+    let peer = Peer::new(addr.ip(), addr.port());
+    store.create(peer.clone()).await.unwrap();
+    let (control_tx, _) = broadcast::channel(1000);
+    let (message_tx, _) = broadcast::channel(1000);
+    let ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx).unwrap();
+    let handle = PeerConnection::outbound(peer.clone(), ctx);
+    let out = timeout(WAIT, handle.join())
+        .await
+        .expect("actor ended in time");
+    let status = store.read(peer.id).await.unwrap().unwrap().status;
+    net.shutdown().await;
+    Run {
+        state: out.state,
+        reason: out.reason,
+        status,
+    }
+}
+
+fn ban_reason(s: &PeerStatus) -> Option<&BanReason> {
+    match s {
+        PeerStatus::Banned { reason, .. } => Some(reason),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn wrong_magic_is_banned_as_another_blockchain() {
+    let r = run_against(Misbehaviour::WrongMagic, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Rejected);
+    assert_eq!(
+        ban_reason(&r.status),
+        Some(&BanReason::BlockchainMismatch {
+            received: "f9beb4d9".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn another_networks_magic_is_banned_as_network_mismatch() {
+    let r = run_against(Misbehaviour::OtherNetworkMagic(Network::Testnet), |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Rejected);
+    assert_eq!(
+        ban_reason(&r.status),
+        Some(&BanReason::NetworkMismatch {
+            expected: Network::Regtest,
+            received: "testnet".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn bch_user_agent_is_banned_as_banned_user_agent() {
+    let r = run_against(Misbehaviour::BchUserAgent, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Rejected);
+    assert_eq!(
+        ban_reason(&r.status),
+        Some(&BanReason::BannedUserAgent {
+            user_agent: bitcoinsv_simnet::BCH_USER_AGENT.into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_never_answers_version_times_out_and_is_inaccessible() {
+    let r = run_against(Misbehaviour::NeverAnswerVersion, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Failed);
+    assert!(
+        matches!(r.reason, DisconnectReason::Handshake(_)),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(r.status, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn a_node_that_never_sends_verack_times_out_and_is_inaccessible() {
+    let r = run_against(Misbehaviour::NeverVerack, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Failed);
+    assert_eq!(r.status, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn a_stall_in_the_middle_of_a_message_times_out_and_closes() {
+    let r = run_against(Misbehaviour::StallMidMessage, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Failed);
+    assert!(
+        matches!(r.reason, DisconnectReason::Handshake(_)),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(r.status, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn garbage_bytes_disconnect_with_a_bad_frame_reason_and_a_ban() {
+    let r = run_against(Misbehaviour::Garbage, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Rejected);
+    assert!(
+        matches!(r.reason, DisconnectReason::BadFrame(_)),
+        "{:?}",
+        r.reason
+    );
+    assert!(matches!(
+        ban_reason(&r.status),
+        Some(BanReason::BlockchainMismatch { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_oversized_header_disconnects_with_the_oversized_reason_and_a_ban() {
+    let r = run_against(Misbehaviour::OversizedHeader, |_| {}).await;
+    assert_eq!(r.state, ConnectionState::Rejected);
+    assert!(
+        matches!(r.reason, DisconnectReason::Oversized(_)),
+        "{:?}",
+        r.reason
+    );
+    assert!(matches!(
+        ban_reason(&r.status),
+        Some(BanReason::Misbehavior { score: 100, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_node_that_never_pongs_is_closed_at_ping_timeout_and_inaccessible() {
+    let r = run_against(Misbehaviour::NeverPong, |c| {
+        c.connection.ping_timeout = Duration::from_millis(400);
+    })
+    .await;
+    assert_eq!(r.state, ConnectionState::Failed);
+    assert!(
+        matches!(r.reason, DisconnectReason::PingTimeout(_)),
+        "{:?}",
+        r.reason
+    );
+    assert_eq!(r.status, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_dropping_restarts_then_gives_up_after_max_restarts() {
+    // Three messages (version, verack, protoconf) complete the handshake, then EOF.
+    let r = run_against(Misbehaviour::DisconnectAfter(3), |c| {
+        c.connection.max_restarts = 2;
+    })
+    .await;
+    assert_eq!(r.state, ConnectionState::Failed);
+    assert_eq!(r.reason, DisconnectReason::PeerClosed);
+    assert_eq!(r.status, PeerStatus::Inaccessible);
+}
+
+#[tokio::test]
+async fn a_flood_of_inv_is_read_and_delivered_without_disconnecting() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(1)
+            .with_misbehaviour(0, Misbehaviour::FloodInv),
+    )
+    .await
+    .unwrap();
+    let addr = net.addresses()[0];
+    let config = ManagerConfig::new(Network::Regtest);
+    let store = Arc::new(InMemoryPeerStore::new());
+    let peer = Peer::new(addr.ip(), addr.port());
+    store.create(peer.clone()).await.unwrap();
+    let (control_tx, _) = broadcast::channel(1000);
+    let (message_tx, _) = broadcast::channel(1000);
+    let ctx = ConnectionContext::new(&config, store, control_tx, message_tx).unwrap();
+    let mut lossless = ctx.sinks.subscribe(64);
+    let handle = PeerConnection::outbound(peer, ctx);
+    let mut invs = 0;
+    while invs < 200 {
+        let e = timeout(WAIT, lossless.recv()).await.unwrap().unwrap();
+        if let bitcoinsv::p2p::Message::Inv(v) = e.message {
+            assert_eq!(v.len(), 1000);
+            invs += 1;
+        }
+    }
+    assert_eq!(handle.stats().state(), ConnectionState::Connected);
+    handle.disconnect();
+    handle.join().await;
+    net.shutdown().await;
+}
