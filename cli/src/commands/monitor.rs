@@ -125,7 +125,7 @@ async fn monitor(args: Args) -> Result<(), CliError> {
                 let peers = manager.connected_peers();
                 if live {
                     draw(&peers, &recent);
-                } else if ticks % 10 == 0 {
+                } else if ticks.is_multiple_of(10) {
                     crate::output::line(&format!("# {} connected", peers.len()));
                 }
             }
