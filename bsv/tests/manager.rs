@@ -1,6 +1,8 @@
 //! The manager against simnets on loopback: pool size, modes, listener, bans, configuration
 //! updates, events and shutdown.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -448,5 +450,98 @@ async fn shutdown_with_100_connections_is_quick_saves_every_peer_and_leaks_no_so
     .await
     .unwrap_or_else(|_| open_fds());
     assert!(after <= before, "fds before {before}, after {after}");
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn dns_discovery_finds_the_seeds_nodes_and_the_manager_connects_to_them() {
+    // Nodes on their own loopback addresses, all on one port: what DNS seeds point at.
+    let probe = std::net::TcpListener::bind("127.1.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(4)
+            .blocks(1)
+            .distinct_ips(true)
+            .base_port(port),
+    )
+    .await
+    .unwrap();
+    let ips: Vec<std::net::IpAddr> = net.addresses().iter().map(|a| a.ip()).collect();
+    let dns = common::dns::start(&[
+        ("seed-a.test.", ips[..2].to_vec()),
+        ("seed-b.test.", ips[2..].to_vec()),
+    ])
+    .await;
+    let mut c = config(4, 125);
+    c.dns_seeds = vec![
+        "seed-a.test".into(),
+        "nosuch.test".into(),
+        "seed-b.test".into(),
+    ];
+    c.dns_nameservers = Some(vec![dns.addr]);
+    c.default_port = port;
+    let store = Arc::new(InMemoryPeerStore::new());
+    let manager = Manager::new(c, store.clone());
+    manager.start().await.unwrap();
+    manager.wait_for_connections(4, WAIT).await.unwrap();
+    let mut stored: Vec<SocketAddr> = store
+        .list_all()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.socket_addr())
+        .collect();
+    stored.sort();
+    let mut expected = net.addresses();
+    expected.sort();
+    assert_eq!(
+        stored, expected,
+        "both seeds' addresses stored, the failing seed did not stop them"
+    );
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_validation_ban_disconnects_only_that_address() {
+    // Node 2 claims to be a BCH node and dials our listener: it is banned, the others stay.
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(3)
+            .blocks(1)
+            .distinct_ips(true)
+            .with_misbehaviour(2, bitcoinsv_simnet::Misbehaviour::BchUserAgent),
+    )
+    .await
+    .unwrap();
+    let addrs = net.addresses();
+    let mut c = config(2, 125);
+    c.enable_listener = true;
+    c.listener_address = "127.0.0.1".parse().unwrap();
+    c.listener_port = 0;
+    let store = store_with(&addrs[..2]).await;
+    let manager = Manager::new(c, store.clone());
+    let mut events = manager.subscribe_control_events();
+    manager.start().await.unwrap();
+    manager.wait_for_connections(2, WAIT).await.unwrap();
+    net.node(2)
+        .dial(manager.listener_address().unwrap())
+        .await
+        .unwrap();
+    let e = next_event(&mut events, |e| {
+        matches!(e, ControlEvent::PeerBanned { .. })
+    })
+    .await;
+    assert!(
+        matches!(e, ControlEvent::PeerBanned { ip, reason: BanReason::BannedUserAgent { .. }, .. } if ip == addrs[2].ip())
+    );
+    assert_eq!(
+        max_over(&manager, Duration::from_millis(300)).await,
+        2,
+        "the other connections stay"
+    );
+    manager.shutdown().await.unwrap();
     net.shutdown().await;
 }

@@ -47,6 +47,11 @@ pub struct SimNetConfig {
     pub unreachable_addrs: usize,
     /// Misbehaviour modes by node index (later entries for the same node win).
     pub misbehaviour: Vec<(usize, Misbehaviour)>,
+    /// Give every node its own loopback address (127.1.x.y) instead of 127.0.0.1, and dial from
+    /// it. Bans apply to a whole IP, so this is what lets a test or demo ban one simulated node
+    /// without banning all of them. With a `base_port`, every node then listens on that same
+    /// port, as real nodes on the default port do.
+    pub distinct_ips: bool,
 }
 
 impl Default for SimNetConfig {
@@ -65,11 +70,33 @@ impl Default for SimNetConfig {
             ban_duration: Duration::from_secs(24 * 60 * 60),
             unreachable_addrs: 0,
             misbehaviour: Vec::new(),
+            distinct_ips: false,
         }
     }
 }
 
 impl SimNetConfig {
+    /// Gives every node its own loopback address (see [`SimNetConfig::distinct_ips`]).
+    pub fn distinct_ips(mut self, yes: bool) -> Self {
+        self.distinct_ips = yes;
+        self
+    }
+
+    /// The loopback address of node `index`: 127.0.0.1, or its own 127.1.x.y.
+    pub fn node_ip(&self, index: usize) -> std::net::IpAddr {
+        if self.distinct_ips {
+            let i = index as u32;
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127,
+                1,
+                ((i / 250) % 256) as u8,
+                (i % 250 + 1) as u8,
+            ))
+        } else {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+
     /// Sets the number of nodes.
     pub fn nodes(mut self, n: usize) -> Self {
         self.nodes = n;

@@ -100,7 +100,10 @@ impl SimNet {
         if config.nodes == 0 {
             return Err(SimNetError::NoNodes);
         }
-        if config.base_port != 0 && usize::from(config.base_port) + config.nodes - 1 > 65535 {
+        if config.base_port != 0
+            && !config.distinct_ips
+            && usize::from(config.base_port) + config.nodes - 1 > 65535
+        {
             return Err(SimNetError::PortRange {
                 base_port: config.base_port,
                 nodes: config.nodes,
@@ -114,15 +117,12 @@ impl SimNet {
         ));
         let mut listeners = Vec::with_capacity(config.nodes);
         for i in 0..config.nodes {
-            let port = if config.base_port == 0 {
-                0
+            let port = if config.base_port == 0 || config.distinct_ips {
+                config.base_port
             } else {
                 config.base_port + i as u16
             };
-            listeners.push(node::bind(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port,
-            ))?);
+            listeners.push(node::bind(SocketAddr::new(config.node_ip(i), port))?);
         }
         let addresses: Vec<SocketAddr> = listeners
             .iter()

@@ -428,7 +428,20 @@ impl NodeHandle {
             .as_ref()
             .map(|r| r.dial.clone())
             .ok_or(SimNetError::NodeStopped(self.shared.index))?;
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        // Dial from the node's own address, so the peer sees (and may ban) this node alone.
+        let own = self.shared.address.ip();
+        let connect = async move {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if own.is_ipv4() == addr.is_ipv4() {
+                socket.bind(SocketAddr::new(own, 0))?;
+            }
+            socket.connect(addr).await
+        };
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(SimNetError::Connect { addr, source }),
             Err(_) => {

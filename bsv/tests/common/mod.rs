@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests: locating `../shared` (real vectors and data).
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::path::PathBuf;
 
 /// The `shared` folder beside the checkout (`BSV_SHARED_DIR` overrides).
