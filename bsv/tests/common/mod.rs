@@ -14,7 +14,8 @@ pub fn shared_dir() -> PathBuf {
 /// Reads a hex vector file (one line of hex).
 pub fn vector(name: &str) -> Vec<u8> {
     let path = shared_dir().join("vectors").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     hex::decode(text.trim()).unwrap_or_else(|e| panic!("hex in {}: {e}", path.display()))
 }
 
@@ -29,11 +30,17 @@ pub fn all_vectors() -> Vec<String> {
     let mut out = Vec::new();
     for sub in ["", "derived"] {
         let dir = shared_dir().join("vectors").join(sub);
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display())) {
+        for e in
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "hex") {
                 let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                out.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                out.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
             }
         }
     }
@@ -42,4 +49,5 @@ pub fn all_vectors() -> Vec<String> {
 }
 
 /// The hash of the real mainnet block in `data/` (also its file name).
-pub const REAL_BLOCK_HASH: &str = "0000000000000000000988036522057056727ae85ad7cea92b2198418c9bb8f7";
+pub const REAL_BLOCK_HASH: &str =
+    "0000000000000000000988036522057056727ae85ad7cea92b2198418c9bb8f7";

@@ -52,10 +52,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     println!("{}", frame_json(&frame, false));
                     count += 1;
                 }
-                Ok(None) => return Err(CliError::Other(format!(
+                Ok(None) => {
+                    return Err(CliError::Other(format!(
                     "the stream ends inside a frame: {} byte(s) after {count} complete message(s)",
                     buf.len()
-                ))),
+                )))
+                }
                 Err(e) if !e.is_fatal() => {
                     println!("{}", to_json(&json!({ "error": e.to_string() }), false))
                 }
