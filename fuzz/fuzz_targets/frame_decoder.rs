@@ -6,22 +6,21 @@
 //! * nothing panics (libFuzzer reports a panic as a crash);
 //! * how the bytes are split does not change what comes out (the same messages and errors in the
 //!   same order), since a TCP stream can be cut anywhere;
-//! * every decoded message re-encodes and decodes again to the same value.
+//! * every decoded message re-encodes and decodes again to the same value;
+//! * every decoded transaction's inputs and outputs, parsed on first access, rebuild exactly its
+//!   bytes (decoding only checks a transaction's layout; the parse happens later and must agree).
 
 #![no_main]
 
+use bitcoinsv::bitcoin::Transaction;
 use bitcoinsv::p2p::codec::RecvLimits;
 use bitcoinsv::p2p::{CodecError, Message, MessageCodec, Network};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
-/// What one decode call produced, in a comparable form (`CodecError` holds `io::Error`, which
-/// is not `PartialEq`).
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Message(Message),
-    Error(String),
-}
+/// What one decode call produced: a message, or an error in a comparable form (`CodecError`
+/// holds `io::Error`, which is not `PartialEq`).
+type Outcome = Result<Message, String>;
 
 /// Decodes `chunks` fed one after another into one buffer, draining after each, until the
 /// input ends or a fatal error stops the stream.
@@ -32,11 +31,11 @@ fn decode_stream(mut codec: MessageCodec, chunks: &[&[u8]]) -> Vec<Outcome> {
         buf.extend_from_slice(chunk);
         loop {
             match codec.decode(&mut buf) {
-                Ok(Some(msg)) => out.push(Outcome::Message(msg)),
+                Ok(Some(msg)) => out.push(Ok(msg)),
                 Ok(None) => break,
                 Err(e) => {
                     let fatal = e.is_fatal();
-                    out.push(Outcome::Error(e.to_string()));
+                    out.push(Err(e.to_string()));
                     if fatal {
                         return out;
                     }
@@ -81,20 +80,55 @@ fn check_reencodes(msg: &Message) {
         Ok(Some(back)) => assert_eq!(&back, msg, "re-encoded message decoded differently"),
         other => panic!("re-encoded {msg:?} did not decode: {other:?}"),
     }
-    assert!(buf.is_empty(), "re-encoded frame left {} byte(s)", buf.len());
+    assert!(
+        buf.is_empty(),
+        "re-encoded frame left {} byte(s)",
+        buf.len()
+    );
+}
+
+/// The transactions a message carries at its top level.
+fn transactions(msg: &Message) -> Vec<&Transaction> {
+    match msg {
+        Message::Tx(tx) => vec![tx],
+        Message::Block(b) => b.transactions.iter().collect(),
+        Message::BlockTxn(b) => b.transactions.iter().collect(),
+        Message::CmpctBlock(c) => c.prefilled.iter().map(|p| &p.tx).collect(),
+        Message::DataRefTx(d) => vec![&d.tx],
+        _ => vec![],
+    }
+}
+
+/// The lazily parsed fields of `tx` serialize back to exactly its bytes.
+fn check_parts(tx: &Transaction) {
+    let rebuilt = Transaction::new(
+        tx.version(),
+        tx.inputs().to_vec(),
+        tx.outputs().to_vec(),
+        tx.lock_time(),
+    );
+    assert_eq!(
+        rebuilt.raw(),
+        tx.raw(),
+        "parsed parts disagree with the bytes"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
     let at = split_point(data);
     let (head, tail) = data.split_at(at);
-    for make in [MessageCodec::any_magic, || MessageCodec::new(Network::Mainnet)] {
+    for make in [MessageCodec::any_magic, || {
+        MessageCodec::new(Network::Mainnet)
+    }] {
         let whole = decode_stream(make(), &[data]);
         let split = decode_stream(make(), &[head, tail]);
-        assert_eq!(whole, split, "splitting the stream at {at} changed the outcome");
-        for outcome in &whole {
-            if let Outcome::Message(msg) = outcome {
-                check_reencodes(msg);
-            }
+        assert_eq!(
+            whole, split,
+            "splitting the stream at {at} changed the outcome"
+        );
+        for msg in whole.iter().flatten() {
+            check_reencodes(msg);
+            transactions(msg).into_iter().for_each(check_parts);
         }
     }
 });
