@@ -2,12 +2,11 @@
 
 use bytes::BufMut;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::transaction::MIN_TX_SIZE;
 use super::{
-    write_var_int, BlockHeader, Decode, DecodeError, Encode, Hash, Reader, Transaction, VarInt,
-    HEADER_SIZE,
+    sha256d_64, write_var_int, BlockHeader, Decode, DecodeError, Encode, Hash, Reader, Transaction,
+    VarInt, HEADER_SIZE,
 };
 
 /// A block: header and transactions.
@@ -97,8 +96,7 @@ pub fn merkle_root(mut level: Vec<Hash>) -> Hash {
             let right = if i + 1 < n { level[i + 1] } else { left };
             buf[..32].copy_from_slice(&left.0);
             buf[32..].copy_from_slice(&right.0);
-            let first = Sha256::digest(buf);
-            level[out] = Hash(Sha256::digest(first).into());
+            level[out] = sha256d_64(&buf);
             out += 1;
             i += 2;
         }

@@ -281,6 +281,21 @@ impl<'a> Reader<'a> {
         self.read_bytes(len)
     }
 
+    /// Reads a var int length and then that many bytes as a borrowed slice (no copy, no
+    /// reference count: for fields that are only checked or skipped).
+    pub fn read_var_slice(&mut self) -> Result<&'a [u8], DecodeError> {
+        let offset = self.pos;
+        let len = self.read_var_int()?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > self.remaining() {
+            return Err(DecodeError::UnexpectedEnd {
+                offset,
+                needed: len - self.remaining(),
+            });
+        }
+        self.read_slice(len)
+    }
+
     /// Reads a var int length and then that many bytes as text. Invalid UTF-8 is replaced
     /// (as the node sanitizes user agents) rather than failing the whole message.
     pub fn read_var_str(&mut self) -> Result<String, DecodeError> {

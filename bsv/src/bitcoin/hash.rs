@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
+use sha2::digest::generic_array::GenericArray;
+use sha2::{compress256, Digest, Sha256};
 
 /// A 32-byte hash in internal (wire) byte order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -51,6 +52,58 @@ pub fn sha256d_pair(left: &[u8], right: &[u8]) -> Hash {
     h.update(right);
     let first = h.finalize();
     Hash(Sha256::digest(first).into())
+}
+
+/// SHA-256's initial hash value (FIPS 180-4, §5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The padding block that follows a 64-byte message: the 0x80 marker, zeros, and the message
+/// length (512 bits) as a big-endian u64.
+const PAD_AFTER_64_BYTES: [u8; 64] = {
+    let mut block = [0u8; 64];
+    block[0] = 0x80;
+    block[62] = 0x02;
+    block
+};
+
+/// Double SHA-256 of exactly 64 bytes: a merkle node, `left ‖ right`.
+///
+/// Both inputs have fixed lengths (64 bytes, then the 32-byte first digest), so their padding is
+/// known in advance and the hash is three calls of the compression function with no buffering.
+/// The general hasher pays its block bookkeeping and finalisation twice per node, which is a
+/// visible share of a merkle root's cost once the txids are known.
+pub fn sha256d_64(data: &[u8; 64]) -> Hash {
+    let mut state = SHA256_IV;
+    compress256(
+        &mut state,
+        &[
+            GenericArray::from(*data),
+            GenericArray::from(PAD_AFTER_64_BYTES),
+        ],
+    );
+    // The second message is the 32-byte digest, then 0x80, zeros, and its length: 256 bits.
+    let mut second = [0u8; 64];
+    for (bytes, word) in second.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    second[32] = 0x80;
+    second[62] = 0x01;
+    let mut state = SHA256_IV;
+    compress256(&mut state, &[GenericArray::from(second)]);
+    let mut out = [0u8; 32];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    Hash(out)
 }
 
 impl fmt::Display for Hash {
@@ -126,6 +179,17 @@ mod tests {
     fn bad_hex_is_refused() {
         assert!("zz".parse::<Hash>().is_err());
         assert!("00".repeat(31).parse::<Hash>().is_err());
+    }
+
+    #[test]
+    fn sha256d_of_64_bytes_equals_the_general_sha256d() {
+        for seed in 0..=255u8 {
+            let mut data = [0u8; 64];
+            for (i, b) in data.iter_mut().enumerate() {
+                *b = seed.wrapping_mul(31).wrapping_add(i as u8);
+            }
+            assert_eq!(sha256d_64(&data), sha256d(&data), "seed {seed}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use encode::{
     list_len, var_bytes_len, write_list, write_var_bytes, write_var_int, Decode, DecodeError,
     Encode, Reader, VarInt, MAX_VAR_INT,
 };
-pub use hash::{sha256d, sha256d_pair, Hash, ParseHashError};
+pub use hash::{sha256d, sha256d_64, sha256d_pair, Hash, ParseHashError};
 pub use header::{BlockHeader, HEADER_SIZE};
 pub use inventory::{InvType, InvVect, INV_VECT_SIZE};
 pub use locator::BlockLocator;

@@ -1,9 +1,17 @@
 //! Legacy (pre-segwit layout) transactions, which is the only layout Bitcoin SV uses.
 //!
-//! A [`Transaction`] keeps its exact serialization in a shared [`Bytes`] buffer next to the
-//! parsed fields: re-encoding is a copy, cloning is a reference-count increment, and the txid is
-//! the double SHA-256 of those bytes. When decoded from a frame, the buffer is a slice of the
-//! frame, so a block's transactions share one allocation.
+//! A [`Transaction`] keeps its exact serialization in a shared [`Bytes`] buffer: re-encoding is a
+//! copy, cloning is a reference-count increment, and the txid is the double SHA-256 of those
+//! bytes. When decoded from a frame, the buffer is a slice of the frame, so a block's
+//! transactions share one allocation.
+//!
+//! Decoding checks the whole layout (every count, script length and var int) but keeps only the
+//! bytes, the version and the lock time; inputs and outputs are parsed on first access. Most
+//! transactions a peer sends are only hashed, stored or forwarded, and a block's decode then costs
+//! one pass over its bytes, with no allocation or reference count per input and output.
+
+use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::ser::SerializeStruct;
@@ -120,13 +128,31 @@ impl Decode for TxOut {
 }
 
 /// A transaction, with its exact serialization.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Transaction {
     raw: Bytes,
     version: i32,
+    lock_time: u32,
+    /// Inputs and outputs, parsed from `raw` on first access (set at once by [`Transaction::new`]).
+    parts: OnceLock<Parts>,
+}
+
+/// The parsed inputs and outputs of a transaction.
+#[derive(Debug, Clone, Default)]
+struct Parts {
     inputs: Vec<TxIn>,
     outputs: Vec<TxOut>,
-    lock_time: u32,
+}
+
+impl Parts {
+    /// Parses the inputs and outputs of a serialized transaction (sharing its buffer).
+    fn parse(raw: &Bytes) -> Result<Parts, DecodeError> {
+        let mut r = Reader::from_bytes(raw);
+        r.read_i32_le()?;
+        let inputs = r.read_list(MIN_TXIN_SIZE)?;
+        let outputs = r.read_list(MIN_TXOUT_SIZE)?;
+        Ok(Parts { inputs, outputs })
+    }
 }
 
 impl Transaction {
@@ -152,9 +178,8 @@ impl Transaction {
         Transaction {
             raw: b.freeze(),
             version,
-            inputs,
-            outputs,
             lock_time,
+            parts: OnceLock::from(Parts { inputs, outputs }),
         }
     }
 
@@ -178,14 +203,14 @@ impl Transaction {
         self.version
     }
 
-    /// The inputs.
+    /// The inputs (parsed on first access).
     pub fn inputs(&self) -> &[TxIn] {
-        &self.inputs
+        &self.parts().inputs
     }
 
-    /// The outputs.
+    /// The outputs (parsed on first access).
     pub fn outputs(&self) -> &[TxOut] {
-        &self.outputs
+        &self.parts().outputs
     }
 
     /// The lock time.
@@ -195,7 +220,36 @@ impl Transaction {
 
     /// Whether this is a coinbase transaction (one input spending the null outpoint).
     pub fn is_coinbase(&self) -> bool {
-        self.inputs.len() == 1 && self.inputs[0].prevout == OutPoint::NULL
+        matches!(self.inputs(), [only] if only.prevout == OutPoint::NULL)
+    }
+
+    fn parts(&self) -> &Parts {
+        // `raw` was either built by `new` (which fills `parts`) or accepted by `decode`, which
+        // checked the same layout this parses, so parsing cannot fail. Were it ever to, the
+        // transaction would show no inputs or outputs rather than panic.
+        self.parts
+            .get_or_init(|| Parts::parse(&self.raw).unwrap_or_default())
+    }
+}
+
+/// Transactions are equal when their serializations are: every field is read from those bytes.
+impl PartialEq for Transaction {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Transaction {}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("raw", &self.raw)
+            .field("version", &self.version)
+            .field("inputs", &self.inputs())
+            .field("outputs", &self.outputs())
+            .field("lock_time", &self.lock_time)
+            .finish()
     }
 }
 
@@ -209,26 +263,28 @@ impl Encode for Transaction {
 }
 
 impl Decode for Transaction {
+    /// Checks the layout and keeps the bytes; the inputs and outputs are parsed when first asked
+    /// for (see the module documentation).
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let start = r.position();
         let version = r.read_i32_le()?;
         let n_in = r.read_count(MIN_TXIN_SIZE)?;
-        let mut inputs = Vec::with_capacity(n_in);
         for _ in 0..n_in {
-            inputs.push(r.read()?);
+            r.read_slice(36)?; // outpoint
+            r.read_var_slice()?; // script_sig
+            r.read_slice(4)?; // sequence
         }
         let n_out = r.read_count(MIN_TXOUT_SIZE)?;
-        let mut outputs = Vec::with_capacity(n_out);
         for _ in 0..n_out {
-            outputs.push(r.read()?);
+            r.read_slice(8)?; // value
+            r.read_var_slice()?; // script_pubkey
         }
         let lock_time = r.read_u32_le()?;
         Ok(Transaction {
             raw: r.bytes_since(start),
             version,
-            inputs,
-            outputs,
             lock_time,
+            parts: OnceLock::new(),
         })
     }
 }
@@ -239,8 +295,8 @@ impl Serialize for Transaction {
         st.serialize_field("txid", &self.txid())?;
         st.serialize_field("size", &self.size())?;
         st.serialize_field("version", &self.version)?;
-        st.serialize_field("inputs", &self.inputs)?;
-        st.serialize_field("outputs", &self.outputs)?;
+        st.serialize_field("inputs", self.inputs())?;
+        st.serialize_field("outputs", self.outputs())?;
         st.serialize_field("lock_time", &self.lock_time)?;
         st.end()
     }
@@ -274,6 +330,28 @@ mod tests {
         assert_eq!(back, tx);
         assert_eq!(back.txid(), tx.txid());
         assert!(tx.is_coinbase());
+    }
+
+    #[test]
+    fn decoded_transaction_parses_its_inputs_and_outputs_on_access() {
+        let tx = sample();
+        let back = Transaction::decode_exact(tx.raw()).unwrap();
+        assert_eq!(back.version(), 1);
+        assert_eq!(back.lock_time(), 0);
+        assert_eq!(back.inputs(), tx.inputs());
+        assert_eq!(back.outputs(), tx.outputs());
+        assert_eq!(&back.inputs()[0].script_sig[..], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn a_bad_script_length_is_refused_when_decoding_not_when_accessing() {
+        let mut raw = sample().raw().to_vec();
+        // script_sig length 3 written as a 3-byte var int: non-canonical.
+        raw.splice(41..42, [0xFD, 0x03, 0x00]);
+        assert!(matches!(
+            Transaction::decode_exact(&raw),
+            Err(DecodeError::NonCanonicalVarInt { offset: 41 })
+        ));
     }
 
     #[test]
