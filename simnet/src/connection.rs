@@ -17,6 +17,7 @@ use bitcoinsv::p2p::codec::MessageCodec;
 use bitcoinsv::p2p::limits::COMMAND_LEN;
 use bitcoinsv::p2p::{CodecError, Message};
 use bytes::{BufMut, BytesMut};
+use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -230,7 +231,11 @@ impl Connection {
                 }
                 _ = std::future::ready(()), if flood && connected && !self.silent => {
                     let msg = self.flood_message();
-                    self.send(&msg).await
+                    let sent = self.send(&msg).await;
+                    // A flood must not starve the runtime: on a single-threaded runtime (a
+                    // test's) the peer could never read, nor could the node be stopped.
+                    tokio::task::yield_now().await;
+                    sent
                 }
             };
             if let Err(end) = result {
@@ -428,6 +433,7 @@ impl Connection {
 
     /// One flood message: 1,000 random tx hashes, or 1,000 random loopback addresses.
     fn flood_message(&self) -> Message {
+        let mut rng = rand::thread_rng();
         if self.mode == Misbehaviour::FloodAddr {
             let time = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -436,9 +442,9 @@ impl Connection {
             Message::Addr(
                 (0..FLOOD_ENTRIES)
                     .map(|_| {
-                        let [_, a, b, c] = rand::random::<[u8; 4]>();
+                        let [_, a, b, c] = rng.gen::<[u8; 4]>();
                         let ip = IpAddr::V4(Ipv4Addr::new(127, a, b, c));
-                        let port = rand::random::<u16>().max(1024);
+                        let port = rng.gen::<u16>().max(1024);
                         TimestampedNetAddress {
                             time,
                             addr: NetAddress::new(SocketAddr::new(ip, port), NODE_SERVICES),
@@ -449,7 +455,7 @@ impl Connection {
         } else {
             Message::Inv(
                 (0..FLOOD_ENTRIES)
-                    .map(|_| InvVect::tx(Hash(rand::random())))
+                    .map(|_| InvVect::tx(Hash(rng.gen())))
                     .collect(),
             )
         }
