@@ -25,12 +25,15 @@ struct Cli {
 enum Command {
     /// Decode a captured frame (or a bare payload) given as hex or as a file, print it as JSON.
     Decode(commands::decode::Args),
+    /// Run a simulated BSV network on loopback in the foreground until Ctrl-C.
+    Simnet(commands::simnet::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), CliError> = match cli.command {
         Command::Decode(args) => commands::decode::run(args),
+        Command::Simnet(args) => commands::simnet::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
