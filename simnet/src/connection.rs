@@ -40,6 +40,8 @@ const FLOOD_ENTRIES: usize = 1000;
 const SLOW_RCVBUF: usize = 4096;
 /// Read granularity of the normal read loop.
 const READ_CHUNK: usize = 16 * 1024;
+/// Queued replies are written out once they reach this size.
+const FLUSH_AT: usize = 256 * 1024;
 /// A write buffer grown past this (by a block) is released after the write.
 const WRITE_BUF_KEEP: usize = 1024 * 1024;
 
@@ -69,6 +71,8 @@ pub(crate) async fn run(
     async move {
         let (mut registration, events) = node.register(peer, direction);
         let mode = node.misbehaviour();
+        // As the node does (`SetSocketNoDelay`): small messages go out at once.
+        let _ = stream.set_nodelay(true);
         let nonce = nonzero_nonce();
         if direction == Direction::Outbound {
             registration.set_local_nonce(nonce);
@@ -231,7 +235,7 @@ impl Connection {
                 }
                 _ = std::future::ready(()), if flood && connected && !self.silent => {
                     let msg = self.flood_message();
-                    let sent = self.send(&msg).await;
+                    let sent = self.apply(vec![Action::Send(msg)]).await;
                     // A flood must not starve the runtime: on a single-threaded runtime (a
                     // test's) the peer could never read, nor could the node be stopped.
                     tokio::task::yield_now().await;
@@ -334,7 +338,12 @@ impl Connection {
     async fn apply(&mut self, actions: Vec<Action>) -> Result<(), End> {
         for action in actions {
             match action {
-                Action::Send(msg) => self.send(&msg).await?,
+                Action::Send(msg) => {
+                    if let Err(end) = self.queue(&msg).await {
+                        self.flush().await?;
+                        return Err(end);
+                    }
+                }
                 Action::AcceptTx(tx) => {
                     self.net
                         .accept_tx(tx, Some((self.node.index, self.conn_id)));
@@ -356,22 +365,30 @@ impl Connection {
                         .counters
                         .update(|s| s.misbehaviour_score += u64::from(score));
                 }
-                Action::Ban(reason) => return Err(End::Ban(reason)),
-                Action::Disconnect(reason) => return Err(End::Closed(reason)),
+                // Whatever was queued (a `reject`, say) goes out before the close.
+                Action::Ban(reason) => {
+                    self.flush().await?;
+                    return Err(End::Ban(reason));
+                }
+                Action::Disconnect(reason) => {
+                    self.flush().await?;
+                    return Err(End::Closed(reason));
+                }
             }
         }
-        Ok(())
+        self.flush().await
     }
 
-    /// Encodes and writes one message; counts it; enforces [`Misbehaviour::DisconnectAfter`].
-    async fn send(&mut self, msg: &Message) -> Result<(), End> {
-        self.write_buf.clear();
+    /// Encodes one message into the write buffer and counts it; writes the buffer out once it
+    /// holds [`FLUSH_AT`] bytes. Replies to one received message are written together, as the
+    /// node's send queue does, so a handshake reply is one segment rather than three.
+    /// Enforces [`Misbehaviour::DisconnectAfter`] (the caller flushes before closing).
+    async fn queue(&mut self, msg: &Message) -> Result<(), End> {
         if let Err(e) = self.encoder.encode(msg, &mut self.write_buf) {
             // Only a message over the peer's limit fails; the node drops those unsent.
             warn!(command = msg.command(), error = %e, "not sending");
             return Ok(());
         }
-        self.write_raw_buf().await?;
         trace!(command = msg.command(), "sent");
         self.node.counters.message_out(msg.command());
         self.sent += 1;
@@ -380,11 +397,19 @@ impl Connection {
                 return Err(End::Closed(format!("disconnect-after {n}")));
             }
         }
+        if self.write_buf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
         Ok(())
     }
 
-    async fn write_raw_buf(&mut self) -> Result<(), End> {
+    /// Writes out the write buffer.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
         let result = self.stream.write_all(&self.write_buf).await;
+        self.write_buf.clear();
         if self.write_buf.capacity() > WRITE_BUF_KEEP {
             self.write_buf = BytesMut::new();
         }
@@ -428,7 +453,7 @@ impl Connection {
             "misbehaving on the wire"
         );
         self.silent = true;
-        self.write_raw_buf().await
+        self.flush().await
     }
 
     /// One flood message: 1,000 random tx hashes, or 1,000 random loopback addresses.
