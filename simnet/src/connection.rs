@@ -166,7 +166,8 @@ fn ctx<'a>(node: &'a NodeShared, net: &'a NetShared) -> Ctx<'a> {
     Ctx {
         chain: &net.chain,
         mempool: &net.mempool,
-        getaddr_reply: &node.getaddr_reply,
+        addresses: &net.addresses,
+        own_addr: node.address,
         user_agent: &net.config.user_agent,
         local_nonces: &node.local_nonces,
     }
