@@ -30,6 +30,8 @@ enum Command {
     Monitor(commands::monitor::Args),
     /// Decode a captured frame (or a bare payload) given as hex or as a file, print it as JSON.
     Decode(commands::decode::Args),
+    /// Run a simulated BSV network on loopback in the foreground until Ctrl-C.
+    Simnet(commands::simnet::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => commands::connect::run(args),
         Command::Decode(args) => commands::decode::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Simnet(args) => commands::simnet::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use bitcoinsv::p2p::codec::MessageCodec;
 use bitcoinsv::p2p::limits::COMMAND_LEN;
 use bitcoinsv::p2p::{CodecError, Message};
 use bytes::{BufMut, BytesMut};
+use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -39,6 +40,8 @@ const FLOOD_ENTRIES: usize = 1000;
 const SLOW_RCVBUF: usize = 4096;
 /// Read granularity of the normal read loop.
 const READ_CHUNK: usize = 16 * 1024;
+/// Queued replies are written out once they reach this size.
+const FLUSH_AT: usize = 256 * 1024;
 /// A write buffer grown past this (by a block) is released after the write.
 const WRITE_BUF_KEEP: usize = 1024 * 1024;
 
@@ -68,6 +71,8 @@ pub(crate) async fn run(
     async move {
         let (mut registration, events) = node.register(peer, direction);
         let mode = node.misbehaviour();
+        // As the node does (`SetSocketNoDelay`): small messages go out at once.
+        let _ = stream.set_nodelay(true);
         let nonce = nonzero_nonce();
         if direction == Direction::Outbound {
             registration.set_local_nonce(nonce);
@@ -161,7 +166,8 @@ fn ctx<'a>(node: &'a NodeShared, net: &'a NetShared) -> Ctx<'a> {
     Ctx {
         chain: &net.chain,
         mempool: &net.mempool,
-        getaddr_reply: &node.getaddr_reply,
+        addresses: &net.addresses,
+        own_addr: node.address,
         user_agent: &net.config.user_agent,
         local_nonces: &node.local_nonces,
     }
@@ -230,7 +236,11 @@ impl Connection {
                 }
                 _ = std::future::ready(()), if flood && connected && !self.silent => {
                     let msg = self.flood_message();
-                    self.send(&msg).await
+                    let sent = self.apply(vec![Action::Send(msg)]).await;
+                    // A flood must not starve the runtime: on a single-threaded runtime (a
+                    // test's) the peer could never read, nor could the node be stopped.
+                    tokio::task::yield_now().await;
+                    sent
                 }
             };
             if let Err(end) = result {
@@ -329,7 +339,12 @@ impl Connection {
     async fn apply(&mut self, actions: Vec<Action>) -> Result<(), End> {
         for action in actions {
             match action {
-                Action::Send(msg) => self.send(&msg).await?,
+                Action::Send(msg) => {
+                    if let Err(end) = self.queue(&msg).await {
+                        self.flush().await?;
+                        return Err(end);
+                    }
+                }
                 Action::AcceptTx(tx) => {
                     self.net
                         .accept_tx(tx, Some((self.node.index, self.conn_id)));
@@ -351,22 +366,30 @@ impl Connection {
                         .counters
                         .update(|s| s.misbehaviour_score += u64::from(score));
                 }
-                Action::Ban(reason) => return Err(End::Ban(reason)),
-                Action::Disconnect(reason) => return Err(End::Closed(reason)),
+                // Whatever was queued (a `reject`, say) goes out before the close.
+                Action::Ban(reason) => {
+                    self.flush().await?;
+                    return Err(End::Ban(reason));
+                }
+                Action::Disconnect(reason) => {
+                    self.flush().await?;
+                    return Err(End::Closed(reason));
+                }
             }
         }
-        Ok(())
+        self.flush().await
     }
 
-    /// Encodes and writes one message; counts it; enforces [`Misbehaviour::DisconnectAfter`].
-    async fn send(&mut self, msg: &Message) -> Result<(), End> {
-        self.write_buf.clear();
+    /// Encodes one message into the write buffer and counts it; writes the buffer out once it
+    /// holds [`FLUSH_AT`] bytes. Replies to one received message are written together, as the
+    /// node's send queue does, so a handshake reply is one segment rather than three.
+    /// Enforces [`Misbehaviour::DisconnectAfter`] (the caller flushes before closing).
+    async fn queue(&mut self, msg: &Message) -> Result<(), End> {
         if let Err(e) = self.encoder.encode(msg, &mut self.write_buf) {
             // Only a message over the peer's limit fails; the node drops those unsent.
             warn!(command = msg.command(), error = %e, "not sending");
             return Ok(());
         }
-        self.write_raw_buf().await?;
         trace!(command = msg.command(), "sent");
         self.node.counters.message_out(msg.command());
         self.sent += 1;
@@ -375,11 +398,19 @@ impl Connection {
                 return Err(End::Closed(format!("disconnect-after {n}")));
             }
         }
+        if self.write_buf.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
         Ok(())
     }
 
-    async fn write_raw_buf(&mut self) -> Result<(), End> {
+    /// Writes out the write buffer.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
         let result = self.stream.write_all(&self.write_buf).await;
+        self.write_buf.clear();
         if self.write_buf.capacity() > WRITE_BUF_KEEP {
             self.write_buf = BytesMut::new();
         }
@@ -423,11 +454,12 @@ impl Connection {
             "misbehaving on the wire"
         );
         self.silent = true;
-        self.write_raw_buf().await
+        self.flush().await
     }
 
     /// One flood message: 1,000 random tx hashes, or 1,000 random loopback addresses.
     fn flood_message(&self) -> Message {
+        let mut rng = rand::thread_rng();
         if self.mode == Misbehaviour::FloodAddr {
             let time = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -436,9 +468,9 @@ impl Connection {
             Message::Addr(
                 (0..FLOOD_ENTRIES)
                     .map(|_| {
-                        let [_, a, b, c] = rand::random::<[u8; 4]>();
+                        let [_, a, b, c] = rng.gen::<[u8; 4]>();
                         let ip = IpAddr::V4(Ipv4Addr::new(127, a, b, c));
-                        let port = rand::random::<u16>().max(1024);
+                        let port = rng.gen::<u16>().max(1024);
                         TimestampedNetAddress {
                             time,
                             addr: NetAddress::new(SocketAddr::new(ip, port), NODE_SERVICES),
@@ -449,7 +481,7 @@ impl Connection {
         } else {
             Message::Inv(
                 (0..FLOOD_ENTRIES)
-                    .map(|_| InvVect::tx(Hash(rand::random())))
+                    .map(|_| InvVect::tx(Hash(rng.gen())))
                     .collect(),
             )
         }

@@ -133,20 +133,17 @@ impl SimNet {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let unreachable = unreachable_addrs(config.unreachable_addrs, &addresses);
         let shared: Vec<Arc<NodeShared>> = addresses
             .iter()
             .enumerate()
-            .map(|(i, addr)| {
-                let mut reply: Vec<SocketAddr> =
-                    addresses.iter().filter(|a| *a != addr).copied().collect();
-                reply.extend_from_slice(&unreachable);
-                Arc::new(NodeShared::new(i, *addr, reply, config.misbehaviour_of(i)))
-            })
+            .map(|(i, addr)| Arc::new(NodeShared::new(i, *addr, config.misbehaviour_of(i))))
             .collect();
+        let mut all_addresses = addresses.clone();
+        all_addresses.extend(unreachable_addrs(config.unreachable_addrs, &addresses));
         let net = Arc::new(NetShared {
             config,
             chain,
+            addresses: all_addresses,
             mempool: Mutex::new(Mempool::default()),
             nodes: shared.clone(),
         });

@@ -67,8 +67,6 @@ pub(crate) struct NodeShared {
     pub index: usize,
     /// Listening address (kept across restarts).
     pub address: SocketAddr,
-    /// What `getaddr` is answered with.
-    pub getaddr_reply: Vec<SocketAddr>,
     /// The misbehaviour mode new connections take.
     misbehaviour: Mutex<Misbehaviour>,
     /// Counters.
@@ -87,16 +85,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl NodeShared {
-    pub(crate) fn new(
-        index: usize,
-        address: SocketAddr,
-        getaddr_reply: Vec<SocketAddr>,
-        mode: Misbehaviour,
-    ) -> Self {
+    pub(crate) fn new(index: usize, address: SocketAddr, mode: Misbehaviour) -> Self {
         NodeShared {
             index,
             address,
-            getaddr_reply,
             misbehaviour: Mutex::new(mode),
             counters: Counters::default(),
             bans: Mutex::new(HashMap::new()),
@@ -227,6 +219,8 @@ pub(crate) struct NetShared {
     pub config: SimNetConfig,
     /// The chain.
     pub chain: ChainHandle,
+    /// Every node's address, then the unreachable ones: what `getaddr` is answered with.
+    pub addresses: Vec<SocketAddr>,
     /// The transaction pool every node serves from.
     pub mempool: Mutex<Mempool>,
     /// Every node.

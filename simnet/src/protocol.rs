@@ -108,8 +108,11 @@ pub(crate) struct Ctx<'a> {
     pub chain: &'a ChainHandle,
     /// The shared transaction pool.
     pub mempool: &'a Mutex<Mempool>,
-    /// What `getaddr` is answered with (the other nodes, then unreachable addresses).
-    pub getaddr_reply: &'a [SocketAddr],
+    /// What `getaddr` is answered with, less `own_addr`: every node of the simnet, then the
+    /// unreachable addresses. One list shared by all nodes, so memory stays linear in nodes.
+    pub addresses: &'a [SocketAddr],
+    /// The node's own listening address (left out of `getaddr` answers).
+    pub own_addr: SocketAddr,
     /// The configured user agent.
     pub user_agent: &'a str,
     /// Nonces of the node's own outbound `version`s (to detect connecting to itself).
@@ -466,8 +469,9 @@ impl PeerState {
                 self.getaddr_answered = true;
                 let time = unix_now() as u32;
                 let addrs: Vec<TimestampedNetAddress> = ctx
-                    .getaddr_reply
+                    .addresses
                     .iter()
+                    .filter(|a| **a != ctx.own_addr)
                     .map(|a| TimestampedNetAddress {
                         time,
                         addr: NetAddress::new(*a, NODE_SERVICES),
@@ -736,7 +740,10 @@ mod tests {
             Fixture {
                 chain: ChainHandle::new(Chain::generate(0, blocks, 0)),
                 mempool: Mutex::new(Mempool::default()),
-                addrs: vec!["127.0.0.1:1001".parse().unwrap()],
+                addrs: vec![
+                    "127.0.0.1:1000".parse().unwrap(),
+                    "127.0.0.1:1001".parse().unwrap(),
+                ],
                 nonces: Mutex::new(HashSet::new()),
             }
         }
@@ -744,7 +751,8 @@ mod tests {
             Ctx {
                 chain: &self.chain,
                 mempool: &self.mempool,
-                getaddr_reply: &self.addrs,
+                addresses: &self.addrs,
+                own_addr: "127.0.0.1:1000".parse().unwrap(),
                 user_agent: "/Bitcoin SV:1.2.2/",
                 local_nonces: &self.nonces,
             }

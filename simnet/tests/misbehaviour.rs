@@ -253,14 +253,15 @@ async fn slow_reader_node_makes_a_large_write_block() {
     ))
     .await
     .unwrap();
-    // A 16 MiB `tx` frame: a normal node swallows it at once, the slow one cannot.
-    let payload = vec![0u8; 16 * 1024 * 1024];
+    // An 8 MiB `tx` frame (twice the most the kernel buffers on the sending side here): a
+    // normal node swallows it at once, the slow one cannot.
+    let payload = vec![0u8; 8 * 1024 * 1024];
     let frame = bitcoinsv::p2p::codec::frame_bytes(Network::Regtest.magic(), "tx", &payload);
     let mut normal = Client::connect(net.node(1).address()).await;
     normal.handshake().await;
     tokio::time::timeout(WAIT, normal.stream.write_all(&frame))
         .await
-        .expect("the normal node reads 16 MiB quickly")
+        .expect("the normal node reads 8 MiB quickly")
         .unwrap();
     let mut slow = Client::connect(net.node(0).address()).await;
     let seen = slow.handshake().await;

@@ -4,3 +4,4 @@ pub mod connect;
 pub mod decode;
 pub mod monitor;
 pub mod summary;
+pub mod simnet;
