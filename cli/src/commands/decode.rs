@@ -153,7 +153,10 @@ fn read_input(input: &str) -> Result<Vec<u8>, CliError> {
             source,
         })?;
         let text: String = String::from_utf8_lossy(&raw).split_whitespace().collect();
-        if !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !text.is_empty()
+            && text.len().is_multiple_of(2)
+            && text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return hex::decode(&text).map_err(|e| CliError::Usage(format!("{input}: {e}")));
         }
         return Ok(raw);
