@@ -631,3 +631,16 @@ async fn a_peer_that_stops_reading_makes_senders_wait_instead_of_growing_memory(
     handle.disconnect();
     timeout(WAIT, handle.join()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_new_outbound_connection_counts_as_connecting_before_its_task_runs() {
+    // The manager counts connections by state; a link that looked `Disconnected` until its task
+    // first ran let the supervisor dial past the target (regression).
+    let h = harness(fast_config());
+    let (_l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer, h.ctx.clone());
+    assert_eq!(handle.stats().state(), ConnectionState::Connecting);
+    handle.disconnect();
+    handle.join().await;
+}

@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// See the whole project work in under a minute, on a simulated network (no internet).
+    Demo(commands::demo::Args),
     /// Handshake with one peer and print every message it sends.
     Connect(commands::connect::Args),
     /// Run the connection manager and watch peers and events live.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result: Result<(), CliError> = match cli.command {
         Command::Connect(args) => commands::connect::run(args),
         Command::Decode(args) => commands::decode::run(args),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
         Command::Simnet(args) => commands::simnet::run(args),
     };

@@ -18,6 +18,7 @@ pub mod bans;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod crawler;
 pub mod discovery;
 pub mod error;
 pub mod events;

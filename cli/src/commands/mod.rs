@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod decode;
+pub mod demo;
 pub mod monitor;
-pub mod summary;
 pub mod simnet;
+pub mod summary;

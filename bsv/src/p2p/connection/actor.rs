@@ -343,6 +343,13 @@ fn spawn(
 ) -> PeerHandle {
     let address = peer.socket_addr();
     let stats = Arc::new(ConnectionStats::new(peer.id, address, direction));
+    // Visible at once, before the task first runs: the manager counts this connection from the
+    // moment it exists, or a second pass of its supervisor would dial again.
+    stats.set_state(if stream.is_some() {
+        ConnectionState::AwaitingHandshake
+    } else {
+        ConnectionState::Connecting
+    });
     let shared = Arc::new(Shared {
         stats,
         session: Mutex::new(None),
