@@ -542,6 +542,67 @@ async fn a_validation_ban_disconnects_only_that_address() {
         2,
         "the other connections stay"
     );
+    // Dialling again, the banned address is dropped by the listener before any handshake.
+    let handshakes = net.node(2).stats().handshakes;
+    net.node(2)
+        .dial(manager.listener_address().unwrap())
+        .await
+        .unwrap();
+    let e = next_event(&mut events, |e| {
+        matches!(e, ControlEvent::InboundConnectionRejected { .. })
+    })
+    .await;
+    assert!(
+        matches!(e, ControlEvent::InboundConnectionRejected { address, reason } if address.ip() == addrs[2].ip() && reason == "banned")
+    );
+    assert_eq!(net.node(2).stats().handshakes, handshakes);
     manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_log_level_change_is_handed_to_the_applications_handler_at_once() {
+    let manager = Manager::new(config(1, 125), Arc::new(InMemoryPeerStore::new()));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    manager.set_log_level_handler(Box::new(move |level| {
+        s.lock().unwrap().push(level.to_string());
+        Ok(())
+    }));
+    manager.start().await.unwrap();
+    let mut c = manager.config();
+    c.log_level = "debug".into();
+    manager.update_config(c).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["debug"]);
+    manager.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_running_manager_without_shutdown_leaks_no_socket() {
+    let net = SimNet::start(SimNetConfig::default().nodes(20).blocks(1))
+        .await
+        .unwrap();
+    let store = store_with(&net.addresses()).await;
+    let before = open_fds();
+    let mut c = config(20, 125);
+    c.enable_listener = true;
+    c.listener_address = "127.0.0.1".parse().unwrap();
+    c.listener_port = 0;
+    let manager = Manager::new(c, store);
+    manager.start().await.unwrap();
+    manager.wait_for_connections(20, WAIT).await.unwrap();
+    drop(manager);
+    let after = timeout(WAIT, async {
+        loop {
+            let n = open_fds();
+            if n <= before {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| open_fds());
+    assert!(after <= before, "fds before {before}, after {after}");
     net.shutdown().await;
 }
