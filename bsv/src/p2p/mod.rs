@@ -18,6 +18,7 @@ pub mod bans;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod crawler;
 pub mod discovery;
 pub mod error;
 pub mod events;
@@ -34,6 +35,7 @@ pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{
     ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
 };
+pub use crawler::{Chain, CrawlConfig, CrawlProgress, CrawlReport, Crawler, NodeReport};
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 pub use manager::{LogLevelHandler, Manager, Mode};
