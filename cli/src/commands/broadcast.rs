@@ -140,12 +140,7 @@ fn print(args: &Args, txid: Hash, outcomes: &[PeerOutcome]) {
         };
         let mut line = format!("{:<22} {delivery}", o.peer.to_string());
         if let Some(r) = &o.reject {
-            line.push_str(&format!(
-                ", rejected: {:#04x} {} {:?}",
-                r.code.to_u8(),
-                r.code,
-                r.reason
-            ));
+            line.push_str(&format!(", rejected: {} {:?}", r.code, r.reason));
         }
         if let Some(e) = &o.error {
             line.push_str(&format!(", {e}"));
