@@ -136,11 +136,13 @@ mod tests {
 
     #[test]
     fn every_serialized_setting_has_a_comment() {
-        let mut c = ManagerConfig::default();
         // Set the optional ones so that they are serialized too.
-        c.dns_nameservers = Some(vec!["127.0.0.1:53".parse().unwrap()]);
-        c.peer_store_path = Some("peers.json".into());
-        c.telemetry_endpoint = Some("http://127.0.0.1:4317".into());
+        let c = ManagerConfig {
+            dns_nameservers: Some(vec!["127.0.0.1:53".parse().unwrap()]),
+            peer_store_path: Some("peers.json".into()),
+            telemetry_endpoint: Some("http://127.0.0.1:4317".into()),
+            ..ManagerConfig::default()
+        };
         let v = toml::Value::try_from(&c).unwrap();
         let root = v.as_table().unwrap();
         for key in root.keys().filter(|k| *k != "connection") {
