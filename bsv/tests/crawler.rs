@@ -205,3 +205,27 @@ async fn an_invalid_configuration_is_refused_before_any_connection() {
     let err = Crawler::run(c, |_| {}).await.unwrap_err();
     assert!(err.to_string().contains("no seed"), "{err}");
 }
+
+#[tokio::test]
+async fn garbage_and_oversized_frames_end_a_probe_with_an_error_not_a_panic() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(2)
+            .blocks(1)
+            .with_misbehaviour(0, Misbehaviour::Garbage)
+            .with_misbehaviour(1, Misbehaviour::OversizedHeader),
+    )
+    .await
+    .unwrap();
+    let mut c = config(net.node(0).address());
+    c.handshake_timeout = Duration::from_secs(2);
+    for i in 0..2 {
+        let p = probe(net.node(i).address(), &c).await;
+        assert!(!p.report.reachable);
+        assert_eq!(p.report.chain, Chain::Unknown);
+        let error = p.report.error.unwrap();
+        assert!(error.starts_with("oversized "), "{error}");
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+    }
+    net.shutdown().await;
+}

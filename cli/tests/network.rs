@@ -337,3 +337,30 @@ async fn peers_that_refuse_the_connection_give_a_one_line_error() {
         assert_one_line_error(&out, &format!("cannot connect to {refusing}"));
     }
 }
+
+#[tokio::test]
+async fn connect_takes_the_shared_network_option_and_prints_the_handshake() {
+    let net = SimNet::start(SimNetConfig::default().nodes(1).blocks(1))
+        .await
+        .unwrap();
+    let addr = net.node(0).address().to_string();
+    let out = bsvp2p(&[
+        "connect",
+        &addr,
+        "--network",
+        "regtest",
+        "--duration",
+        "0.3",
+        "--json",
+    ])
+    .await;
+    let commands: Vec<String> = stdout_of(&out)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["message"]["command"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(commands[..3], ["version", "verack", "protoconf"]);
+    net.shutdown().await;
+}

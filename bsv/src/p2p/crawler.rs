@@ -475,7 +475,8 @@ pub async fn probe(address: SocketAddr, config: &CrawlConfig) -> Probe {
     let mut report = NodeReport::new(address);
     let mut advertised = Vec::new();
     if let Err(e) = probe_into(address, config, &mut report, &mut advertised).await {
-        report.error = Some(e);
+        // Errors can quote bytes from the peer (a garbage command name): keep them printable.
+        report.error = Some(printable(&e));
     }
     if report.chain != Chain::Bsv {
         advertised.clear();
@@ -605,6 +606,19 @@ async fn probe_into(
     }
 }
 
+/// `s` with control characters escaped, so that text from a peer cannot drive a terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn record_version(report: &mut NodeReport, v: &VersionMessage, elapsed: Duration) {
     report.user_agent = Some(v.user_agent.clone());
     report.version = Some(v.version);
@@ -632,6 +646,12 @@ mod tests {
             Chain::OtherNetwork(Network::Testnet)
         );
         assert_eq!(c([1, 2, 3, 4], "/Bitcoin SV:1.2.2/"), Chain::Other);
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("/Bitcoin SV:1.2.2/ é"), "/Bitcoin SV:1.2.2/ é");
+        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bitcoinsv::p2p::crawler::{DEFAULT_CRAWL_CONCURRENCY, DEFAULT_MAX_NODES};
+use bitcoinsv::p2p::crawler::{printable, DEFAULT_CRAWL_CONCURRENCY, DEFAULT_MAX_NODES};
 use bitcoinsv::p2p::{CrawlConfig, CrawlReport, Crawler, ManagerConfig, NodeReport};
 
 use super::{parse_seconds, write_output};
@@ -181,7 +181,9 @@ fn table(r: &CrawlReport) -> String {
             [
                 n.address.to_string(),
                 n.chain.to_string(),
-                opt(&n.user_agent),
+                n.user_agent
+                    .as_deref()
+                    .map_or_else(|| "-".into(), printable),
                 opt(&n.version),
                 n.services.map_or("-".into(), |s| format!("{s:#x}")),
                 opt(&n.start_height),
