@@ -410,11 +410,22 @@ struct Wire {
 
 impl Wire {
     async fn send(&mut self, m: &Message) -> std::result::Result<(), String> {
-        let frame = self.encoder.encode_to_bytes(m).map_err(|e| e.to_string())?;
+        self.send_all(std::slice::from_ref(m)).await
+    }
+
+    /// Sends several messages in one write, so they leave in as few segments as possible.
+    async fn send_all(&mut self, msgs: &[Message]) -> std::result::Result<(), String> {
+        let mut out = BytesMut::new();
+        for m in msgs {
+            self.encoder
+                .encode(m, &mut out)
+                .map_err(|e| e.to_string())?;
+        }
+        let commands: Vec<&str> = msgs.iter().map(Message::command).collect();
         self.stream
-            .write_all(&frame)
+            .write_all(&out)
             .await
-            .map_err(|e| format!("sending {}: {e}", m.command()))
+            .map_err(|e| format!("sending {}: {e}", commands.join(", ")))
     }
 
     /// The next frame whose checksum verifies, before `until`. Frames the codec can skip (bad
@@ -571,10 +582,9 @@ async fn probe_into(
         }
     }
     let nonce = rand::thread_rng().gen_range(1..=u64::MAX);
-    wire.send(&Message::Verack).await?;
     let ping_sent = Instant::now();
-    wire.send(&Message::Ping(nonce)).await?;
-    wire.send(&Message::GetAddr).await?;
+    wire.send_all(&[Message::Verack, Message::Ping(nonce), Message::GetAddr])
+        .await?;
     let addr_deadline = Instant::now() + config.addr_timeout;
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     loop {

@@ -163,7 +163,8 @@ async fn download(args: &Args, genesis: Hash, session: &mut Session) -> Result<(
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{total} headers from {from}, last {last}{} in {secs:.2}s ({:.0} headers/s)",
+        "{total} header{} from {from}, last {last}{} in {secs:.2}s ({:.0} headers/s)",
+        if total == 1 { "" } else { "s" },
         height.map(|h| format!(" (height {h})")).unwrap_or_default(),
         total as f64 / secs.max(1e-9)
     );
