@@ -74,9 +74,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         config.bch_user_agents = manager
             .user_agent_ban_list()
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let bar = crate::progress::spinner(
-            "{spinner} {elapsed_precise} found {prefix} | {msg} (Ctrl-C to stop)",
-        );
+        let bar = crate::progress::spinner("{spinner} {elapsed_precise} found {prefix} | {msg}");
         let result = Crawler::run(config, |p| {
             bar.set_prefix(p.found.to_string());
             bar.set_message(format!(
