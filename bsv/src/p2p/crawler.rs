@@ -1,15 +1,28 @@
-//! Network crawler: breadth-first discovery through `getaddr` (SPEC §11, PROTOCOL.md §3.3, §6).
+//! Network crawler: breadth-first discovery of a network's nodes through `getaddr`.
 //!
-//! Each address gets a one-shot probe on its own socket: our `version`, the peer's
-//! `version`/`verack`, our `verack`, a `getaddr` (nodes answer it only on connections *we*
-//! opened, once), a `ping` for the round-trip time, and a close. The probe does not use the
-//! connection actor on purpose: a crawler must *report* a BCH node or another chain, not ban it
-//! and look away, and it needs no store. Every address a peer advertises is queued once;
-//! concurrency, per-peer waits, the total time and the number of nodes are all bounded.
+//! The crawler starts from seed addresses, probes each address once, and follows the addresses
+//! every BSV peer advertises, until no address is left, `max_nodes` addresses have been found, or
+//! the overall deadline passes. It reports every node it tried: reachable or not, its user agent,
+//! protocol version, services, height, round-trip time, and which chain it is on.
 //!
-//! Chains are told apart as the node does (PROTOCOL.md §6): BTC's magic is another blockchain;
-//! another BSV network's magic is another network; a user agent matching the BCH ban patterns is
-//! BCH (it shares BSV's mainnet magic); anything else that completes the handshake is BSV.
+//! A probe is a one-shot exchange built directly on [`MessageCodec`] and a `TcpStream`, not on
+//! the connection actor: the crawler must *see* peers that the actor would refuse (a BCH user
+//! agent, another network's magic) in order to report them, and it needs no peer store, bans,
+//! retries or keepalive. One probe:
+//!
+//! 1. connects (`connect_timeout`) and sends our `version`;
+//! 2. reads until the peer's `version` and `verack` (`handshake_timeout`). The first frame's
+//!    magic and the `version`'s user agent classify the peer (PROTOCOL.md §6, [`Chain`]); a peer
+//!    that is not on our chain is reported and left at once, and its addresses are not followed;
+//! 3. sends `verack`, `ping` and `getaddr`, and waits at most `addr_timeout` for an `addr` that
+//!    names anyone other than the peer itself (a node advertising its own address sends a
+//!    one-entry `addr` of itself, which is not the answer). The `pong` gives the round-trip time;
+//!    without one, the time from our `version` to the peer's is used.
+//!
+//! Concurrency is bounded by `concurrency` probes at once (each a task of a [`JoinSet`], so the
+//! deadline cancels them all by dropping the set); addresses are deduplicated, and at most
+//! `max_nodes` distinct addresses are ever queued, so a peer flooding `addr` cannot make the crawl
+//! unbounded.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -18,81 +31,185 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rand::Rng;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::bitcoin::{NetAddress, Network};
+use crate::bitcoin::{Magic, NetAddress, Network};
 use crate::p2p::bans::UserAgentBanList;
-use crate::p2p::codec::{CodecError, MessageCodec};
-use crate::p2p::limits::PROTOCOL_VERSION;
+use crate::p2p::codec::{MessageCodec, RawFrame, RecvLimits};
+use crate::p2p::config::default_user_agent;
+use crate::p2p::error::{P2pError, Result};
+use crate::p2p::limits::{DEFAULT_MAX_RECV_PAYLOAD, PROTOCOL_VERSION};
 use crate::p2p::messages::{AssociationId, VersionMessage};
+use crate::p2p::peer::unix_now;
 use crate::p2p::Message;
 
-/// What chain a node is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Chain {
-    /// Bitcoin SV on the crawled network.
-    Bsv,
-    /// Bitcoin Cash (same magic as BSV mainnet; told apart by user agent).
-    Bch,
-    /// BTC (its magic `f9beb4d9`).
-    Btc,
-    /// Another BSV network (its magic) or something unidentifiable.
-    Other,
-    /// Never answered.
-    Unknown,
-}
+/// Probes run at once by default: enough to crawl the BSV network (a few hundred listening
+/// nodes) in minutes without looking like a flood to any one of them.
+pub const DEFAULT_CRAWL_CONCURRENCY: usize = 32;
+/// TCP connect deadline per probe: the node's `DEFAULT_CONNECT_TIMEOUT` (5 s).
+pub const DEFAULT_CRAWL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshake deadline per probe. A live node answers `version` at once; the connection
+/// manager's 60 s allows for loaded peers, a crawler prefers to move on.
+pub const DEFAULT_CRAWL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a probe waits for the `getaddr` answer. The node sends it after a Poisson delay
+/// averaging 30 s (PROTOCOL.md §3.3), so 10 s catches about a quarter of the answers; with every
+/// node returning up to 1000 addresses that is plenty for discovery, and it keeps a crawl short.
+pub const DEFAULT_ADDR_TIMEOUT: Duration = Duration::from_secs(10);
+/// Overall crawl deadline by default.
+pub const DEFAULT_CRAWL_DEADLINE: Duration = Duration::from_secs(600);
+/// Distinct addresses a crawl queues at most by default: many times the size of the BSV network.
+pub const DEFAULT_MAX_NODES: usize = 10_000;
+/// Addresses kept from one peer: the most a node answers `getaddr` with (2500, PROTOCOL.md §3.3).
+pub const MAX_ADDRS_PER_PEER: usize = 2500;
+/// BTC's wire magic (`f9beb4d9`), which is BSV mainnet's disk magic and never on the BSV wire.
+pub const BTC_MAGIC: Magic = [0xf9, 0xbe, 0xb4, 0xd9];
 
-/// Settings of a crawl.
+/// How a crawl runs.
 #[derive(Debug, Clone)]
 pub struct CrawlConfig {
-    /// The network to crawl.
+    /// The network to crawl: its magic is spoken and expected.
     pub network: Network,
-    /// Where to start.
+    /// Where the crawl starts.
     pub seeds: Vec<SocketAddr>,
-    /// Probes at once.
+    /// Probes at once (at least 1).
     pub concurrency: usize,
-    /// TCP connect deadline per address.
+    /// TCP connect deadline per probe.
     pub connect_timeout: Duration,
-    /// Handshake deadline per address.
+    /// Deadline for the peer's `version` and `verack`, from the connect.
     pub handshake_timeout: Duration,
-    /// How long to wait for `addr` after `getaddr`.
-    pub addr_wait: Duration,
-    /// Deadline for the whole crawl.
-    pub total_timeout: Duration,
-    /// Stop queueing new addresses past this many.
+    /// How long to wait for the peer's `addr` after the handshake.
+    pub addr_timeout: Duration,
+    /// The whole crawl ends by then; probes still running are abandoned.
+    pub deadline: Duration,
+    /// Most distinct addresses found (and so probed); later ones are ignored.
     pub max_nodes: usize,
-    /// User agents reported as BCH.
-    pub bch_agents: UserAgentBanList,
+    /// The user agent we announce.
+    pub user_agent: String,
+    /// User agents that mark a BCH node (the node's default ban list: `abc`, `cash`, `bch`).
+    pub bch_user_agents: UserAgentBanList,
 }
 
 impl CrawlConfig {
-    /// Defaults for `network`, with no seeds.
-    pub fn new(network: Network) -> Self {
+    /// The defaults for `network`, starting from `seeds`.
+    pub fn new(network: Network, seeds: Vec<SocketAddr>) -> Self {
         CrawlConfig {
             network,
-            seeds: Vec::new(),
-            concurrency: 32,
-            connect_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(10),
-            addr_wait: Duration::from_secs(5),
-            total_timeout: Duration::from_secs(300),
-            max_nodes: 10_000,
-            bch_agents: UserAgentBanList::default(),
+            seeds,
+            concurrency: DEFAULT_CRAWL_CONCURRENCY,
+            connect_timeout: DEFAULT_CRAWL_CONNECT_TIMEOUT,
+            handshake_timeout: DEFAULT_CRAWL_HANDSHAKE_TIMEOUT,
+            addr_timeout: DEFAULT_ADDR_TIMEOUT,
+            deadline: DEFAULT_CRAWL_DEADLINE,
+            max_nodes: DEFAULT_MAX_NODES,
+            user_agent: default_user_agent(),
+            bch_user_agents: UserAgentBanList::default(),
+        }
+    }
+
+    /// Checks the settings, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(P2pError::InvalidConfiguration(m));
+        if self.seeds.is_empty() {
+            return bad("crawl: no seed address to start from".into());
+        }
+        if self.concurrency == 0 {
+            return bad("crawl: concurrency must be at least 1".into());
+        }
+        if self.max_nodes == 0 {
+            return bad("crawl: max_nodes must be at least 1".into());
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("addr_timeout", self.addr_timeout),
+            ("deadline", self.deadline),
+        ] {
+            if d.is_zero() {
+                return bad(format!("crawl: {name} must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which chain a peer is on, as far as the wire tells (PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Chain {
+    /// A Bitcoin SV node of the network crawled.
+    Bsv,
+    /// A Bitcoin Cash node: BSV mainnet's magic, a user agent with a BCH pattern.
+    Bch,
+    /// A Bitcoin (BTC) node: frames with magic `f9beb4d9`.
+    Btc,
+    /// A node of another BSV network (its frames carry that network's magic).
+    OtherNetwork(Network),
+    /// Frames with a magic no network we know uses.
+    Other,
+    /// Nothing was learned (unreachable, or no `version` in time).
+    Unknown,
+}
+
+impl Chain {
+    /// Classifies a peer by the magic of its first frame and its user agent, as the node does:
+    /// BTC's magic → [`Chain::Btc`]; another BSV network's magic → [`Chain::OtherNetwork`]; any
+    /// other foreign magic → [`Chain::Other`]; our magic with a user agent matching `bch_agents`
+    /// → [`Chain::Bch`]; otherwise [`Chain::Bsv`].
+    pub fn classify(
+        expected: Network,
+        magic: Magic,
+        user_agent: &str,
+        bch_agents: &UserAgentBanList,
+    ) -> Chain {
+        if magic != expected.magic() {
+            return match Network::from_magic(magic) {
+                Some(n) => Chain::OtherNetwork(n),
+                None if magic == BTC_MAGIC => Chain::Btc,
+                None => Chain::Other,
+            };
+        }
+        if bch_agents.is_banned(user_agent) {
+            Chain::Bch
+        } else {
+            Chain::Bsv
+        }
+    }
+
+    /// A short stable name: `bsv`, `bch`, `btc`, `bsv-testnet` (another BSV network),
+    /// `other`, `unknown`.
+    pub fn name(self) -> String {
+        match self {
+            Chain::Bsv => "bsv".into(),
+            Chain::Bch => "bch".into(),
+            Chain::Btc => "btc".into(),
+            Chain::OtherNetwork(n) => format!("bsv-{n}"),
+            Chain::Other => "other".into(),
+            Chain::Unknown => "unknown".into(),
         }
     }
 }
 
-/// What the crawl learned about one address.
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for Chain {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a probe learned about one address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeReport {
-    /// The address.
+    /// The address probed.
     pub address: SocketAddr,
-    /// Whether the handshake completed.
+    /// Whether the peer answered with a `version` (whatever its chain).
     pub reachable: bool,
     /// Its user agent.
     pub user_agent: Option<String>,
@@ -100,91 +217,155 @@ pub struct NodeReport {
     pub version: Option<i32>,
     /// Its service bits.
     pub services: Option<u64>,
-    /// Its best height.
+    /// The height it announced.
     pub start_height: Option<i32>,
-    /// Ping round trip.
-    pub rtt_ms: Option<u64>,
-    /// Its chain.
+    /// Round-trip time: ping to pong, or our `version` to the peer's when no pong came.
+    #[serde(rename = "rtt_ms", serialize_with = "millis")]
+    pub rtt: Option<Duration>,
+    /// The chain it is on.
     pub chain: Chain,
-    /// Addresses it advertised.
-    pub advertised: usize,
-    /// Why the probe failed, if it did.
+    /// Addresses it advertised (followed only for peers on our chain).
+    pub addresses: usize,
+    /// What went wrong, if anything (unreachable, timed out, another chain, …).
     pub error: Option<String>,
 }
 
-/// Progress counters, passed to the callback as the crawl goes.
+fn millis<S: Serializer>(d: &Option<Duration>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+        None => s.serialize_none(),
+    }
+}
+
+impl NodeReport {
+    fn new(address: SocketAddr) -> Self {
+        NodeReport {
+            address,
+            reachable: false,
+            user_agent: None,
+            version: None,
+            services: None,
+            start_height: None,
+            rtt: None,
+            chain: Chain::Unknown,
+            addresses: 0,
+            error: None,
+        }
+    }
+}
+
+/// A probe's report and the addresses the peer advertised.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// What was learned.
+    pub report: NodeReport,
+    /// The addresses advertised, deduplicated, in the order received (empty unless the peer is
+    /// on our chain).
+    pub advertised: Vec<SocketAddr>,
+}
+
+/// Where a crawl stands, passed to the progress callback after every change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CrawlProgress {
-    /// Addresses known.
+    /// Distinct addresses found (seeds included).
     pub found: usize,
-    /// Addresses probed.
+    /// Probes finished.
     pub tried: usize,
-    /// Probes that completed a handshake.
+    /// Probes that got a `version`.
     pub reachable: usize,
-    /// Probes under way.
+    /// Probes running now.
     pub in_flight: usize,
 }
 
 /// The result of a crawl.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CrawlReport {
-    /// Every address probed, in the order probes finished.
+    /// Every address probed, sorted by address.
     pub nodes: Vec<NodeReport>,
-    /// Whether the total deadline cut the crawl short.
-    pub timed_out: bool,
+    /// Distinct addresses found.
+    pub found: usize,
+    /// Addresses found but not probed because the deadline passed.
+    pub untried: usize,
+    /// Whether the deadline ended the crawl.
+    pub deadline_reached: bool,
+    /// How long the crawl took.
+    #[serde(rename = "elapsed_ms", serialize_with = "elapsed_millis")]
+    pub elapsed: Duration,
 }
 
-/// Breadth-first crawler.
+fn elapsed_millis<S: Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl CrawlReport {
+    /// The reports of nodes on `chain`.
+    pub fn on_chain(&self, chain: Chain) -> impl Iterator<Item = &NodeReport> {
+        self.nodes.iter().filter(move |n| n.chain == chain)
+    }
+
+    /// How many nodes answered.
+    pub fn reachable(&self) -> usize {
+        self.nodes.iter().filter(|n| n.reachable).count()
+    }
+}
+
+/// Breadth-first crawler (see the module documentation).
+#[derive(Debug)]
 pub struct Crawler;
 
 impl Crawler {
-    /// Crawls from `config.seeds`, calling `progress` after every probe.
+    /// Crawls from `config.seeds` and returns a report of every address tried. `progress` is
+    /// called after every change (a probe started or finished). Fails only on an invalid
+    /// configuration: unreachable peers are part of the report.
     pub async fn run(
         config: CrawlConfig,
         mut progress: impl FnMut(CrawlProgress),
-    ) -> crate::p2p::Result<CrawlReport> {
+    ) -> Result<CrawlReport> {
+        config.validate()?;
+        let started = Instant::now();
+        let deadline = started + config.deadline;
         let config = Arc::new(config);
-        let deadline = Instant::now() + config.total_timeout;
         let mut seen: HashSet<SocketAddr> = HashSet::new();
         let mut queue: VecDeque<SocketAddr> = VecDeque::new();
         for s in &config.seeds {
-            if seen.insert(*s) {
+            if seen.len() < config.max_nodes && seen.insert(*s) {
                 queue.push_back(*s);
             }
         }
-        let mut report = CrawlReport::default();
-        let mut tasks: JoinSet<(NodeReport, Vec<SocketAddr>)> = JoinSet::new();
-        let mut p = CrawlProgress {
+        let mut tasks: JoinSet<Probe> = JoinSet::new();
+        let mut nodes: Vec<NodeReport> = Vec::new();
+        let mut state = CrawlProgress {
             found: seen.len(),
             ..CrawlProgress::default()
         };
+        progress(state);
+        let mut deadline_reached = false;
         loop {
-            while tasks.len() < config.concurrency.max(1) {
+            while tasks.len() < config.concurrency {
                 let Some(addr) = queue.pop_front() else { break };
-                let c = config.clone();
-                tasks.spawn(async move { probe(&c, addr, deadline).await });
+                let c = Arc::clone(&config);
+                tasks.spawn(async move { probe(addr, &c).await });
             }
-            p.in_flight = tasks.len();
+            state.in_flight = tasks.len();
+            progress(state);
             if tasks.is_empty() {
                 break;
             }
             let joined = match timeout_at(deadline, tasks.join_next()).await {
-                Ok(Some(j)) => j,
-                Ok(None) => break,
                 Err(_) => {
-                    report.timed_out = true;
-                    tasks.abort_all();
+                    deadline_reached = true;
                     break;
                 }
+                Ok(None) => break,
+                Ok(Some(j)) => j,
             };
-            let Ok((node, advertised)) = joined else {
-                continue;
-            };
-            p.tried += 1;
-            if node.reachable {
-                p.reachable += 1;
+            // A probe never panics; if one did, its address is simply not reported.
+            let Ok(probe) = joined else { continue };
+            state.tried += 1;
+            if probe.report.reachable {
+                state.reachable += 1;
             }
-            for a in advertised {
+            for a in probe.advertised {
                 if seen.len() >= config.max_nodes {
                     break;
                 }
@@ -192,162 +373,343 @@ impl Crawler {
                     queue.push_back(a);
                 }
             }
-            p.found = seen.len();
-            p.in_flight = tasks.len();
-            report.nodes.push(node);
-            progress(p);
+            state.found = seen.len();
+            nodes.push(probe.report);
         }
-        Ok(report)
+        let untried = queue.len() + tasks.len();
+        // Dropping the set aborts the probes still running (and closes their sockets).
+        tasks.shutdown().await;
+        state.in_flight = 0;
+        progress(state);
+        nodes.sort_by_key(|n| n.address);
+        Ok(CrawlReport {
+            nodes,
+            found: seen.len(),
+            untried,
+            deadline_reached,
+            elapsed: started.elapsed(),
+        })
     }
 }
 
-fn empty_report(address: SocketAddr) -> NodeReport {
-    NodeReport {
-        address,
-        reachable: false,
-        user_agent: None,
-        version: None,
-        services: None,
-        start_height: None,
-        rtt_ms: None,
-        chain: Chain::Unknown,
-        advertised: 0,
-        error: None,
+/// Why reading the next frame stopped.
+enum ReadEnd {
+    Timeout,
+    Closed,
+    Failed(String),
+}
+
+/// One probe's socket: frames are written with our network's magic and read with any magic, so
+/// a foreign peer's first frame can still be classified and its `version` shown.
+struct Wire {
+    stream: TcpStream,
+    encoder: MessageCodec,
+    decoder: MessageCodec,
+    buf: BytesMut,
+}
+
+impl Wire {
+    async fn send(&mut self, m: &Message) -> std::result::Result<(), String> {
+        self.send_all(std::slice::from_ref(m)).await
+    }
+
+    /// Sends several messages in one write, so they leave in as few segments as possible.
+    async fn send_all(&mut self, msgs: &[Message]) -> std::result::Result<(), String> {
+        let mut out = BytesMut::new();
+        for m in msgs {
+            self.encoder
+                .encode(m, &mut out)
+                .map_err(|e| e.to_string())?;
+        }
+        let commands: Vec<&str> = msgs.iter().map(Message::command).collect();
+        self.stream
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("sending {}: {e}", commands.join(", ")))
+    }
+
+    /// The next frame whose checksum verifies, before `until`. Frames the codec can skip (bad
+    /// checksum, bad command field) are skipped, as the node does.
+    async fn next_frame(&mut self, until: Instant) -> std::result::Result<RawFrame, ReadEnd> {
+        loop {
+            match self.decoder.decode_frame(&mut self.buf) {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => {}
+                Err(e) if e.is_fatal() => return Err(ReadEnd::Failed(e.to_string())),
+                Err(_) => continue,
+            }
+            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+                self.buf.reserve(16 * 1024);
+            }
+            match timeout_at(until, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Err(ReadEnd::Timeout),
+                Ok(Ok(0)) => return Err(ReadEnd::Closed),
+                Ok(Err(e)) => {
+                    use std::io::ErrorKind::*;
+                    return Err(match e.kind() {
+                        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                            ReadEnd::Closed
+                        }
+                        _ => ReadEnd::Failed(e.to_string()),
+                    });
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
     }
 }
 
-async fn probe(
-    config: &CrawlConfig,
-    address: SocketAddr,
-    deadline: Instant,
-) -> (NodeReport, Vec<SocketAddr>) {
-    let mut r = empty_report(address);
-    let mut advertised = Vec::new();
-    if let Err(e) = probe_inner(config, &mut r, &mut advertised, deadline).await {
-        r.error = Some(e);
-    }
-    r.advertised = advertised.len();
-    (r, advertised)
-}
-
-async fn probe_inner(
-    config: &CrawlConfig,
-    r: &mut NodeReport,
-    advertised: &mut Vec<SocketAddr>,
-    deadline: Instant,
-) -> Result<(), String> {
-    let connect_by = (Instant::now() + config.connect_timeout).min(deadline);
-    let mut stream = timeout_at(connect_by, TcpStream::connect(r.address))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect failed: {e}"))?;
-    let mut codec = MessageCodec::new(config.network);
-    let ours = VersionMessage {
+fn our_version(config: &CrawlConfig, peer: SocketAddr) -> VersionMessage {
+    VersionMessage {
         version: PROTOCOL_VERSION,
         services: 0,
-        timestamp: crate::p2p::peer::unix_now() as i64,
-        receiver: NetAddress::new(r.address, 0),
+        timestamp: unix_now() as i64,
+        receiver: NetAddress::new(peer, 0),
         sender: NetAddress::UNSPECIFIED,
         nonce: rand::thread_rng().gen_range(1..=u64::MAX),
-        user_agent: crate::p2p::config::default_user_agent(),
+        user_agent: config.user_agent.clone(),
         start_height: 0,
+        // A crawler wants no transaction announcements.
         relay: false,
         association_id: Some(AssociationId::Empty),
+    }
+}
+
+/// Whether an advertised address could ever be dialled.
+fn dialable(a: SocketAddr) -> bool {
+    a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast()
+}
+
+/// Probes one address (see the module documentation). Never fails: what went wrong is in the
+/// report's `error`.
+pub async fn probe(address: SocketAddr, config: &CrawlConfig) -> Probe {
+    let mut report = NodeReport::new(address);
+    let mut advertised = Vec::new();
+    if let Err(e) = probe_into(address, config, &mut report, &mut advertised).await {
+        // Errors can quote bytes from the peer (a garbage command name): keep them printable.
+        report.error = Some(printable(&e));
+    }
+    if report.chain != Chain::Bsv {
+        advertised.clear();
+    }
+    report.addresses = advertised.len();
+    Probe { report, advertised }
+}
+
+async fn probe_into(
+    address: SocketAddr,
+    config: &CrawlConfig,
+    report: &mut NodeReport,
+    advertised: &mut Vec<SocketAddr>,
+) -> std::result::Result<(), String> {
+    let stream = match timeout(config.connect_timeout, TcpStream::connect(address)).await {
+        Err(_) => {
+            return Err(format!(
+                "connect timed out after {:?}",
+                config.connect_timeout
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("connect failed: {e}")),
+        Ok(Ok(s)) => s,
     };
-    send(&mut stream, &codec, &Message::Version(ours)).await?;
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let handshake_by = (Instant::now() + config.handshake_timeout).min(deadline);
-    let (mut got_version, mut got_verack) = (false, false);
+    let _ = stream.set_nodelay(true);
+    let limits = RecvLimits {
+        max_payload: DEFAULT_MAX_RECV_PAYLOAD,
+        ..RecvLimits::default()
+    };
+    let mut wire = Wire {
+        stream,
+        encoder: MessageCodec::new(config.network),
+        decoder: MessageCodec::any_magic().with_recv_limits(limits),
+        buf: BytesMut::new(),
+    };
+    let sent = Instant::now();
+    wire.send(&Message::Version(our_version(config, address)))
+        .await?;
+    let hs_deadline = sent + config.handshake_timeout;
+    let mut got_version = false;
+    let mut got_verack = false;
     while !(got_version && got_verack) {
-        match next(&mut stream, &mut codec, &mut buf, handshake_by).await {
-            Ok(Message::Version(v)) => {
+        let frame = match wire.next_frame(hs_deadline).await {
+            Ok(f) => f,
+            Err(ReadEnd::Timeout) if got_version => {
+                return Err(format!("no verack within {:?}", config.handshake_timeout))
+            }
+            Err(ReadEnd::Timeout) => {
+                return Err(format!("no version within {:?}", config.handshake_timeout))
+            }
+            Err(ReadEnd::Closed) => return Err("closed the connection during the handshake".into()),
+            Err(ReadEnd::Failed(e)) => return Err(e),
+        };
+        let magic = frame.header.magic;
+        let msg = frame.message().ok();
+        if magic != config.network.magic() {
+            report.chain = Chain::classify(config.network, magic, "", &config.bch_user_agents);
+            if let Some(Message::Version(v)) = &msg {
+                record_version(report, v, sent.elapsed());
+            }
+            report.reachable = true;
+            return Err(format!(
+                "speaks magic {} ({}), not {}'s",
+                hex::encode(magic),
+                report.chain,
+                config.network
+            ));
+        }
+        match msg {
+            Some(Message::Version(v)) if !got_version => {
                 got_version = true;
-                r.user_agent = Some(v.user_agent.clone());
-                r.version = Some(v.version);
-                r.services = Some(v.services);
-                r.start_height = Some(v.start_height);
-                r.chain = if config.bch_agents.is_banned(&v.user_agent) {
-                    Chain::Bch
-                } else {
-                    Chain::Bsv
-                };
-                send(&mut stream, &codec, &Message::Verack).await?;
+                record_version(report, &v, sent.elapsed());
+                report.reachable = true;
+                report.chain = Chain::classify(
+                    config.network,
+                    magic,
+                    &v.user_agent,
+                    &config.bch_user_agents,
+                );
+                if report.chain != Chain::Bsv {
+                    return Err(format!("user agent {:?} is not BSV", v.user_agent));
+                }
             }
-            Ok(Message::Verack) => got_verack = true,
-            Ok(_) => {}
-            Err(Failure::Magic(received)) => {
-                r.chain = if Network::from_magic(received).is_some() {
-                    Chain::Other
-                } else {
-                    Chain::Btc
-                };
-                return Err(format!("wrong magic {}", hex::encode(received)));
+            Some(Message::Verack) => got_verack = true,
+            Some(Message::Reject(r)) => {
+                return Err(format!(
+                    "rejected our {}: {} {:?}",
+                    r.message, r.code, r.reason
+                ))
             }
-            Err(Failure::Other(e)) => return Err(e),
+            _ => {}
         }
     }
-    r.reachable = true;
-    let ping_nonce = rand::thread_rng().gen_range(1..=u64::MAX);
+    let nonce = rand::thread_rng().gen_range(1..=u64::MAX);
     let ping_sent = Instant::now();
-    send(&mut stream, &codec, &Message::GetAddr).await?;
-    send(&mut stream, &codec, &Message::Ping(ping_nonce)).await?;
-    let addr_by = (Instant::now() + config.addr_wait).min(deadline);
-    let mut got_addr = false;
-    while !(got_addr && r.rtt_ms.is_some()) {
-        match next(&mut stream, &mut codec, &mut buf, addr_by).await {
-            Ok(Message::Pong(n)) if n == ping_nonce => {
-                r.rtt_ms = Some(ping_sent.elapsed().as_millis() as u64)
-            }
-            Ok(Message::Ping(n)) => send(&mut stream, &codec, &Message::Pong(n)).await?,
+    wire.send_all(&[Message::Verack, Message::Ping(nonce), Message::GetAddr])
+        .await?;
+    let addr_deadline = Instant::now() + config.addr_timeout;
+    let mut seen: HashSet<SocketAddr> = HashSet::new();
+    loop {
+        let frame = match wire.next_frame(addr_deadline).await {
+            Ok(f) => f,
+            // No answer in time, or the peer left: report what we have.
+            Err(ReadEnd::Timeout) | Err(ReadEnd::Closed) => return Ok(()),
+            Err(ReadEnd::Failed(e)) => return Err(e),
+        };
+        match frame.message() {
+            Ok(Message::Ping(n)) => wire.send(&Message::Pong(n)).await?,
+            Ok(Message::Pong(n)) if n == nonce => report.rtt = Some(ping_sent.elapsed()),
             Ok(Message::Addr(list)) => {
-                advertised.extend(list.iter().map(|a| a.addr.socket_addr()));
-                // A single entry is usually the node advertising itself; keep waiting for the
-                // getaddr answer.
-                got_addr = got_addr || list.len() > 1;
+                let mut answer = false;
+                for a in list.iter().map(|a| a.addr.socket_addr()) {
+                    if a != address {
+                        answer = true;
+                    }
+                    if dialable(a) && advertised.len() < MAX_ADDRS_PER_PEER && seen.insert(a) {
+                        advertised.push(a);
+                    }
+                }
+                if answer {
+                    return Ok(());
+                }
             }
-            Ok(_) => {}
-            Err(_) => break,
+            _ => {}
         }
     }
-    let _ = stream.shutdown().await;
-    Ok(())
 }
 
-enum Failure {
-    Magic([u8; 4]),
-    Other(String),
+/// `s` with control characters escaped, so that text from a peer cannot drive a terminal.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
-async fn send(stream: &mut TcpStream, codec: &MessageCodec, m: &Message) -> Result<(), String> {
-    let b = codec.encode_to_bytes(m).map_err(|e| e.to_string())?;
-    stream
-        .write_all(&b)
-        .await
-        .map_err(|e| format!("write failed: {e}"))
+fn record_version(report: &mut NodeReport, v: &VersionMessage, elapsed: Duration) {
+    report.user_agent = Some(v.user_agent.clone());
+    report.version = Some(v.version);
+    report.services = Some(v.services);
+    report.start_height = Some(v.start_height);
+    report.rtt = Some(elapsed);
 }
 
-async fn next(
-    stream: &mut TcpStream,
-    codec: &mut MessageCodec,
-    buf: &mut BytesMut,
-    by: Instant,
-) -> Result<Message, Failure> {
-    loop {
-        match codec.decode(buf) {
-            Ok(Some(m)) => return Ok(m),
-            Ok(None) => {}
-            Err(CodecError::BadMagic { received, .. }) => return Err(Failure::Magic(received)),
-            Err(e) if e.is_fatal() => return Err(Failure::Other(e.to_string())),
-            Err(_) => continue,
-        }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(16 * 1024);
-        }
-        match timeout_at(by, stream.read_buf(buf)).await {
-            Err(_) => return Err(Failure::Other("timed out".into())),
-            Ok(Ok(0)) => return Err(Failure::Other("peer closed the connection".into())),
-            Ok(Err(e)) => return Err(Failure::Other(format!("read failed: {e}"))),
-            Ok(Ok(_)) => {}
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_follows_the_nodes_rules_magic_first_then_user_agent() {
+        let bans = UserAgentBanList::default();
+        let main = Network::Mainnet;
+        let c = |magic, ua| Chain::classify(main, magic, ua, &bans);
+        assert_eq!(c(main.magic(), "/Bitcoin SV:1.2.2/"), Chain::Bsv);
+        assert_eq!(c(main.magic(), "/Bitcoin ABC:0.22.0/"), Chain::Bch);
+        assert_eq!(c(main.magic(), "/BCH Unlimited:1.9/"), Chain::Bch);
+        assert_eq!(c(main.magic(), "/Bitcoin Cash Node:24.0.0/"), Chain::Bch);
+        assert_eq!(c(BTC_MAGIC, "/Satoshi:25.0.0/"), Chain::Btc);
+        assert_eq!(
+            c(Network::Testnet.magic(), "/Bitcoin SV:1.2.2/"),
+            Chain::OtherNetwork(Network::Testnet)
+        );
+        assert_eq!(c([1, 2, 3, 4], "/Bitcoin SV:1.2.2/"), Chain::Other);
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(printable("/Bitcoin SV:1.2.2/ é"), "/Bitcoin SV:1.2.2/ é");
+        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+    }
+
+    #[test]
+    fn chain_names_are_stable() {
+        let names: Vec<String> = [
+            Chain::Bsv,
+            Chain::Bch,
+            Chain::Btc,
+            Chain::OtherNetwork(Network::Stn),
+            Chain::Other,
+            Chain::Unknown,
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+        assert_eq!(names, ["bsv", "bch", "btc", "bsv-stn", "other", "unknown"]);
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let seed: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut c = CrawlConfig::new(Network::Regtest, vec![seed]);
+        assert!(c.validate().is_ok());
+        c.concurrency = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("concurrency"));
+        let c = CrawlConfig::new(Network::Regtest, vec![]);
+        assert!(c.validate().unwrap_err().to_string().contains("seed"));
+        let mut c = CrawlConfig::new(Network::Regtest, vec![seed]);
+        c.addr_timeout = Duration::ZERO;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("addr_timeout"));
+    }
+
+    #[test]
+    fn report_serializes_rtt_in_milliseconds_and_chain_by_name() {
+        let mut r = NodeReport::new("127.0.0.1:18444".parse().unwrap());
+        r.rtt = Some(Duration::from_micros(1500));
+        r.chain = Chain::Bch;
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["rtt_ms"], 1.5);
+        assert_eq!(v["chain"], "bch");
+        assert_eq!(v["address"], "127.0.0.1:18444");
     }
 }

@@ -35,6 +35,7 @@ pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{
     ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
 };
+pub use crawler::{Chain, CrawlConfig, CrawlProgress, CrawlReport, Crawler, NodeReport};
 pub use discovery::{DiscoveryReport, DnsDiscovery};
 pub use error::{P2pError, Result};
 pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};

@@ -6,26 +6,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoinsv::bitcoin::Network;
 use bitcoinsv::p2p::connection::ConnectionContext;
 use bitcoinsv::p2p::{
-    ConnectionState, ControlEvent, InMemoryPeerStore, ManagerConfig, Peer, PeerConnection,
-    PeerStore,
+    ConnectionState, ControlEvent, InMemoryPeerStore, Peer, PeerConnection, PeerStore,
 };
 use serde_json::json;
 use tokio::sync::broadcast;
 
 use super::summary::summary;
+use crate::config_file::ConfigArgs;
 use crate::error::CliError;
 
 /// Arguments of `bsvp2p connect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The peer, as ip:port.
+    #[arg(value_parser = super::parse_address)]
     pub address: SocketAddr,
-    /// The peer's network.
-    #[arg(long, default_value = "mainnet")]
-    pub network: Network,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Disconnect after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
@@ -42,7 +41,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 async fn connect(args: Args) -> Result<(), CliError> {
-    let mut config = ManagerConfig::new(args.network);
+    let mut config = args.config.load()?;
     // One attempt: a tool should say at once that the peer is unreachable.
     config.connection.max_retries = 0;
     config.connection.max_restarts = 0;
@@ -80,7 +79,7 @@ async fn connect(args: Args) -> Result<(), CliError> {
                 Ok(ControlEvent::ConnectionEstablished { .. }) => {
                     established = true;
                     if !args.json {
-                        crate::output::line(&format!("# connected to {} ({})", args.address, args.network));
+                        crate::output::line(&format!("# connected to {} ({})", args.address, config.network));
                     }
                 }
                 Ok(ControlEvent::PeerBanned { reason, .. }) => failure = Some(format!("peer {} banned: {reason}", args.address)),
@@ -119,7 +118,7 @@ async fn connect(args: Args) -> Result<(), CliError> {
         ConnectionState::Disconnected if established && failure.is_none() => Ok(()),
         ConnectionState::Disconnected if !established => Err(CliError::Other(format!(
             "no handshake with {} before stopping; is it a {} node?",
-            args.address, args.network
+            args.address, config.network
         ))),
         _ => Err(CliError::Other(failure.unwrap_or_else(|| {
             format!("connection to {} ended: {}", args.address, outcome.reason)

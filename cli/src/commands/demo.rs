@@ -316,8 +316,9 @@ fn narrate_event(n: &Narrator, manager: &Manager, e: &ControlEvent, bans: &mut V
 async fn crawl_step(n: &Narrator, seed: SocketAddr) -> Result<String, CliError> {
     use bitcoinsv::p2p::crawler::{Chain, CrawlConfig, Crawler};
     let config = CrawlConfig {
-        seeds: vec![seed],
-        ..CrawlConfig::new(Network::Regtest)
+        // The simnet answers getaddr at once; real nodes take ~30 s.
+        addr_timeout: Duration::from_secs(3),
+        ..CrawlConfig::new(Network::Regtest, vec![seed])
     };
     let started = Instant::now();
     let mut last = Instant::now();

@@ -1,0 +1,189 @@
+//! `bsvp2p config --print-default`: the complete default [`ManagerConfig`] of a network as
+//! TOML, each setting under a comment saying what it does, ready to edit and pass as
+//! `--config FILE`.
+//!
+//! The values come from the configuration's own serde serialization, so they cannot drift from
+//! the defaults; the comments come from the tables below, and a unit test fails when a setting
+//! has no comment. Settings that are unset by default (`dns_nameservers`, `peer_store_path`,
+//! `telemetry_endpoint`) are shown commented out with an example value.
+
+use bitcoinsv::p2p::ManagerConfig;
+
+use crate::config_file::ConfigArgs;
+use crate::error::CliError;
+
+/// Arguments of `bsvp2p config`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the default configuration as commented TOML.
+    #[arg(long, required = true)]
+    pub print_default: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// One documented setting: its key, what it does, and an example for settings unset by default.
+type Doc = (&'static str, &'static str, Option<&'static str>);
+
+/// The manager's settings, in the order they are printed.
+const MANAGER_DOCS: &[Doc] = &[
+    ("network", "Network to join: mainnet, testnet, regtest or stn.", None),
+    ("target_connections", "Outbound connections are opened while the total (inbound + outbound) is below this.", None),
+    ("max_connections", "Most connections, inbound + outbound (the node's 125); at least target_connections.", None),
+    ("dns_seeds", "Host names queried for peer addresses (the network's seeds by default).", None),
+    ("default_port", "Port given to addresses learned from DNS seeds (the network's port by default).", None),
+    ("dns_nameservers", "DNS servers to query (ip:port); leave unset to use the system resolver.", Some("[\"127.0.0.1:53\"]")),
+    ("dns_discovery_interval", "How often DNS seeds are queried again.", None),
+    ("peer_store_path", "File the peer store is saved to; leave unset to keep peers in memory only.", Some("\"peers.json\"")),
+    ("save_interval", "How often the peer store is saved to peer_store_path.", None),
+    ("enable_listener", "Accept inbound connections.", None),
+    ("listener_address", "Address the listener binds.", None),
+    ("listener_port", "Port the listener binds (the network's port by default).", None),
+    ("banned_user_agents", "User agents banned (case-insensitive substrings, or * wildcards over the whole agent); setting any replaces the defaults, as the node does.", None),
+    ("ban_duration", "How long a ban lasts.", None),
+    ("whitelist", "IPs and CIDR ranges that are never banned.", None),
+    ("user_agent", "User agent we announce; must not contain a banned pattern, or peers ban us.", None),
+    ("services", "Service bits we announce (0: a pure client without NODE_NETWORK).", None),
+    ("relay", "Ask peers to announce transactions to us.", None),
+    ("start_height", "Block height we announce.", None),
+    ("event_channel_capacity", "Capacity of each broadcast channel (control events, bitcoin messages); slow receivers lose events beyond it.", None),
+    ("log_level", "Log level: trace, debug, info, warn, error or off.", None),
+    ("enable_telemetry", "Export OpenTelemetry metrics and traces.", None),
+    ("telemetry_endpoint", "OTLP endpoint to export to; leave unset to disable export.", Some("\"http://127.0.0.1:4317\"")),
+    ("service_name", "Service name reported to OpenTelemetry.", None),
+    ("max_stored_peers", "Most peers kept in the store; the oldest Unknown, then Inaccessible, are evicted first.", None),
+    ("inaccessible_retry_delay", "How long an Inaccessible peer rests before it may be tried again.", None),
+];
+
+/// The per-connection settings (`[connection]`), in the order they are printed.
+const CONNECTION_DOCS: &[Doc] = &[
+    ("handshake_timeout", "Deadline for the version/verack handshake.", None),
+    ("connect_timeout", "Deadline for the TCP connect.", None),
+    ("ping_interval", "How often a connected peer is pinged.", None),
+    ("ping_timeout", "How long to wait for a pong (with no bytes received) before closing; a pong may queue behind a large block.", None),
+    ("initial_backoff", "Delay before the first reconnection attempt.", None),
+    ("backoff_multiplier", "Factor applied to the delay after each failed attempt (at least 1).", None),
+    ("max_backoff", "Longest reconnection delay.", None),
+    ("backoff_jitter", "Random spread of each delay, as a fraction in [0, 1).", None),
+    ("max_retries", "Failed connection attempts before a peer is marked Inaccessible.", None),
+    ("max_restarts", "Immediate reconnections after network failures allowed per restart_window.", None),
+    ("restart_window", "The window max_restarts is counted over.", None),
+    ("max_recv_payload", "Largest non-block message accepted, in bytes; advertised in our protoconf (1 MiB to 1,000,000,000).", None),
+    ("max_block_size", "Largest block message accepted, in bytes.", None),
+];
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> Result<(), CliError> {
+    let config = args.config.load()?;
+    crate::output::line(&commented_toml(&config)?);
+    Ok(())
+}
+
+/// `config` as TOML with a comment above every setting.
+pub fn commented_toml(config: &ManagerConfig) -> Result<String, CliError> {
+    let value = toml::Value::try_from(config)
+        .map_err(|e| CliError::Other(format!("serializing the configuration: {e}")))?;
+    let root = value
+        .as_table()
+        .ok_or_else(|| CliError::Other("the configuration is not a table".into()))?;
+    let mut out = vec![
+        format!(
+            "# bitcoinsv P2P manager configuration for {} (bsvp2p config --print-default).",
+            config.network
+        ),
+        "# Every setting is optional: a file needs only the ones it changes. Durations are"
+            .to_string(),
+        "# written as \"90s\", \"20m\", \"1h\".".to_string(),
+    ];
+    write_settings(&mut out, root, MANAGER_DOCS)?;
+    let connection = root
+        .get("connection")
+        .and_then(toml::Value::as_table)
+        .ok_or_else(|| CliError::Other("the configuration has no [connection] table".into()))?;
+    out.push(String::new());
+    out.push("# Settings of each peer connection.".into());
+    out.push("[connection]".into());
+    write_settings(&mut out, connection, CONNECTION_DOCS)?;
+    Ok(out.join("\n"))
+}
+
+fn write_settings(
+    out: &mut Vec<String>,
+    table: &toml::Table,
+    docs: &[Doc],
+) -> Result<(), CliError> {
+    for (key, doc, example) in docs {
+        out.push(String::new());
+        out.push(format!("# {doc}"));
+        match (table.get(*key), example) {
+            (Some(v), _) => out.push(format!("{key} = {v}")),
+            (None, Some(e)) => out.push(format!("# {key} = {e}")),
+            (None, None) => {
+                return Err(CliError::Other(format!(
+                    "setting {key} is missing from the serialized configuration"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bitcoinsv::bitcoin::Network;
+
+    use super::*;
+
+    #[test]
+    fn every_serialized_setting_has_a_comment() {
+        // Set the optional ones so that they are serialized too.
+        let c = ManagerConfig {
+            dns_nameservers: Some(vec!["127.0.0.1:53".parse().unwrap()]),
+            peer_store_path: Some("peers.json".into()),
+            telemetry_endpoint: Some("http://127.0.0.1:4317".into()),
+            ..ManagerConfig::default()
+        };
+        let v = toml::Value::try_from(&c).unwrap();
+        let root = v.as_table().unwrap();
+        for key in root.keys().filter(|k| *k != "connection") {
+            assert!(
+                MANAGER_DOCS.iter().any(|(k, ..)| k == key),
+                "{key} has no comment"
+            );
+        }
+        assert_eq!(root.len() - 1, MANAGER_DOCS.len());
+        let conn = root["connection"].as_table().unwrap();
+        for key in conn.keys() {
+            assert!(
+                CONNECTION_DOCS.iter().any(|(k, ..)| k == key),
+                "{key} has no comment"
+            );
+        }
+        assert_eq!(conn.len(), CONNECTION_DOCS.len());
+    }
+
+    #[test]
+    fn the_printed_defaults_parse_back_to_the_same_configuration() {
+        for n in Network::ALL {
+            let c = ManagerConfig::new(n);
+            let text = commented_toml(&c).unwrap();
+            let back: ManagerConfig = toml::from_str(&text).unwrap();
+            assert_eq!(back, c, "{n}");
+        }
+    }
+
+    #[test]
+    fn optional_settings_become_working_examples_when_uncommented() {
+        let text = commented_toml(&ManagerConfig::default()).unwrap();
+        let uncommented = text
+            .replace("# dns_nameservers =", "dns_nameservers =")
+            .replace("# peer_store_path =", "peer_store_path =")
+            .replace("# telemetry_endpoint =", "telemetry_endpoint =");
+        let c: ManagerConfig = toml::from_str(&uncommented).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.peer_store_path.as_deref(),
+            Some(std::path::Path::new("peers.json"))
+        );
+    }
+}
