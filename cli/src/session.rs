@@ -3,7 +3,7 @@
 //! size limits are exactly what applications get.
 //!
 //! The actor is told never to retry or restart: a tool should say at once that a peer is
-//! unreachable. Messages come through a lossless [`MessageSinks`] subscription, so a reply is
+//! unreachable. Messages come through a lossless `MessageSinks` subscription, so a reply is
 //! never dropped however slowly the command consumes it.
 
 use std::net::SocketAddr;

@@ -32,7 +32,7 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// Where the peer store is kept (default: bsvp2p-peers-<network>.json).
+    /// Where the peer store is kept (default: `bsvp2p-peers-<network>.json`).
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
     /// Outbound connections to keep in Normal mode.

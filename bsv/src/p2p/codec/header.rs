@@ -36,7 +36,7 @@ impl FrameHeader {
     /// Parses a header at the start of `buf`. `Ok(None)` means more bytes are needed.
     ///
     /// A command field that breaks the format rule yields [`CodecError::BadCommand`]; the caller
-    /// still learns the frame's length through [`peek_length`] to skip it.
+    /// still learns the frame's length (from the basic header) to skip it.
     pub fn parse(buf: &[u8]) -> Result<Option<FrameHeader>, CodecError> {
         let Some(basic) = buf.get(..HEADER_LEN) else {
             return Ok(None);
