@@ -512,6 +512,7 @@ async fn a_dropped_connection_restarts_at_once_and_gives_up_after_max_restarts()
     let (l, addr) = listener().await;
     let peer = stored_peer(&h, addr).await;
     let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut restarts_seen = 0;
     for _ in 0..3 {
         let mut node = accept(&l).await;
         node.accept_handshake("/Bitcoin SV:1.2.2/").await;
@@ -524,6 +525,13 @@ async fn a_dropped_connection_restarts_at_once_and_gives_up_after_max_restarts()
             matches!(e, ControlEvent::ConnectionLost { .. })
         })
         .await;
+        if restarts_seen < 2 {
+            next_event(&mut h.control, |e| {
+                matches!(e, ControlEvent::ConnectionRestarting { .. })
+            })
+            .await;
+            restarts_seen += 1;
+        }
     }
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert_eq!(out.state, ConnectionState::Failed);
@@ -641,6 +649,33 @@ async fn a_new_outbound_connection_counts_as_connecting_before_its_task_runs() {
     let peer = stored_peer(&h, addr).await;
     let handle = PeerConnection::outbound(peer, h.ctx.clone());
     assert_eq!(handle.stats().state(), ConnectionState::Connecting);
+    handle.disconnect();
+    handle.join().await;
+}
+
+#[tokio::test]
+async fn a_message_before_verack_is_reported_as_misbehaviour() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.recv().await; // our version
+    node.send(&Message::Version(node_version("/Bitcoin SV:1.2.2/")))
+        .await;
+    node.send(&Message::Ping(1)).await; // before its verack: +1, as the node counts it
+    let e = next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::PeerMisbehavior { .. })
+    })
+    .await;
+    assert_eq!(
+        e,
+        ControlEvent::PeerMisbehavior {
+            peer_id: peer.id,
+            score: 1,
+            reason: "missing-verack".into()
+        }
+    );
     handle.disconnect();
     handle.join().await;
 }

@@ -531,6 +531,13 @@ async fn a_validation_ban_disconnects_only_that_address() {
         .await
         .unwrap();
     let e = next_event(&mut events, |e| {
+        matches!(e, ControlEvent::InboundConnectionAccepted { .. })
+    })
+    .await;
+    assert!(
+        matches!(e, ControlEvent::InboundConnectionAccepted { address, .. } if address.ip() == addrs[2].ip())
+    );
+    let e = next_event(&mut events, |e| {
         matches!(e, ControlEvent::PeerBanned { .. })
     })
     .await;

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bitcoinsv::bitcoin::Network;
-use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager, ManagerConfig};
+use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -20,9 +19,8 @@ use crate::error::CliError;
 /// Arguments of `bsvp2p monitor`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The network.
-    #[arg(long, default_value = "mainnet")]
-    pub network: Network,
+    #[command(flatten)]
+    pub config: crate::config_file::ConfigArgs,
     /// Connect only to these peers (Fixed Peer List mode); repeat for several.
     #[arg(long = "peer", value_name = "ADDR")]
     pub peers: Vec<SocketAddr>,
@@ -51,7 +49,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 async fn monitor(args: Args) -> Result<(), CliError> {
-    let mut config = ManagerConfig::new(args.network);
+    let mut config = args.config.load()?;
+    let network = config.network;
     if let Some(t) = args.target {
         config.target_connections = t;
     }
@@ -63,7 +62,8 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     let path = args
         .store
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("bsvp2p-peers-{}.json", args.network)));
+        .or_else(|| config.peer_store_path.clone())
+        .unwrap_or_else(|| PathBuf::from(format!("bsvp2p-peers-{network}.json")));
     config.peer_store_path = Some(path.clone());
     config
         .validate()
@@ -93,7 +93,7 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     };
     crate::output::line(&format!(
         "# monitoring {} ({mode} mode{}); store {}; Ctrl-C to stop",
-        args.network,
+        network,
         manager
             .listener_address()
             .map(|a| format!(", listening on {a}"))
