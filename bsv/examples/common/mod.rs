@@ -166,12 +166,7 @@ pub fn summary(m: &Message) -> String {
         Message::Addr(a) => format!("addr with {} address(es)", a.len()),
         Message::Ping(n) => format!("ping {n}"),
         Message::Pong(n) => format!("pong {n}"),
-        Message::Reject(r) => format!(
-            "reject of {}: {} ({})",
-            r.message,
-            r.reason,
-            r.code.name()
-        ),
+        Message::Reject(r) => format!("reject of {}: {} ({})", r.message, r.reason, r.code.name()),
         Message::NotFound(v) => format!("notfound: {} item(s)", v.len()),
         other => other.command().to_string(),
     }
