@@ -312,6 +312,39 @@ async fn other_messages_reach_the_message_channel_and_authch_does_not() {
     handle.join().await;
 }
 
+/// Regression: a `pong` answering a `ping` the application sent (through `send_message`) used
+/// to be swallowed with the connection's own keepalive pongs, so the application never saw it.
+/// Only the pong of the connection's own outstanding ping is consumed.
+#[tokio::test]
+async fn a_pong_to_an_application_ping_reaches_the_message_channel() {
+    let mut h = harness(fast_config());
+    let (l, addr) = listener().await;
+    let peer = stored_peer(&h, addr).await;
+    let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
+    let mut node = accept(&l).await;
+    node.accept_handshake("/Bitcoin SV:1.2.2/").await;
+    // The connection's own first ping: answer it; that pong is the connection's.
+    let own = loop {
+        if let Some(Message::Ping(n)) = node.recv().await {
+            break n;
+        }
+    };
+    node.send(&Message::Pong(own)).await;
+    // The application's ping, and the node's answer.
+    handle.send_message(Message::Ping(4242)).await.unwrap();
+    assert_eq!(node.recv().await, Some(Message::Ping(4242)));
+    node.send(&Message::Pong(4242)).await;
+    let e = timeout(WAIT, h.messages.recv()).await.unwrap().unwrap();
+    assert_eq!(e.peer_id, peer.id);
+    assert_eq!(
+        e.message,
+        Message::Pong(4242),
+        "the keepalive pong was consumed, the application's was delivered"
+    );
+    handle.disconnect();
+    handle.join().await;
+}
+
 #[tokio::test]
 async fn a_message_over_the_peers_protoconf_limit_is_refused_and_nothing_is_written() {
     let h = harness(fast_config());

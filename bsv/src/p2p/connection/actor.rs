@@ -1071,8 +1071,10 @@ impl Actor {
                 if let Some(rtt) = s.keepalive.as_mut().and_then(|k| k.on_pong(*nonce, now)) {
                     trace!(rtt_ms = rtt.as_millis() as u64, "pong");
                     self.shared.stats.set_rtt(rtt);
+                    return None;
                 }
-                return None;
+                // Not the answer to our own ping: the application sent that ping, so the pong
+                // is the application's to see.
             }
             Message::Protoconf(p) => {
                 let limit = u64::from(p.max_recv_payload_length);
