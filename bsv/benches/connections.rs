@@ -99,7 +99,9 @@ async fn established_count(control: &mut broadcast::Receiver<ControlEvent>, n: u
     while up < n {
         match control.recv().await {
             Ok(ControlEvent::ConnectionEstablished { .. }) => up += 1,
-            Ok(ControlEvent::ConnectionFailed { reason, .. }) => panic!("connection failed: {reason}"),
+            Ok(ControlEvent::ConnectionFailed { reason, .. }) => {
+                panic!("connection failed: {reason}")
+            }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => panic!("control channel closed"),
         }
@@ -177,7 +179,10 @@ async fn block_download(blocks: u32, txs_per_block: u32) -> String {
         txs_per_block,
         flood_inv: false,
     });
-    eprintln!("  simnet child with {blocks} blocks ready in {:?}", t.elapsed());
+    eprintln!(
+        "  simnet child with {blocks} blocks ready in {:?}",
+        t.elapsed()
+    );
     let store = Arc::new(InMemoryPeerStore::new());
     let ctx = context(store);
     let mut rx = ctx.sinks.subscribe(64);
@@ -334,7 +339,10 @@ fn main() {
         if wanted("throughput") {
             let inv = Message::Inv(vec![InvVect::tx(Hash([9; 32]))]);
             let tx = Message::Tx(typical_tx(1));
-            println!("{}", one_connection("small inv", inv.clone(), 500_000, true).await);
+            println!(
+                "{}",
+                one_connection("small inv", inv.clone(), 500_000, true).await
+            );
             println!("{}", one_connection("small inv", inv, 500_000, false).await);
             println!("{}", one_connection("tx", tx.clone(), 200_000, true).await);
             println!("{}", one_connection("tx", tx, 200_000, false).await);
