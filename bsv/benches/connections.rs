@@ -99,7 +99,9 @@ async fn established_count(control: &mut broadcast::Receiver<ControlEvent>, n: u
     while up < n {
         match control.recv().await {
             Ok(ControlEvent::ConnectionEstablished { .. }) => up += 1,
-            Ok(ControlEvent::ConnectionFailed { reason, .. }) => panic!("connection failed: {reason}"),
+            Ok(ControlEvent::ConnectionFailed { reason, .. }) => {
+                panic!("connection failed: {reason}")
+            }
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => panic!("control channel closed"),
         }
@@ -120,12 +122,11 @@ async fn one_connection(label: &str, msg: Message, count: usize, lossless: bool)
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let accept = tokio::spawn(async move { listener.accept().await.expect("accept") });
-    let remote = ScriptedPeer::dial_and_handshake(addr, Network::Regtest);
-    let (remote, handle) = {
-        let (stream, from) = accept.await.expect("accept task");
-        let handle = PeerConnection::inbound(Peer::new(from.ip(), from.port()), stream, ctx);
-        (remote.await, handle)
-    };
+    // The remote dials and handshakes in its own task while we accept and start our side.
+    let remote = tokio::spawn(ScriptedPeer::dial_and_handshake(addr, Network::Regtest));
+    let (stream, from) = accept.await.expect("accept task");
+    let handle = PeerConnection::inbound(Peer::new(from.ip(), from.port()), stream, ctx);
+    let remote = remote.await.expect("scripted peer");
     let frame = remote.encode(&msg);
     let bytes = support::repeat(&frame, count);
     let wire_bytes = bytes.len();
@@ -177,7 +178,10 @@ async fn block_download(blocks: u32, txs_per_block: u32) -> String {
         txs_per_block,
         flood_inv: false,
     });
-    eprintln!("  simnet child with {blocks} blocks ready in {:?}", t.elapsed());
+    eprintln!(
+        "  simnet child with {blocks} blocks ready in {:?}",
+        t.elapsed()
+    );
     let store = Arc::new(InMemoryPeerStore::new());
     let ctx = context(store);
     let mut rx = ctx.sinks.subscribe(64);
@@ -326,7 +330,7 @@ fn main() {
     }
     support::check_fd_limit();
     let filter: Option<String> = args.iter().find(|a| !a.starts_with("--")).cloned();
-    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let wanted = |name: &str| filter.as_deref().map_or(true, |f| name.contains(f));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         println!("| measurement | work | result |");
@@ -334,13 +338,22 @@ fn main() {
         if wanted("throughput") {
             let inv = Message::Inv(vec![InvVect::tx(Hash([9; 32]))]);
             let tx = Message::Tx(typical_tx(1));
-            println!("{}", one_connection("small inv", inv.clone(), 500_000, true).await);
-            println!("{}", one_connection("small inv", inv, 500_000, false).await);
-            println!("{}", one_connection("tx", tx.clone(), 200_000, true).await);
-            println!("{}", one_connection("tx", tx, 200_000, false).await);
+            println!(
+                "{}",
+                one_connection("small inv", inv.clone(), 2_000_000, true).await
+            );
+            println!(
+                "{}",
+                one_connection("small inv", inv, 2_000_000, false).await
+            );
+            println!(
+                "{}",
+                one_connection("tx", tx.clone(), 1_000_000, true).await
+            );
+            println!("{}", one_connection("tx", tx, 1_000_000, false).await);
         }
         if wanted("blocks") {
-            println!("{}", block_download(40, 10_000).await);
+            println!("{}", block_download(100, 10_000).await);
         }
         if wanted("handshakes") {
             println!("{}", handshakes(1_000).await);
