@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -16,6 +16,27 @@ use super::Inner;
 use crate::p2p::connection::PeerConnection;
 use crate::p2p::events::ControlEvent;
 use crate::p2p::peer::{unix_now, Peer};
+
+/// Connections the kernel may hold completed for us before we accept them: the node's
+/// `listen(SOMAXCONN)` (Linux caps it at `net.core.somaxconn`). Tokio's and the standard
+/// library's `bind` use 128, so a burst of a few hundred dials overflowed the queue, the kernel
+/// dropped their SYNs, and those peers only got in on their retransmission a second or more
+/// later.
+pub(super) const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listener with the node's backlog ([`LISTEN_BACKLOG`]).
+pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does on Unix: a restarted manager can bind its port at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Over-capacity handshakes allowed at once; past this, extra sockets are closed unanswered so a
 /// flood cannot make us spend unbounded work on peers we will refuse anyway.
@@ -94,5 +115,37 @@ async fn admit(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, refusals
                 });
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the listener used tokio's `bind`, whose backlog of 128 made the kernel drop
+    /// the SYNs of a burst of dials (they got in a second or more later, on retransmission).
+    /// With the node's backlog, a burst of several hundred connects completes at once even
+    /// while nothing accepts: the kernel finishes every handshake and queues the socket.
+    #[tokio::test]
+    async fn a_burst_of_dials_completes_without_waiting_for_accept() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // The kernel caps the backlog at somaxconn; below 256 there is nothing to tell apart.
+        if somaxconn < 256 {
+            eprintln!("skipped: net.core.somaxconn is {somaxconn}");
+            return;
+        }
+        let burst = somaxconn.min(600) - 10;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: only the kernel's queue can complete these.
+        let dials = (0..burst)
+            .map(|_| tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)));
+        let results = futures::future::join_all(dials).await;
+        let connected = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(connected, burst, "dials completed before any accept");
+        drop(listener);
     }
 }

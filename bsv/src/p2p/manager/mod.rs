@@ -22,7 +22,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -332,7 +331,7 @@ impl Inner {
             return;
         }
         let addr = SocketAddr::new(config.listener_address, config.listener_port);
-        match TcpListener::bind(addr).await {
+        match listener::bind(addr) {
             Ok(l) => {
                 let local = l.local_addr().unwrap_or(addr);
                 let cancel = self.cancel.child_token();
