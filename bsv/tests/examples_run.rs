@@ -184,7 +184,7 @@ fn event_monitor_sees_connections_messages_and_a_lost_peer() {
     // if it is mined a moment before (PROTOCOL.md §3.6): either shows the announcement arrived.
     assert!(out
         .lines()
-        .any(|l| l.contains("message headers: ") || l.contains("message inv: ")));
+        .any(|l| l.contains("message headers: ") || l.contains("message inv of ")));
     assert!(out.lines().any(|l| l.contains("message inv of ")));
 }
 
