@@ -285,7 +285,7 @@ fn main() {
     }
     support::check_fd_limit();
     let filter: Option<String> = args.iter().find(|a| !a.starts_with("--")).cloned();
-    let wanted = |name: &str| filter.as_deref().map_or(true, |f| name.contains(f));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         println!("| measurement | work | result |");
