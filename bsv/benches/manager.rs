@@ -50,6 +50,7 @@ fn config(target: usize, max: usize) -> ManagerConfig {
     c
 }
 
+/// A store holding `addrs` as `Unknown` peers.
 async fn store_with(addrs: &[SocketAddr]) -> Arc<InMemoryPeerStore> {
     let store = Arc::new(InMemoryPeerStore::new());
     for a in addrs {
