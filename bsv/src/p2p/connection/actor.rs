@@ -862,8 +862,9 @@ impl Actor {
                 }
             };
             let size = frame.header.wire_len() + frame.payload.len();
-            let command = frame.header.command.clone();
-            self.shared.stats.count_received(&command, size);
+            self.shared
+                .stats
+                .count_received(&frame.header.command, size);
             let msg = match frame.message() {
                 Ok(m) => m,
                 Err(e) => {
@@ -873,7 +874,7 @@ impl Actor {
                     continue;
                 }
             };
-            trace!(command = %command, bytes = size, "received");
+            trace!(command = %frame.header.command, bytes = size, "received");
             if let Some(tap) = &self.ctx.tap {
                 let _ = tap.send(BitcoinMessageEvent {
                     peer_id: self.peer.id,

@@ -81,6 +81,17 @@ struct Record {
     sent: BTreeMap<String, CommandCount>,
 }
 
+/// Adds one message to a per-command counter. Called for every message, so the command name is
+/// only copied the first time it is seen.
+fn bump(map: &mut BTreeMap<String, CommandCount>, command: &str, bytes: usize) {
+    let c = match map.get_mut(command) {
+        Some(c) => c,
+        None => map.entry(command.to_string()).or_default(),
+    };
+    c.messages += 1;
+    c.bytes += bytes as u64;
+}
+
 /// Live statistics of one connection.
 #[derive(Debug)]
 pub struct ConnectionStats {
@@ -217,17 +228,13 @@ impl ConnectionStats {
 
     pub(crate) fn count_received(&self, command: &str, bytes: usize) {
         if let Ok(mut r) = self.record.lock() {
-            let c = r.recv.entry(command.to_string()).or_default();
-            c.messages += 1;
-            c.bytes += bytes as u64;
+            bump(&mut r.recv, command, bytes);
         }
     }
 
     pub(crate) fn count_sent(&self, command: &str, bytes: usize) {
         if let Ok(mut r) = self.record.lock() {
-            let c = r.sent.entry(command.to_string()).or_default();
-            c.messages += 1;
-            c.bytes += bytes as u64;
+            bump(&mut r.sent, command, bytes);
         }
     }
 
