@@ -310,15 +310,17 @@ impl<'a> Reader<'a> {
         max: usize,
     ) -> Result<String, DecodeError> {
         let offset = self.pos;
-        let s = self.read_var_str()?;
-        if s.len() > max {
+        // Measured on the raw bytes, as the node measures them: replacing invalid UTF-8 first
+        // would turn each bad byte into three and refuse strings the node accepts.
+        let b = self.read_var_bytes()?;
+        if b.len() > max {
             return Err(DecodeError::Invalid {
                 field,
                 offset,
-                detail: format!("{} bytes, at most {max} allowed", s.len()),
+                detail: format!("{} bytes, at most {max} allowed", b.len()),
             });
         }
-        Ok(s)
+        Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
     /// Decodes a value of type `T` at the current position.

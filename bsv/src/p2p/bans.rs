@@ -22,7 +22,7 @@ pub const DEFAULT_BANNED_USER_AGENTS: [&str; 3] = ["abc", "cash", "bch"];
 
 /// The longest user agent the node reads (`MAX_SUBVERSION_LENGTH`); a longer pattern could never
 /// match, and a longer user agent of ours would be refused.
-pub const MAX_USER_AGENT_LENGTH: usize = 256;
+pub const MAX_USER_AGENT_LENGTH: usize = crate::p2p::limits::MAX_SUBVERSION_LENGTH;
 
 /// One user-agent ban pattern.
 ///

@@ -26,7 +26,8 @@ pub const DEFAULT_DNS_DISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often the peer store is saved; losing five minutes of address updates costs nothing.
 pub const DEFAULT_SAVE_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a ban lasts: the node's `DEFAULT_MISBEHAVING_BANTIME` (24 h).
-pub const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_BAN_DURATION: Duration =
+    Duration::from_secs(crate::p2p::limits::DEFAULT_BAN_SECONDS);
 /// Capacity of each broadcast channel (control events and bitcoin messages), from the seed.
 pub const DEFAULT_EVENT_CHANNEL_CAPACITY: usize = 1000;
 /// Peers kept in the store; enough for the whole BSV network many times over.
@@ -63,15 +64,11 @@ pub const DEFAULT_MAX_RETRIES: u32 = 10;
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 /// The window `max_restarts` is counted over.
 pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(3600);
-/// Our receive limit for non-block messages: the node's
-/// `DEFAULT_MAX_PROTOCOL_RECV_PAYLOAD_LENGTH` (2 MiB), advertised in our `protoconf`.
-pub const DEFAULT_MAX_RECV_PAYLOAD: u64 = 2 * 1024 * 1024;
+pub use crate::p2p::limits::{DEFAULT_MAX_BLOCK_SIZE, DEFAULT_MAX_RECV_PAYLOAD};
 /// Smallest receive limit the node accepts (`LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH`, 1 MiB).
-pub const MIN_MAX_RECV_PAYLOAD: u64 = 1024 * 1024;
+pub const MIN_MAX_RECV_PAYLOAD: u64 = crate::p2p::limits::LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH;
 /// Largest receive limit the node accepts (`-maxprotocolrecvpayloadlength`, 1,000,000,000).
 pub const MAX_MAX_RECV_PAYLOAD: u64 = 1_000_000_000;
-/// Largest block message accepted (4 GiB).
-pub const DEFAULT_MAX_BLOCK_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 
 /// The user agent we announce: `/bitcoinsv-rs:<crate version>/`, free of every banned pattern.
 pub fn default_user_agent() -> String {

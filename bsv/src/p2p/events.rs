@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::p2p::config::ConnectionConfig;
+use crate::p2p::connection::{DisconnectReason, Misbehavior};
 use crate::p2p::peer::BanReason;
 use crate::p2p::Message;
 
@@ -45,21 +46,21 @@ pub enum ControlEvent {
         /// The peer.
         peer_id: Uuid,
         /// Why.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// An established connection ended.
     ConnectionLost {
         /// The peer.
         peer_id: Uuid,
         /// Why.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// An outbound connection that dropped is being re-dialled at once.
     ConnectionRestarting {
         /// The peer.
         peer_id: Uuid,
         /// Why it dropped.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// The `version`/`verack` exchange finished.
     HandshakeComplete {
@@ -72,8 +73,8 @@ pub enum ControlEvent {
         peer_id: Uuid,
         /// Its total score.
         score: u32,
-        /// The rule, as the node names it (e.g. `missing-verack`).
-        reason: String,
+        /// The rule (its `Display` is the node's name, e.g. `missing-verack`).
+        reason: Misbehavior,
     },
     /// The peer's IP was banned.
     PeerBanned {
@@ -96,12 +97,12 @@ pub enum ControlEvent {
         /// Its address.
         address: SocketAddr,
     },
-    /// The listener dropped a connection before any handshake (banned IP, …).
+    /// The listener dropped a connection before any handshake.
     InboundConnectionRejected {
         /// Its address.
         address: SocketAddr,
         /// Why.
-        reason: String,
+        reason: InboundRejection,
     },
     /// An inbound peer got the handshake and then a `reject`: we were at `max_connections`.
     ConnectionRejectedCapacity {
@@ -119,6 +120,18 @@ pub enum ControlEvent {
     },
     /// A configuration update was applied.
     ConfigUpdated,
+}
+
+/// Why the listener closed an inbound socket before any handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboundRejection {
+    /// The address is banned.
+    #[error("banned")]
+    Banned,
+    /// We are full and already refusing as many peers as we allow at once.
+    #[error("at capacity")]
+    AtCapacity,
 }
 
 /// A message received from a peer.

@@ -49,3 +49,64 @@ pub const DEFAULT_BAN_SECONDS: u64 = 86_400;
 pub const NODE_NETWORK: u64 = 0x01;
 /// The legacy `NODE_BITCOIN_CASH` bit every BSV node still sets.
 pub const NODE_BITCOIN_CASH: u64 = 0x20;
+/// The node's `NODE_BLOOM` service bit: without it, `filterload`/`filteradd` are misbehaviour.
+pub const NODE_BLOOM: u64 = 0x04;
+/// Peers at or above this version must see `NODE_BLOOM` before sending bloom messages
+/// (`NO_BLOOM_VERSION`); older ones are only disconnected.
+pub const NO_BLOOM_VERSION: i32 = 70011;
+/// Peers at or above this version get our `protoconf` (`PROTOCONF_VERSION`, the same as
+/// `EXTENDED_PAYLOAD_VERSION` in 1.2.2); older ones would see an unknown command.
+pub const PROTOCONF_VERSION: i32 = 70016;
+
+/// Longest user agent accepted, in raw bytes (`MAX_SUBVERSION_LENGTH`).
+pub const MAX_SUBVERSION_LENGTH: usize = 256;
+/// Longest `reject` reason, in raw bytes (`MAX_REJECT_MESSAGE_LENGTH`).
+pub const MAX_REJECT_MESSAGE_LENGTH: usize = 111;
+
+/// Largest bloom filter a `filterload` may carry (`MAX_BLOOM_FILTER_SIZE`, `src/bloom.h`).
+pub const MAX_BLOOM_FILTER_SIZE: usize = 36_000;
+/// Most hash functions a `filterload` may ask for (`MAX_HASH_FUNCS`, `src/bloom.h`).
+pub const MAX_HASH_FUNCS: u32 = 50;
+/// Largest element a `filteradd` may carry (`MAX_SCRIPT_ELEMENT_SIZE_BEFORE_GENESIS`).
+pub const MAX_FILTERADD_ELEMENT: usize = 520;
+
+/// Bad checksums closer together than this count as a run (`-invalidcsinterval`,
+/// `DEFAULT_MIN_TIME_INTERVAL_CHECKSUM_MS`); a longer gap resets the run.
+pub const INVALID_CHECKSUM_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Bad checksums in a run that cost nothing (`-invalidcsfreq`,
+/// `DEFAULT_INVALID_CHECKSUM_FREQUENCY`); each one after that costs +1.
+pub const INVALID_CHECKSUM_FREQUENCY: u32 = 100;
+/// Every this many `headers` announcements that do not connect cost +20
+/// (`MAX_UNCONNECTING_HEADERS`).
+pub const MAX_UNCONNECTING_HEADERS: u32 = 10;
+/// Announcements shorter than this that do not connect are answered with `getheaders` and
+/// counted as unconnecting (`ProcessHeadersMessage`).
+pub const MAX_BLOCKS_TO_ANNOUNCE: usize = 8;
+/// `authch`/`authresp` a peer may send at once before the rate limit applies: the node's leaky
+/// bucket (`src/net/authconn.h`) allows about six an hour.
+pub const AUTH_MESSAGE_BURST: u32 = 6;
+/// How fast the `authch`/`authresp` bucket drains: one message every ten minutes (six an hour).
+pub const AUTH_MESSAGE_DRAIN: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long to hold back requests after `reject` 0x44 `REJECT_TOOBUSY`
+/// (`TOOBUSY_RETRY_DELAY`).
+pub const TOOBUSY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Peers at or below [`BIP0031_VERSION`] get nonce-less pings and never pong, so the only sign
+/// of life is traffic: the node allows them 90 minutes of silence (`CNode::ServiceSockets`).
+pub const LEGACY_RECEIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90 * 60);
+/// The largest fee rate a `feefilter` may carry (`MAX_MONEY`, 21 million BSV in satoshis);
+/// values outside 0..=MAX_MONEY are ignored.
+pub const MAX_MONEY: i64 = 21_000_000 * 100_000_000;
+
+/// Bytes of bulk data a connection may have queued for its socket before senders wait: enough
+/// for a few large messages, small enough that 125 connections stay under a gigabyte.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Commands a connection buffers before the manager's sends wait.
+pub const CONNECTION_COMMAND_CAPACITY: usize = 64;
+/// Reports (facts) from connections the manager buffers before connections wait for it.
+pub const REPORT_CHANNEL_CAPACITY: usize = 1024;
+/// Stream policies we advertise in `protoconf`: we open no extra streams (docs/PROTOCOL.md §7).
+pub const STREAM_POLICIES: &str = "Default";
+/// How long a closing connection's writer may flush what is queued (a final `reject`, a
+/// `pong`) before it is stopped: long enough for a healthy socket, short enough that a peer
+/// which stopped reading cannot hold the close up.
+pub const WRITER_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -33,12 +33,15 @@ pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
 pub use codec::{CodecError, MessageCodec, RawFrame, RecvLimits};
 pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{
-    ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, PeerConnection, PeerHandle,
+    ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, HandshakeFailure,
+    Misbehavior, PeerHandle, PeerLink, ProtocolViolation,
 };
 pub use crawler::{Chain, CrawlConfig, CrawlProgress, CrawlReport, Crawler, NodeReport};
 pub use discovery::{DiscoveryReport, DnsDiscovery};
 pub use error::{P2pError, Result};
-pub use events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+pub use events::{
+    BitcoinMessageEvent, ControlEvent, InboundRejection, MessageSinks, PeerConnectionCommand,
+};
 pub use manager::{LogLevelHandler, Manager, Mode};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};

@@ -124,6 +124,8 @@ pub struct MessageCodec {
     recv: RecvLimits,
     peer_max_recv: u64,
     peer_extended: bool,
+    /// The peer is at or below `BIP0031_VERSION`: its pings carry no nonce.
+    peer_legacy_ping: bool,
     pending: Option<FrameHeader>,
     skip: Option<(u64, [u8; 12])>,
 }
@@ -142,6 +144,7 @@ impl MessageCodec {
             recv: RecvLimits::default(),
             peer_max_recv: LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
             peer_extended: false,
+            peer_legacy_ping: false,
             pending: None,
             skip: None,
         }
@@ -182,9 +185,11 @@ impl MessageCodec {
         self.peer_max_recv
     }
 
-    /// Records the peer's protocol version: `extmsg` is only sent to peers ≥ 70016.
+    /// Records the peer's protocol version: `extmsg` is only sent to peers ≥ 70016, and a
+    /// `ping` to a peer at or below 60000 carries no nonce (docs/PROTOCOL.md §3.2).
     pub fn set_peer_version(&mut self, version: i32) {
         self.peer_extended = version >= EXTENDED_PAYLOAD_VERSION;
+        self.peer_legacy_ping = version <= BIP0031_VERSION;
     }
 
     /// The largest payload we may send the peer for `command`.
@@ -222,7 +227,12 @@ impl MessageCodec {
     /// cannot be framed ([`is_sendable_command`]).
     pub fn encode(&self, msg: &Message, buf: &mut BytesMut) -> Result<(), CodecError> {
         self.check_send(msg)?;
-        let length = msg.payload_len() as u64;
+        let legacy_ping = self.peer_legacy_ping && matches!(msg, Message::Ping(_));
+        let length = if legacy_ping {
+            0
+        } else {
+            msg.payload_len() as u64
+        };
         let magic = self.magic.unwrap_or(Network::Mainnet.magic());
         let mut header = FrameHeader {
             magic,
@@ -235,7 +245,9 @@ impl MessageCodec {
         buf.reserve(header.wire_len() + msg.payload_len());
         header.encode(buf);
         let payload_start = buf.len();
-        msg.encode_payload(buf);
+        if !legacy_ping {
+            msg.encode_payload(buf);
+        }
         if !header.extended {
             let sum = sha256d(&buf[payload_start..]);
             buf[start + 20..start + 24].copy_from_slice(&sum.0[..4]);

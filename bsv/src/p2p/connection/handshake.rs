@@ -12,10 +12,11 @@
 //! The peer's `version` is validated as the node does: protocol version ≥ 31800 (older gets
 //! `reject` 0x11 and a disconnect, no ban), a user agent matching the ban list is banned, and our
 //! own nonce coming back means we dialled ourselves (disconnect, no ban). Frames with another
-//! network's magic never reach this machine: the codec reports them and the actor calls
-//! [`Handshake::on_wrong_magic`]. Messages that arrive too early are dropped and cost +1
-//! (PROTOCOL.md §2.8); at 100 the peer is banned. The timeout runs from the moment the machine
-//! is created, i.e. from entering `AwaitingHandshake`.
+//! network's magic never reach this machine: the codec reports them and [`super::PeerProtocol`]
+//! calls [`Handshake::on_wrong_magic`]. Messages that arrive too early are dropped and reported
+//! as misbehaviour (+1 each, docs/PROTOCOL.md §2.8); the score and the ban it leads to are kept
+//! by `PeerProtocol`, the one place that scores. The timeout runs from the moment the machine is
+//! created, i.e. from entering `AwaitingHandshake`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bitcoin::{Magic, Network};
-use crate::p2p::limits::{BAN_SCORE_THRESHOLD, MIN_PEER_PROTO_VERSION};
+use super::Misbehavior;
+use crate::p2p::limits::MIN_PEER_PROTO_VERSION;
 use crate::p2p::messages::{Reject, RejectCode, VersionMessage};
 use crate::p2p::Message;
 
@@ -77,14 +79,6 @@ pub enum HandshakeFailure {
         /// The magic seen.
         magic: Magic,
     },
-    /// Too many messages before the handshake completed.
-    #[error("misbehaviour score {score} reached the ban threshold ({reason})")]
-    Misbehavior {
-        /// The score.
-        score: u32,
-        /// The last offence.
-        reason: String,
-    },
     /// We are full: the peer got the handshake and a `reject`.
     #[error("refused: connection limit reached")]
     OverCapacity,
@@ -98,7 +92,6 @@ impl HandshakeFailure {
             HandshakeFailure::BannedUserAgent { .. }
                 | HandshakeFailure::NetworkMismatch { .. }
                 | HandshakeFailure::BlockchainMismatch { .. }
-                | HandshakeFailure::Misbehavior { .. }
         )
     }
 }
@@ -111,15 +104,8 @@ impl HandshakeFailure {
 pub enum HandshakeOutput {
     /// Send this message now.
     Send(Message),
-    /// The peer misbehaved; its score is now `total`.
-    Misbehaving {
-        /// Points added.
-        score: u32,
-        /// The running total.
-        total: u32,
-        /// The node's reason string.
-        reason: &'static str,
-    },
+    /// The peer broke a rule (the message was dropped); the caller scores it.
+    Misbehaving(Misbehavior),
     /// The handshake succeeded; the peer's `version` is attached.
     Complete(Box<VersionMessage>),
     /// The handshake failed; close (and ban if [`HandshakeFailure::is_ban`]).
@@ -168,7 +154,6 @@ pub struct Handshake {
     verack_sent: bool,
     peer_version: Option<VersionMessage>,
     verack_received: bool,
-    score: u32,
     finished: bool,
 }
 
@@ -180,7 +165,6 @@ impl std::fmt::Debug for Handshake {
             .field("verack_sent", &self.verack_sent)
             .field("version_received", &self.peer_version.is_some())
             .field("verack_received", &self.verack_received)
-            .field("score", &self.score)
             .finish()
     }
 }
@@ -210,7 +194,6 @@ impl Handshake {
             verack_sent: false,
             peer_version: None,
             verack_received: false,
-            score: 0,
             finished: false,
         }
     }
@@ -232,11 +215,6 @@ impl Handshake {
     /// Whether the machine has produced `Complete` or `Failed`.
     pub fn is_finished(&self) -> bool {
         self.finished
-    }
-
-    /// The misbehaviour score so far.
-    pub fn score(&self) -> u32 {
-        self.score
     }
 
     /// Checks the timeout at `now`.
@@ -268,7 +246,7 @@ impl Handshake {
             Message::Version(v) => self.on_version(v),
             Message::Verack => {
                 if self.peer_version.is_none() && self.flow != HandshakeFlow::Outbound {
-                    return self.misbehave(1, "missing-version");
+                    return self.misbehave(Misbehavior::MissingVersion);
                 }
                 self.verack_received = true;
                 self.maybe_complete(Vec::new())
@@ -276,8 +254,8 @@ impl Handshake {
             // Handled at any time by the node; nothing for a client to do before completion.
             Message::Reject(_) | Message::CreateStream(_) | Message::StreamAck(_) => Vec::new(),
             Message::AuthCh(_) | Message::AuthResp(_) if self.peer_version.is_some() => Vec::new(),
-            _ if self.peer_version.is_none() => self.misbehave(1, "missing-version"),
-            _ => self.misbehave(1, "missing-verack"),
+            _ if self.peer_version.is_none() => self.misbehave(Misbehavior::MissingVersion),
+            _ => self.misbehave(Misbehavior::MissingVerack),
         }
     }
 
@@ -289,7 +267,7 @@ impl Handshake {
                 reason: "Duplicate version message".into(),
                 hash: None,
             }))];
-            out.extend(self.misbehave(1, "multiple-version"));
+            out.extend(self.misbehave(Misbehavior::MultipleVersion));
             return out;
         }
         if v.version < MIN_PEER_PROTO_VERSION {
@@ -344,20 +322,8 @@ impl Handshake {
         out
     }
 
-    fn misbehave(&mut self, score: u32, reason: &'static str) -> Vec<HandshakeOutput> {
-        self.score = self.score.saturating_add(score);
-        let mut out = vec![HandshakeOutput::Misbehaving {
-            score,
-            total: self.score,
-            reason,
-        }];
-        if self.score >= BAN_SCORE_THRESHOLD {
-            out.extend(self.fail(HandshakeFailure::Misbehavior {
-                score: self.score,
-                reason: reason.to_string(),
-            }));
-        }
-        out
+    fn misbehave(&mut self, offence: Misbehavior) -> Vec<HandshakeOutput> {
+        vec![HandshakeOutput::Misbehaving(offence)]
     }
 
     fn fail(&mut self, f: HandshakeFailure) -> Vec<HandshakeOutput> {

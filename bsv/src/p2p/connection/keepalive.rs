@@ -38,6 +38,8 @@ pub struct Keepalive {
     outstanding: Option<(u64, Instant)>,
     last_recv: Instant,
     last_rtt: Option<Duration>,
+    /// A peer at or below `BIP0031_VERSION`: pings carry no nonce and are never answered.
+    legacy: bool,
 }
 
 impl Keepalive {
@@ -50,6 +52,18 @@ impl Keepalive {
             outstanding: None,
             last_recv: now,
             last_rtt: None,
+            legacy: false,
+        }
+    }
+
+    /// A keepalive for a peer at or below `BIP0031_VERSION` (docs/PROTOCOL.md §3.2): its pings
+    /// carry no nonce and it never answers them, so we ping every `interval` only to show life,
+    /// and the peer is dead after `receive_timeout` without a byte (the node's 90 minutes,
+    /// `LEGACY_RECEIVE_TIMEOUT`).
+    pub fn legacy(interval: Duration, receive_timeout: Duration, now: Instant) -> Self {
+        Keepalive {
+            legacy: true,
+            ..Keepalive::new(interval, receive_timeout, now)
         }
     }
 
@@ -70,6 +84,17 @@ impl Keepalive {
     /// Advances to `now`. `fresh_nonce` is called only when a ping is due and must return a
     /// random value; zero is replaced, because a zero pong means "cancel".
     pub fn on_tick(&mut self, now: Instant, fresh_nonce: impl FnOnce() -> u64) -> KeepaliveAction {
+        if self.legacy {
+            let silent = now.saturating_duration_since(self.last_recv);
+            if silent >= self.timeout {
+                return KeepaliveAction::TimedOut { waited: silent };
+            }
+            if now >= self.next_ping_at {
+                self.next_ping_at = now + self.interval;
+                return KeepaliveAction::SendPing(0);
+            }
+            return KeepaliveAction::Idle;
+        }
         if let Some((_, sent)) = self.outstanding {
             let silent_since = sent.max(self.last_recv);
             if now.saturating_duration_since(silent_since) >= self.timeout {
@@ -109,6 +134,9 @@ impl Keepalive {
 
     /// The next instant at which [`Keepalive::on_tick`] may have something to do.
     pub fn next_deadline(&self) -> Instant {
+        if self.legacy {
+            return self.next_ping_at.min(self.last_recv + self.timeout);
+        }
         match self.outstanding {
             Some((_, sent)) => sent.max(self.last_recv) + self.timeout,
             None => self.next_ping_at,
@@ -233,5 +261,23 @@ mod tests {
         k.on_pong(5, t0);
         k.set_timing(secs(10), TIMEOUT, t0 + secs(1));
         assert_eq!(k.next_deadline(), t0 + secs(11));
+    }
+
+    #[test]
+    fn legacy_peers_get_pings_without_waiting_and_die_only_of_silence() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::legacy(INTERVAL, secs(5400), t0);
+        assert_eq!(k.on_tick(t0, || 9), KeepaliveAction::SendPing(0));
+        // No pong ever comes, yet the next ping is due after the interval, not after a timeout.
+        assert_eq!(
+            k.on_tick(t0 + INTERVAL, || 9),
+            KeepaliveAction::SendPing(0)
+        );
+        k.on_bytes_received(t0 + secs(3000));
+        assert_eq!(k.on_tick(t0 + secs(5400), || 9), KeepaliveAction::SendPing(0));
+        assert_eq!(
+            k.on_tick(t0 + secs(8400), || 9),
+            KeepaliveAction::TimedOut { waited: secs(5400) }
+        );
     }
 }

@@ -1,32 +1,43 @@
 //! One connection to one peer.
 //!
-//! The protocol decisions live in pure state machines with the time passed in, so they are
-//! tested without sockets or sleeping:
-//! * [`state`]: the lifecycle of SPEC §6 with only the legal transitions;
-//! * [`handshake`]: `version`/`verack` for outbound, inbound and over-capacity connections, with
-//!   the node's validation and misbehaviour rules;
+//! Every protocol decision lives in [`PeerProtocol`](protocol), a sans-I/O state machine with
+//! the clock passed in, built from smaller pure machines, all tested without sockets or
+//! sleeping:
+//! * `protocol`: the rules from the first byte to the close (handshake, keepalive, codec-error
+//!   policy, the misbehaviour catalogue, scores and bans), returning actions;
+//! * [`handshake`]: `version`/`verack` for outbound, inbound and over-capacity connections;
 //! * [`keepalive`]: the ping schedule, pong matching, RTT and the dead-peer timeout;
-//! * [`retry`]: backoff with cap and jitter, the retry budget, restarts per window.
+//! * `rules`: the node's checks on single messages and the counters some rules need;
+//! * [`retry`]: backoff with cap and jitter, the retry budget, restarts per window;
+//! * [`state`]: the lifecycle of SPEC §6 with only the legal transitions.
+//!
+//! The actor (`actor`, `session`) only moves bytes and timers for the machine: it dials, reads,
+//! writes through the [`Outbox`](outbox) and reports facts to the manager, which alone writes
+//! the peer store.
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod handshake;
 pub mod keepalive;
-pub mod outbox;
-pub mod reason;
+pub(crate) mod link;
+mod misbehavior;
+pub(crate) mod outbox;
+pub(crate) mod protocol;
+mod reason;
 pub mod retry;
+pub(crate) mod rules;
+pub(crate) mod session;
 pub mod state;
 pub mod stats;
 
-pub use actor::{
-    ConnectionContext, ConnectionOutcome, LocalVersion, PeerConnection, PeerHandle, PeerLink,
-    DEFAULT_SEND_QUEUE_BYTES,
-};
-pub use handshake::{
-    Handshake, HandshakeFailure, HandshakeFlow, HandshakeOutput, NonceRegistry, UserAgentFilter,
-};
-pub use keepalive::{Keepalive, KeepaliveAction};
-pub use outbox::{Outbox, OutboxError};
-pub use reason::DisconnectReason;
-pub use retry::{RetryDecision, RetryPolicy, RetryState};
-pub use state::{ConnectionState, IllegalTransition, StateMachine};
+pub(crate) use actor::PeerConnection;
+pub use handshake::{HandshakeFailure, HandshakeFlow};
+pub(crate) use handshake::{Handshake, HandshakeOutput, NonceRegistry, UserAgentFilter};
+pub(crate) use keepalive::{Keepalive, KeepaliveAction};
+pub use link::{ConnectionOutcome, PeerHandle, PeerLink};
+pub use misbehavior::Misbehavior;
+pub(crate) use outbox::{Outbox, OutboxError};
+pub use reason::{DisconnectReason, ProtocolViolation};
+pub(crate) use retry::{RetryDecision, RetryPolicy, RetryState};
+pub use state::{ConnectionState, IllegalTransition};
+pub(crate) use state::StateMachine;
 pub use stats::{CommandCount, ConnectionSnapshot, ConnectionStats, Direction, PeerDetails};

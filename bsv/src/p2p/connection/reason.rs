@@ -1,12 +1,14 @@
 //! Why a connection ended: one typed reason per way it can end, carried by the
-//! `ConnectionLost`/`ConnectionFailed` events and returned when the actor finishes.
+//! `ConnectionLost`/`ConnectionFailed`/`ConnectionRestarting` events and returned when the actor
+//! finishes. Applications `match` on the variants; `Display` is for logs.
 
 use std::time::Duration;
 
-use super::HandshakeFailure;
+use super::{HandshakeFailure, Misbehavior};
 
 /// Why a connection (or an attempt) ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// TCP connect failed (refused, unreachable, reset).
     #[error("connect failed: {0}")]
@@ -14,7 +16,7 @@ pub enum DisconnectReason {
     /// TCP connect did not complete within `connect_timeout`.
     #[error("connect timed out after {0:?}")]
     ConnectTimeout(Duration),
-    /// The handshake failed (validation, timeout, capacity, misbehaviour).
+    /// The handshake failed (validation, timeout, capacity, another chain).
     #[error("handshake failed: {0}")]
     Handshake(HandshakeFailure),
     /// No pong and no bytes within `ping_timeout`.
@@ -35,15 +37,54 @@ pub enum DisconnectReason {
     /// The peer kept sending without reading our replies.
     #[error("peer is not reading")]
     NotReading,
-    /// Misbehaviour after the handshake reached the ban threshold.
+    /// Misbehaviour reached the ban threshold.
     #[error("misbehaviour score {score} ({reason})")]
     Misbehavior {
         /// The score.
         score: u32,
         /// The last offence.
-        reason: String,
+        reason: Misbehavior,
     },
-    /// The application or manager asked for it.
+    /// The peer broke a rule the node answers with a disconnect but no ban.
+    #[error("protocol violation: {0}")]
+    Protocol(ProtocolViolation),
+    /// Our side closed: the application, the manager (a ban of the IP, shutdown) or a dropped
+    /// handle asked for it.
     #[error("disconnect requested")]
     Requested,
+}
+
+impl DisconnectReason {
+    /// Whether the network, not the peer's conduct, ended the connection: an outbound
+    /// connection that ends this way is dialled again (with backoff before the handshake, at
+    /// once after it). Everything else is final.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::ConnectFailed(_)
+                | DisconnectReason::ConnectTimeout(_)
+                | DisconnectReason::PeerClosed
+                | DisconnectReason::Io(_)
+                | DisconnectReason::NotReading
+                | DisconnectReason::BadFrame(_)
+        )
+    }
+}
+
+/// A rule whose breach the node answers with a disconnect but no score (docs/PROTOCOL.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A second `protoconf` (`ProcessProtoconfMessage`).
+    #[error("a second protoconf")]
+    DuplicateProtoconf,
+    /// A `protoconf` advertising less than the 1 MiB everyone must accept.
+    #[error("protoconf limit {0} is below 1 MiB")]
+    ProtoconfLimitTooLow(u32),
+    /// An `inv` with a type other than transaction or block (`ProcessInvMessage`).
+    #[error("inv of unsupported type {0}")]
+    UnsupportedInvType(u32),
+    /// `filterload`/`filteradd` from a peer below 70011 when we do not offer `NODE_BLOOM`.
+    #[error("bloom filter message without NODE_BLOOM")]
+    BloomWithoutService,
 }

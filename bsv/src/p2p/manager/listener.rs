@@ -1,5 +1,5 @@
 //! The inbound listener: accepts sockets and decides, before any handshake, what happens to each
-//! (SPEC §7): a banned IP is dropped at once; with a free slot the peer gets an inbound
+//! (SPEC §7): a banned IP is dropped at once (the ban check only reads the store); with a free slot the peer gets an inbound
 //! connection; without one it gets the over-capacity handshake and a `reject`. Accept errors
 //! (file-descriptor exhaustion, aborted connections) are logged and the listener carries on.
 
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::Inner;
 use crate::p2p::connection::PeerConnection;
-use crate::p2p::events::ControlEvent;
+use crate::p2p::events::{ControlEvent, InboundRejection};
 use crate::p2p::peer::{unix_now, Peer};
 
 /// Connections the kernel may hold completed for us before we accept them: the node's
@@ -68,23 +68,17 @@ async fn admit(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, refusals
             debug!(peer_address = %addr, "dropping connection from banned address");
             inner.emit(ControlEvent::InboundConnectionRejected {
                 address: addr,
-                reason: "banned".into(),
+                reason: InboundRejection::Banned,
             });
             return;
         }
         Ok(false) => {}
         Err(e) => warn!(peer_address = %addr, error = %e, "checking ban status"),
     }
-    let peer = match store.find_by_ip_port(addr.ip(), addr.port()).await {
-        Ok(Some(p)) => p,
-        _ => {
-            let p = Peer::new(addr.ip(), addr.port());
-            if let Err(e) = store.create(p.clone()).await {
-                debug!(peer_address = %addr, error = %e, "inbound peer not stored");
-            }
-            p
-        }
-    };
+    // Never stored: the source port is not the peer's listening port, and dialling it later
+    // would fail (docs/PROTOCOL.md §3.3). The peer lives in memory, by its id, for as long as
+    // the connection does.
+    let peer = Peer::new(addr.ip(), addr.port());
     let config = inner.config();
     let Some(ctx) = inner.context() else { return };
     let _ = stream.set_nodelay(true);
@@ -111,7 +105,7 @@ async fn admit(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, refusals
                 debug!(peer_address = %addr, "at capacity and refusing many already: closing at once");
                 inner.emit(ControlEvent::InboundConnectionRejected {
                     address: addr,
-                    reason: "at capacity".into(),
+                    reason: InboundRejection::AtCapacity,
                 });
             }
         },

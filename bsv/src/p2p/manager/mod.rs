@@ -9,13 +9,15 @@
 //! * one **monitor** per connection actor, which frees the connection's slot and wakes the
 //!   supervisor when the actor ends.
 //!
-//! Connections hold a slot (see [`slots`]) reserved before they are admitted, which is how
-//! `max_connections` holds under any inbound flood. The [`PeerStore`] is shared with every
-//! connection, which records `Valid`, `Inaccessible` and `Banned` there itself.
+//! Connections hold a slot (see `slots`) reserved before they are admitted, which is how
+//! `max_connections` holds under any inbound flood. The supervisor is the only writer of the
+//! [`PeerStore`]: connections report facts on a channel and the supervisor applies them in order
+//! (`store_owner`), so a ban is never overtaken by a later status write.
 
 mod listener;
-pub mod pool;
-pub mod slots;
+pub(crate) mod pool;
+pub(crate) mod slots;
+mod store_owner;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,14 +32,16 @@ use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::p2p::config::ManagerConfig;
+use crate::p2p::connection::link::{ConnectionContext, Report};
 use crate::p2p::connection::{
-    ConnectionContext, ConnectionSnapshot, ConnectionState, Direction, NonceRegistry,
-    PeerConnection, PeerHandle, PeerLink,
+    ConnectionSnapshot, ConnectionState, Direction, NonceRegistry, PeerConnection, PeerHandle,
+    PeerLink,
 };
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+use crate::p2p::limits::REPORT_CHANNEL_CAPACITY;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
-use crate::p2p::store::{BanOutcome, PeerStore};
+use crate::p2p::store::PeerStore;
 use crate::p2p::Message;
 use pool::{select_candidates, Exclusions};
 use slots::{Slot, Slots};
@@ -90,6 +94,10 @@ pub(crate) struct Inner {
     retry_at: Mutex<HashMap<SocketAddr, Instant>>,
     log_level: Mutex<Option<LogLevelHandler>>,
     discovery: Mutex<Option<crate::p2p::discovery::DnsDiscovery>>,
+    /// Facts for the store, from connections and the manager's own tasks.
+    reports_tx: mpsc::Sender<Report>,
+    /// The supervisor takes this when it starts.
+    reports_rx: Mutex<Option<mpsc::Receiver<Report>>>,
 }
 
 impl Inner {
@@ -103,13 +111,9 @@ impl Inner {
 
     fn context(&self) -> Option<ConnectionContext> {
         let config = self.config();
-        match ConnectionContext::new(
-            &config,
-            self.store.clone(),
-            self.control_tx.clone(),
-            self.message_tx.clone(),
-        ) {
+        match ConnectionContext::new(&config, self.control_tx.clone(), self.message_tx.clone()) {
             Ok(mut ctx) => {
+                ctx.reports = Some(self.reports_tx.clone());
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
                 Some(ctx)
@@ -133,6 +137,7 @@ impl Inner {
         let link = handle.link();
         let id = link.peer_id();
         let addr = link.address();
+        let direction = link.direction();
         if let Ok(mut l) = self.links.lock() {
             l.insert(id, link);
         }
@@ -144,8 +149,18 @@ impl Inner {
                 l.remove(&id);
             }
             debug!(peer_id = %id, peer_address = %addr, state = %outcome.state, error = %outcome.reason, "connection ended");
+            let failed = outcome.state == ConnectionState::Failed;
+            // Fails at once if the supervisor has stopped: nothing is waiting for the fact then.
+            let _ = inner
+                .reports_tx
+                .send(Report::Ended {
+                    peer_id: id,
+                    direction,
+                    outcome,
+                })
+                .await;
             if let Mode::Fixed(_) = inner.mode {
-                if outcome.state == ConnectionState::Failed {
+                if failed {
                     let delay = inner.config().connection.max_backoff;
                     if let Ok(mut r) = inner.retry_at.lock() {
                         r.insert(addr, Instant::now() + delay);
@@ -299,6 +314,11 @@ impl Inner {
     async fn expire_bans(&self) {
         match self.store.expire_bans(unix_now()).await {
             Ok(peers) => {
+                for record in peers.iter().filter(|p| p.port == 0) {
+                    if let Err(e) = self.store.delete(record.id).await {
+                        warn!(error = %e, "deleting a lapsed ban record");
+                    }
+                }
                 let mut ips: Vec<IpAddr> = peers.iter().map(|p| p.ip).collect();
                 ips.sort();
                 ips.dedup();
@@ -360,7 +380,10 @@ impl Inner {
     }
 
     async fn supervise(self: Arc<Self>) {
-        let mut control = self.control_tx.subscribe();
+        let Some(mut reports) = self.reports_rx.lock().ok().and_then(|mut r| r.take()) else {
+            error!("supervisor started twice");
+            return;
+        };
         let config = self.config();
         let mut next_save = Instant::now() + config.save_interval;
         let mut next_dns = Instant::now() + config.dns_discovery_interval;
@@ -382,16 +405,22 @@ impl Inner {
             }
             let sleep_until = (now + REEVALUATE_EVERY).min(next_save).min(next_expiry);
             tokio::select! {
+                biased;
+                Some(report) = reports.recv() => {
+                    self.on_report(report).await;
+                    // Apply every fact already queued before deciding whom to dial.
+                    while let Ok(report) = reports.try_recv() {
+                        self.on_report(report).await;
+                    }
+                }
                 _ = self.cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(sleep_until) => {}
-                e = control.recv() => match e {
-                    // A validation ban by one connection disconnects every connection from that IP.
-                    Ok(ControlEvent::PeerBanned { ip, .. }) => { self.disconnect_ip(ip); }
-                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(skipped = n, "manager lagged behind its own control events"),
-                    _ => {}
-                },
             }
+        }
+        // Facts already reported (a ban just before shutdown) still reach the store.
+        while let Ok(report) = reports.try_recv() {
+            self.on_report(report).await;
         }
         debug!("supervisor stopped");
     }
@@ -437,6 +466,7 @@ impl Manager {
         let capacity = config.event_channel_capacity.max(1);
         let (control_tx, _) = broadcast::channel(capacity);
         let (message_tx, _) = broadcast::channel(capacity);
+        let (reports_tx, reports_rx) = mpsc::channel(REPORT_CHANNEL_CAPACITY);
         Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
@@ -455,6 +485,8 @@ impl Manager {
                 retry_at: Mutex::new(HashMap::new()),
                 log_level: Mutex::new(None),
                 discovery: Mutex::new(None),
+                reports_tx,
+                reports_rx: Mutex::new(Some(reports_rx)),
             }),
         }
     }
@@ -559,33 +591,45 @@ impl Manager {
     /// and stores the ban. Whitelisted addresses are not banned.
     pub async fn ban_peer(&self, peer_id: Uuid, reason: BanReason) -> Result<()> {
         warn!(%peer_id, %reason, "Banning peer");
-        let peer = self
+        // Inbound peers live only in memory, by id; dialled ones are in the store.
+        let connected_ip = self
             .inner
-            .store
-            .read(peer_id)
-            .await?
-            .ok_or(P2pError::PeerNotFound { peer_id })?;
-        let config = self.inner.config();
-        let until = unix_now().saturating_add(config.ban_duration.as_secs());
-        match self
-            .inner
-            .store
-            .ban_ip(peer.ip, reason.clone(), Some(until), &config.whitelist)
-            .await?
-        {
-            BanOutcome::Whitelisted => {
-                info!(%peer_id, ip = %peer.ip, "peer is whitelisted; not banned");
-                Ok(())
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&peer_id).map(|l| l.address().ip()));
+        let ip = match connected_ip {
+            Some(ip) => ip,
+            None => {
+                self.inner
+                    .store
+                    .read(peer_id)
+                    .await?
+                    .ok_or(P2pError::PeerNotFound { peer_id })?
+                    .ip
             }
-            _ => {
-                self.inner.disconnect_ip(peer.ip);
-                self.inner.emit(ControlEvent::PeerBanned {
-                    peer_id,
-                    ip: peer.ip,
-                    reason,
-                });
-                Ok(())
+        };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let report = Report::Ban {
+            peer_id,
+            ip,
+            reason,
+            ack: Some(ack),
+        };
+        let running = self.inner.reports_rx.lock().map(|r| r.is_none()).unwrap_or(false);
+        if running && !self.inner.cancel.is_cancelled() {
+            // Through the supervisor, the store's one writer, in order with every other fact.
+            if let Err(mpsc::error::SendError(report)) = self.inner.reports_tx.send(report).await {
+                self.inner.on_report(report).await;
             }
+        } else {
+            self.inner.on_report(report).await;
+        }
+        match done.await {
+            Ok(outcome) => outcome.map(|_| ()),
+            Err(_) => Err(P2pError::ChannelClosed {
+                channel: "manager supervisor".into(),
+            }),
         }
     }
 

@@ -55,7 +55,8 @@ pub fn select_candidates(
     };
     let mut ranked: Vec<(u8, Peer)> = peers
         .into_iter()
-        .filter(|p| !ex.excludes(p.socket_addr()))
+        // Port 0 marks a ban record of an IP known only from inbound connections: not dialable.
+        .filter(|p| p.port != 0 && !ex.excludes(p.socket_addr()))
         .filter_map(|p| rank(&p).map(|r| (r, p)))
         .collect();
     // Within a rank, the peer whose status changed longest ago first, for fairness.

@@ -25,6 +25,7 @@ impl Slots {
     }
 
     /// Slots taken now.
+    #[cfg(test)]
     pub fn used(&self) -> usize {
         self.0.load(Ordering::Acquire)
     }

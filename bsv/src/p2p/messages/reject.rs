@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 use crate::bitcoin::{var_bytes_len, write_var_bytes, Decode, DecodeError, Encode, Hash, Reader};
 
 /// Longest reject reason the node reads (`MAX_REJECT_MESSAGE_LENGTH`).
-pub const MAX_REJECT_REASON_LEN: usize = 111;
+pub const MAX_REJECT_REASON_LEN: usize = crate::p2p::limits::MAX_REJECT_MESSAGE_LENGTH;
 /// Longest rejected-command name (the 12-byte command field).
 pub const MAX_REJECT_MESSAGE_LEN: usize = 12;
 

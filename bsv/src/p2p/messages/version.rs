@@ -12,7 +12,7 @@ use crate::bitcoin::{
 };
 
 /// Longest user agent the node accepts (`MAX_SUBVERSION_LENGTH`).
-pub const MAX_USER_AGENT_LEN: usize = 256;
+pub const MAX_USER_AGENT_LEN: usize = crate::p2p::limits::MAX_SUBVERSION_LENGTH;
 /// Longest association ID the node accepts (`MAX_ASSOCIATION_ID_LENGTH`).
 pub const MAX_ASSOCIATION_ID_LEN: usize = 129;
 

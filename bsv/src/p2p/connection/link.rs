@@ -1,0 +1,305 @@
+//! What a connection shares with whoever started it: the [`ConnectionContext`] it is given,
+//! the [`PeerLink`] to send through and watch it, and the [`PeerHandle`] to wait for it. Reports
+//! ([`Report`]) are the facts a connection tells the owner of the peer store; it never writes
+//! the store itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    ConnectionState, ConnectionStats, Direction, DisconnectReason, NonceRegistry, Outbox,
+};
+use crate::bitcoin::Network;
+use crate::p2p::bans::{UserAgentBanList, Whitelist};
+use crate::p2p::codec::MessageCodec;
+use crate::p2p::config::{ConnectionConfig, ManagerConfig};
+use crate::p2p::error::{P2pError, Result};
+use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+use crate::p2p::limits::DEFAULT_SEND_QUEUE_BYTES;
+use crate::p2p::peer::BanReason;
+use crate::p2p::store::BanOutcome;
+use crate::p2p::Message;
+
+/// What we advertise in our `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalVersion {
+    /// Our user agent (must not match a ban pattern).
+    pub user_agent: String,
+    /// Our service bits (0 for a pure client).
+    pub services: u64,
+    /// Whether we want transaction `inv`s.
+    pub relay: bool,
+    /// Our best height.
+    pub start_height: i32,
+}
+
+/// A fact for the owner of the peer store (the manager's supervisor), from a connection or from
+/// the manager's own tasks. Handled in the order sent, so a ban can never be overtaken by a
+/// status write that followed it.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The handshake completed.
+    Established {
+        /// The connection's peer.
+        peer_id: Uuid,
+        /// Who dialled.
+        direction: Direction,
+    },
+    /// The rules call for a ban of this IP.
+    Ban {
+        /// The connection's peer.
+        peer_id: Uuid,
+        /// The address to ban (every port).
+        ip: IpAddr,
+        /// Why.
+        reason: BanReason,
+        /// Told the outcome once the ban is stored (`Manager::ban_peer` waits for it).
+        ack: Option<tokio::sync::oneshot::Sender<Result<BanOutcome>>>,
+    },
+    /// A connection actor finished (sent by the manager's monitor of that actor).
+    Ended {
+        /// The connection's peer.
+        peer_id: Uuid,
+        /// Who dialled.
+        direction: Direction,
+        /// How it ended.
+        outcome: ConnectionOutcome,
+    },
+}
+
+/// Everything a connection shares with the manager that created it.
+#[derive(Clone)]
+pub(crate) struct ConnectionContext {
+    pub network: Network,
+    pub config: ConnectionConfig,
+    pub local: LocalVersion,
+    /// Where facts for the peer store go; `None` for a lone connection, which then announces
+    /// its bans itself.
+    pub reports: Option<mpsc::Sender<Report>>,
+    pub control_tx: broadcast::Sender<ControlEvent>,
+    pub message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    pub sinks: MessageSinks,
+    pub banned_agents: UserAgentBanList,
+    pub whitelist: Whitelist,
+    pub nonces: NonceRegistry,
+    pub send_queue_bytes: usize,
+    /// Sees every message received, handshake and keepalive included, before the connection
+    /// acts on it (for tools such as `bsvp2p connect`).
+    pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
+}
+
+impl ConnectionContext {
+    /// A context for connections of a manager configured by `config`.
+    pub(crate) fn new(
+        config: &ManagerConfig,
+        control_tx: broadcast::Sender<ControlEvent>,
+        message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    ) -> Result<Self> {
+        Ok(ConnectionContext {
+            network: config.network,
+            config: config.connection.clone(),
+            local: LocalVersion {
+                user_agent: config.user_agent.clone(),
+                services: config.services,
+                relay: config.relay,
+                start_height: config.start_height,
+            },
+            reports: None,
+            control_tx,
+            message_tx,
+            sinks: MessageSinks::default(),
+            banned_agents: UserAgentBanList::parse(&config.banned_user_agents)?,
+            whitelist: config.whitelist.clone(),
+            nonces: NonceRegistry::default(),
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            tap: None,
+        })
+    }
+}
+
+impl std::fmt::Debug for ConnectionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionContext")
+            .field("network", &self.network)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// How an actor finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionOutcome {
+    /// The final state.
+    pub state: ConnectionState,
+    /// Why it ended.
+    pub reason: DisconnectReason,
+    /// Whether the handshake ever completed.
+    pub was_connected: bool,
+}
+
+/// State shared between the actor and its links.
+pub(crate) struct Shared {
+    pub stats: Arc<ConnectionStats>,
+    /// The session's outbox and encoder, present while connected.
+    pub session: Mutex<Option<(Outbox, MessageCodec)>>,
+    /// Requests wait until then after the peer said it is too busy (`REJECT_TOOBUSY`).
+    pub busy_until: Mutex<Option<Instant>>,
+    pub cancel: CancellationToken,
+}
+
+/// A cloneable view of a running connection: send, command, disconnect, read statistics.
+#[derive(Clone)]
+pub struct PeerLink {
+    pub(crate) peer_id: Uuid,
+    pub(crate) address: SocketAddr,
+    pub(crate) direction: Direction,
+    pub(crate) cmd_tx: mpsc::Sender<PeerConnectionCommand>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PeerLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLink")
+            .field("peer_id", &self.peer_id)
+            .field("address", &self.address)
+            .field("direction", &self.direction)
+            .finish()
+    }
+}
+
+impl PeerLink {
+    /// The peer's id.
+    pub fn peer_id(&self) -> Uuid {
+        self.peer_id
+    }
+
+    /// The peer's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Who dialled.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Live statistics.
+    pub fn stats(&self) -> &Arc<ConnectionStats> {
+        &self.shared.stats
+    }
+
+    /// Sends a message, waiting while the connection's send queue is full (and, for `getdata`,
+    /// while the peer has asked us to back off). Refused, with nothing written, when the
+    /// connection is not established or the message is larger than the peer accepts (its
+    /// `protoconf` limit; 1 MiB until that arrives).
+    pub async fn send_message(&self, message: Message) -> Result<()> {
+        if matches!(message, Message::GetData(_)) {
+            let until = self.shared.busy_until.lock().ok().and_then(|g| *g);
+            if let Some(until) = until {
+                tokio::time::sleep_until(until).await;
+            }
+        }
+        let (outbox, frame) = {
+            let guard = self
+                .shared
+                .session
+                .lock()
+                .map_err(|_| not_connected(self.address))?;
+            let Some((outbox, codec)) = guard.as_ref() else {
+                return Err(not_connected(self.address));
+            };
+            (outbox.clone(), codec.encode_to_bytes(&message)?)
+        };
+        let len = frame.len();
+        outbox
+            .push_bulk(frame)
+            .await
+            .map_err(|_| not_connected(self.address))?;
+        self.shared.stats.count_sent(message.command(), len);
+        Ok(())
+    }
+
+    /// Sends a command: `Disconnect` takes effect at once, `SendMessage` is
+    /// [`PeerLink::send_message`], `UpdateConfig` goes through the actor's mailbox.
+    pub async fn command(&self, cmd: PeerConnectionCommand) -> Result<()> {
+        match cmd {
+            PeerConnectionCommand::Disconnect => {
+                self.shared.cancel.cancel();
+                Ok(())
+            }
+            PeerConnectionCommand::SendMessage(m) => self.send_message(m).await,
+            cmd @ PeerConnectionCommand::UpdateConfig(_) => {
+                self.cmd_tx
+                    .send(cmd)
+                    .await
+                    .map_err(|_| P2pError::ChannelClosed {
+                        channel: format!("connection {}", self.peer_id),
+                    })
+            }
+        }
+    }
+
+    /// Asks the actor to close cleanly (no restart).
+    pub fn disconnect(&self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// The owner's side of a connection actor: a [`PeerLink`] plus the task to wait for.
+pub struct PeerHandle {
+    pub(crate) link: PeerLink,
+    pub(crate) task: JoinHandle<ConnectionOutcome>,
+}
+
+impl std::fmt::Debug for PeerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.link.fmt(f)
+    }
+}
+
+impl std::ops::Deref for PeerHandle {
+    type Target = PeerLink;
+    fn deref(&self) -> &PeerLink {
+        &self.link
+    }
+}
+
+impl PeerHandle {
+    /// A cloneable link to the connection.
+    pub fn link(&self) -> PeerLink {
+        self.link.clone()
+    }
+
+    /// Whether the actor has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the actor to end.
+    pub async fn join(self) -> ConnectionOutcome {
+        let id = self.link.peer_id;
+        self.task.await.unwrap_or(ConnectionOutcome {
+            state: ConnectionState::Failed,
+            reason: DisconnectReason::Io(format!("connection task {id} panicked or was aborted")),
+            was_connected: false,
+        })
+    }
+
+    /// Stops the actor at once, without a clean close.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) fn not_connected(address: SocketAddr) -> P2pError {
+    P2pError::Connection {
+        address,
+        reason: "not connected".into(),
+    }
+}

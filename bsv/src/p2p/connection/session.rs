@@ -1,0 +1,435 @@
+//! One TCP session of a connection actor: the thin driver of [`PeerProtocol`]. It splits the
+//! socket, lets a writer task drain the [`Outbox`] so reading never waits on writing, decodes
+//! frames, feeds the machine messages, codec errors, bytes and ticks, and performs the
+//! [`Action`]s it returns: queue a frame, deliver to subscribers, update statistics, emit events,
+//! report facts. It decides nothing about the protocol.
+
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{debug, info, trace, warn, Instrument};
+
+use super::actor::Actor;
+use super::link::Report;
+use super::protocol::{Action, Learned, PeerProtocol, ProtocolSettings};
+use super::{
+    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFlow, Outbox,
+    OutboxError, PeerDetails,
+};
+use crate::bitcoin::NetAddress;
+use crate::p2p::codec::{MessageCodec, RecvLimits};
+use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, PeerConnectionCommand};
+use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
+use crate::p2p::messages::{AssociationId, VersionMessage};
+use crate::p2p::peer::{unix_now, BanReason};
+use crate::p2p::Message;
+
+/// How a session ended.
+#[derive(Debug)]
+pub(crate) struct SessionEnd {
+    /// Why.
+    pub reason: DisconnectReason,
+    /// Whether the handshake had completed.
+    pub connected: bool,
+    /// Whether the rules banned the peer.
+    pub banned: bool,
+}
+
+struct Session {
+    protocol: PeerProtocol,
+    codec: MessageCodec,
+    outbox: Outbox,
+    started: Instant,
+    banned: bool,
+}
+
+impl Session {
+    fn end(&self, reason: DisconnectReason) -> SessionEnd {
+        SessionEnd {
+            reason,
+            connected: self.protocol.is_established(),
+            banned: self.banned,
+        }
+    }
+}
+
+fn our_version(actor: &Actor) -> VersionMessage {
+    let l = &actor.ctx.local;
+    VersionMessage {
+        version: PROTOCOL_VERSION,
+        services: l.services,
+        timestamp: unix_now() as i64,
+        receiver: NetAddress::new(actor.peer.socket_addr(), 0),
+        sender: NetAddress {
+            services: l.services,
+            ..NetAddress::UNSPECIFIED
+        },
+        nonce: rand::thread_rng().gen_range(1..=u64::MAX),
+        user_agent: l.user_agent.clone(),
+        start_height: l.start_height,
+        relay: l.relay,
+        // Empty until streams are supported (docs/PROTOCOL.md §9.5).
+        association_id: Some(AssociationId::Empty),
+    }
+}
+
+fn recv_limits(actor: &Actor) -> RecvLimits {
+    RecvLimits {
+        max_payload: actor.ctx.config.max_recv_payload,
+        max_block: actor.ctx.config.max_block_size,
+        ..RecvLimits::default()
+    }
+}
+
+fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
+    let list = actor.ctx.banned_agents.clone();
+    let c = &actor.ctx.config;
+    ProtocolSettings {
+        flow,
+        network: actor.ctx.network,
+        ours: our_version(actor),
+        nonces: actor.ctx.nonces.clone(),
+        banned_agent: std::sync::Arc::new(move |ua: &str| list.is_banned(ua)),
+        handshake_timeout: c.handshake_timeout,
+        ping_interval: c.ping_interval,
+        ping_timeout: c.ping_timeout,
+        max_recv_payload: c.max_recv_payload,
+        whitelisted: actor.ctx.whitelist.contains(actor.peer.ip),
+    }
+}
+
+/// Runs one session on `stream` until it ends.
+pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlow) -> SessionEnd {
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Outbox::new(actor.ctx.send_queue_bytes);
+    let writer = tokio::spawn(
+        write_loop(wr, outbox.clone(), actor.shared.stats.clone()).in_current_span(),
+    );
+    let started = Instant::now();
+    let mut s = Session {
+        protocol: PeerProtocol::new(settings(actor, flow), started),
+        codec: MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor)),
+        outbox,
+        started,
+        banned: false,
+    };
+    let end = session_loop(actor, &mut rd, &mut s).await;
+    if let Ok(mut g) = actor.shared.session.lock() {
+        *g = None;
+    }
+    s.outbox.close();
+    // Let the writer flush what is queued (a final reject, a pong) briefly, then stop it.
+    let mut writer = writer;
+    if timeout(WRITER_FLUSH_TIMEOUT, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    end
+}
+
+async fn session_loop(actor: &mut Actor, rd: &mut OwnedReadHalf, s: &mut Session) -> SessionEnd {
+    let actions = s.protocol.start();
+    if let Some(end) = apply(actor, s, actions).await {
+        return end;
+    }
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let deadline = s.protocol.deadline();
+        tokio::select! {
+            biased;
+            _ = actor.shared.cancel.cancelled() => return s.end(DisconnectReason::Requested),
+            r = read_some(rd, &mut buf) => {
+                match r {
+                    Ok(0) => return s.end(DisconnectReason::PeerClosed),
+                    Err(e) => return s.end(read_error(e)),
+                    Ok(n) => {
+                        actor.shared.stats.add_bytes_in(n);
+                        s.protocol.on_bytes_received(Instant::now());
+                    }
+                }
+                if let Some(end) = drain_frames(actor, &mut buf, s).await {
+                    return end;
+                }
+            }
+            cmd = actor.cmd_rx.recv() => {
+                match cmd {
+                    None => return s.end(DisconnectReason::Requested),
+                    Some(c) => if let Some(end) = on_command(actor, c, s) { return end; },
+                }
+            }
+            _ = sleep_until(deadline) => {
+                let actions = s.protocol.on_tick(Instant::now(), || rand::thread_rng().gen());
+                if let Some(end) = apply(actor, s, actions).await { return end; }
+            }
+        }
+    }
+}
+
+/// Decodes every complete frame in `buf` and hands each to the protocol.
+async fn drain_frames(actor: &mut Actor, buf: &mut BytesMut, s: &mut Session) -> Option<SessionEnd> {
+    loop {
+        let now = Instant::now();
+        let frame = match s.codec.decode_frame(buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(e) => {
+                debug!(error = %e, "codec error");
+                let actions = s.protocol.on_codec_error(&e, now);
+                if let Some(end) = apply(actor, s, actions).await {
+                    return Some(end);
+                }
+                continue;
+            }
+        };
+        let size = frame.header.wire_len() + frame.payload.len();
+        actor
+            .shared
+            .stats
+            .count_received(&frame.header.command, size);
+        let actions = match frame.message() {
+            Ok(msg) => {
+                trace!(command = %frame.header.command, bytes = size, "received");
+                if let Some(tap) = &actor.ctx.tap {
+                    let _ = tap.send(BitcoinMessageEvent {
+                        peer_id: actor.peer.id,
+                        message: msg.clone(),
+                    });
+                }
+                s.protocol.on_message(msg, now)
+            }
+            Err(e) => {
+                debug!(error = %e, "dropping message");
+                s.protocol.on_codec_error(&e, now)
+            }
+        };
+        if let Some(end) = apply(actor, s, actions).await {
+            return Some(end);
+        }
+    }
+}
+
+/// Performs the protocol's actions in order; returns the end of the session if one of them
+/// closes it.
+async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Option<SessionEnd> {
+    for action in actions {
+        match action {
+            Action::Send(m) => {
+                if let Some(end) = send_control(actor, s, &m) {
+                    return Some(end);
+                }
+            }
+            Action::Deliver(m) => {
+                if deliver(actor, m).await.is_err() {
+                    return Some(s.end(DisconnectReason::Requested));
+                }
+            }
+            Action::Established(v) => established(actor, s, &v).await,
+            Action::Misbehaving { offence, score } => {
+                debug!(score, reason = %offence, "peer misbehaved");
+                actor.emit(ControlEvent::PeerMisbehavior {
+                    peer_id: actor.peer.id,
+                    score,
+                    reason: offence,
+                });
+            }
+            Action::Ban(reason) => {
+                s.banned = true;
+                report_ban(actor, reason).await;
+            }
+            Action::Disconnect(reason) => return Some(s.end(reason)),
+            Action::Learned(l) => learned(actor, s, l),
+            Action::BackOff(until) => {
+                info!("peer is too busy: holding back requests");
+                if let Ok(mut g) = actor.shared.busy_until.lock() {
+                    *g = Some(until);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Hands a message to the lossless subscribers (waiting for room: reading pauses and TCP pushes
+/// back) and to the broadcast channel. Fails when the connection is cancelled meanwhile.
+async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
+    let event = BitcoinMessageEvent {
+        peer_id: actor.peer.id,
+        message,
+    };
+    if !actor.ctx.sinks.is_empty() {
+        tokio::select! {
+            _ = actor.ctx.sinks.deliver(&event) => {}
+            _ = actor.shared.cancel.cancelled() => return Err(()),
+        }
+    }
+    let _ = actor.ctx.message_tx.send(event);
+    Ok(())
+}
+
+async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
+    s.codec.set_peer_version(v.version);
+    let details = PeerDetails {
+        version: v.version,
+        user_agent: v.user_agent.clone(),
+        services: v.services,
+        start_height: v.start_height,
+        relay: v.relay,
+        ..PeerDetails::default()
+    };
+    actor
+        .shared
+        .stats
+        .set_connected(details, Instant::now().saturating_duration_since(s.started));
+    let _ = actor.machine.transition(ConnectionState::Connected);
+    debug!(state = %ConnectionState::Connected, "connection state changed");
+    actor.was_connected = true;
+    actor.retry.on_handshake_complete();
+    if let Ok(mut g) = actor.shared.session.lock() {
+        *g = Some((s.outbox.clone(), s.codec.clone()));
+    }
+    info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
+    actor.emit(ControlEvent::HandshakeComplete {
+        peer_id: actor.peer.id,
+    });
+    actor.emit(ControlEvent::ConnectionEstablished {
+        peer_id: actor.peer.id,
+        is_inbound: actor.shared.stats.direction() == Direction::Inbound,
+    });
+    if let Some(reports) = &actor.ctx.reports {
+        let report = Report::Established {
+            peer_id: actor.peer.id,
+            direction: actor.shared.stats.direction(),
+        };
+        tokio::select! {
+            _ = reports.send(report) => {}
+            _ = actor.shared.cancel.cancelled() => {}
+        }
+    }
+}
+
+async fn report_ban(actor: &Actor, reason: BanReason) {
+    let ip = actor.peer.ip;
+    warn!(%ip, reason = %reason, "banning peer");
+    match &actor.ctx.reports {
+        Some(reports) => {
+            let report = Report::Ban {
+                peer_id: actor.peer.id,
+                ip,
+                reason,
+                ack: None,
+            };
+            // A ban must reach the store even while we are being cancelled (the ban is why).
+            let _ = reports.send(report).await;
+        }
+        // A lone connection has no store to consult: it announces the ban itself.
+        None => {
+            if !actor.ctx.whitelist.contains(ip) {
+                actor.emit(ControlEvent::PeerBanned {
+                    peer_id: actor.peer.id,
+                    ip,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+fn learned(actor: &Actor, s: &mut Session, l: Learned) {
+    let stats = &actor.shared.stats;
+    match l {
+        Learned::WantsHeaders => stats.update_details(|d| d.wants_headers = true),
+        Learned::CompactBlocks { announce, version } => {
+            stats.update_details(|d| d.compact_blocks = Some((announce, version)))
+        }
+        Learned::FeeFilter(f) => stats.update_details(|d| d.fee_filter = Some(f)),
+        Learned::Rtt(rtt) => {
+            trace!(rtt_ms = rtt.as_millis() as u64, "pong");
+            stats.set_rtt(rtt);
+        }
+        Learned::MaxRecv(limit) => {
+            s.codec.set_peer_max_recv(limit);
+            if let Ok(mut g) = actor.shared.session.lock() {
+                if let Some((_, codec)) = g.as_mut() {
+                    codec.set_peer_max_recv(limit);
+                }
+            }
+            stats.update_details(|d| d.max_recv_payload = Some(limit));
+        }
+    }
+}
+
+fn on_command(actor: &mut Actor, cmd: PeerConnectionCommand, s: &mut Session) -> Option<SessionEnd> {
+    match cmd {
+        PeerConnectionCommand::Disconnect => Some(s.end(DisconnectReason::Requested)),
+        PeerConnectionCommand::UpdateConfig(c) => {
+            debug!("connection settings updated");
+            actor.ctx.config = c;
+            s.codec.set_recv_limits(recv_limits(actor));
+            s.protocol.set_ping_timing(
+                actor.ctx.config.ping_interval,
+                actor.ctx.config.ping_timeout,
+                Instant::now(),
+            );
+            None
+        }
+        // Never queued here: `PeerLink::command` sends it as `PeerLink::send_message` does.
+        PeerConnectionCommand::SendMessage(_) => None,
+    }
+}
+
+fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEnd> {
+    let frame = match s.codec.encode_to_bytes(m) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "cannot encode control message");
+            return None;
+        }
+    };
+    actor.shared.stats.count_sent(m.command(), frame.len());
+    match s.outbox.push_priority(frame) {
+        Ok(()) => None,
+        Err(OutboxError::PriorityFull) => Some(s.end(DisconnectReason::NotReading)),
+        Err(OutboxError::Closed) => Some(s.end(DisconnectReason::Io("writer closed".into()))),
+    }
+}
+
+/// A reset is how most peers close a socket with data still in flight: report it as a close.
+fn read_error(e: std::io::Error) -> DisconnectReason {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            DisconnectReason::PeerClosed
+        }
+        _ => DisconnectReason::Io(e.to_string()),
+    }
+}
+
+/// Reads what the socket has, keeping a fixed amount of room in `buf` so that large payloads
+/// arrive in big reads; the buffer then grows with what arrives, never with a declared length.
+async fn read_some(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    const READ_ROOM: usize = 16 * 1024;
+    if buf.capacity() - buf.len() < READ_ROOM {
+        buf.reserve(READ_ROOM);
+    }
+    rd.read_buf(buf).await
+}
+
+/// Drains the outbox into the socket until it is closed and empty or the socket fails.
+async fn write_loop(mut wr: OwnedWriteHalf, outbox: Outbox, stats: std::sync::Arc<ConnectionStats>) {
+    while let Some((frame, permit)) = outbox.next().await {
+        if let Err(e) = write_frame(&mut wr, &frame).await {
+            debug!(error = %e, "write failed");
+            outbox.close();
+            break;
+        }
+        stats.add_bytes_out(frame.len());
+        drop(permit);
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn write_frame(wr: &mut OwnedWriteHalf, frame: &Bytes) -> std::io::Result<()> {
+    wr.write_all(frame).await
+}
