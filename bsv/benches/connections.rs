@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bitcoinsv::bitcoin::{BlockLocator, Hash, InvVect, OutPoint, Transaction, TxIn, TxOut};
-use bitcoinsv::p2p::connection::ConnectionContext;
+use bitcoinsv::p2p::__bench::{ConnectionContext, PeerConnection};
 use bitcoinsv::p2p::{
     BitcoinMessageEvent, ControlEvent, InMemoryPeerStore, ManagerConfig, Message, Network, Peer,
-    PeerConnection, PeerStore,
+    PeerStore,
 };
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -40,16 +40,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use support::{ChildSpec, ScriptedPeer, SimnetProcess, Summary};
 
 /// A context like a manager's, with roomy channels so that no event is lost.
-fn context(store: Arc<InMemoryPeerStore>) -> ConnectionContext {
+fn context(_store: Arc<InMemoryPeerStore>) -> ConnectionContext {
     let (control_tx, _) = broadcast::channel(100_000);
     let (message_tx, _) = broadcast::channel(1_000);
-    ConnectionContext::new(
-        &ManagerConfig::new(Network::Regtest),
-        store,
-        control_tx,
-        message_tx,
-    )
-    .expect("context")
+    ConnectionContext::new(&ManagerConfig::new(Network::Regtest), control_tx, message_tx)
+        .expect("context")
 }
 
 /// A typical one-input, two-output P2PKH transaction (226 bytes).

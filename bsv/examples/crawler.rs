@@ -1,16 +1,15 @@
 //! # crawler: discover a network's nodes through `getaddr`
 //!
 //! A breadth-first crawl built only from the library's public API, one short-lived
-//! [`PeerConnection`] per node: connect and handshake, send `getaddr`, keep the addresses of
-//! the `addr` answer in an [`InMemoryPeerStore`] (new ones as `Unknown`), queue the new ones,
+//! [`PeerClient`] per node: connect and handshake, send `getaddr`, keep the addresses of the
+//! `addr` answer in an [`InMemoryPeerStore`] (new ones as `Unknown`), queue the new ones,
 //! disconnect. Every node is visited once, a few at a time. At the end it prints each node it
 //! reached (address, user agent, protocol version, height, services, handshake time, how many
-//! addresses it gave) and what the store holds: the connections mark the nodes they reached
-//! `Valid` and those they could not reach `Inaccessible` themselves.
+//! addresses it gave) and what the store holds: as the owner of its store, the crawler marks
+//! the nodes it reached `Valid` and those it could not reach `Inaccessible`.
 //!
-//! It shows how to drive [`PeerConnection`] without a [`Manager`](bitcoinsv::p2p::Manager):
-//! build a [`ConnectionContext`] from a [`ManagerConfig`], subscribe to its channels before
-//! spawning the connection, and talk to the connection through its handle.
+//! It shows how to talk to single peers without a [`Manager`](bitcoinsv::p2p::Manager):
+//! [`PeerClient::connect`] with a [`ManagerConfig`], then `send` and `recv`.
 //!
 //! ```text
 //! # against an in-process simulated network of 8 nodes that also hands out 4 addresses where
@@ -33,13 +32,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::p2p::connection::{ConnectionContext, PeerDetails};
+use bitcoinsv::p2p::connection::PeerDetails;
 use bitcoinsv::p2p::{
-    BitcoinMessageEvent, ControlEvent, InMemoryPeerStore, ManagerConfig, Message, Network, Peer,
-    PeerConnection, PeerStatusKind, PeerStore,
+    InMemoryPeerStore, ManagerConfig, Message, Network, Peer, PeerClient, PeerStatus,
+    PeerStatusKind, PeerStore,
 };
 use bitcoinsv_simnet::{SimNet, SimNetConfig};
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinSet;
 
 use common::{Args, Target};
@@ -65,11 +63,7 @@ struct Visit {
 
 /// Connects to `peer`, asks for addresses and waits for them at most `wait` after the
 /// handshake, then disconnects.
-async fn visit(peer: Peer, ctx: ConnectionContext, wait: Duration) -> Visit {
-    // Subscribe before the connection exists, so its first events cannot be missed.
-    let mut control = ctx.control_tx.subscribe();
-    let mut messages = ctx.message_tx.subscribe();
-    let handle = PeerConnection::outbound(peer.clone(), ctx);
+async fn visit(peer: Peer, config: ManagerConfig, wait: Duration) -> Visit {
     let mut out = Visit {
         address: peer.socket_addr(),
         details: None,
@@ -77,50 +71,36 @@ async fn visit(peer: Peer, ctx: ConnectionContext, wait: Duration) -> Visit {
         addrs: Vec::new(),
         error: None,
     };
-    // The connection's own connect and handshake timeouts bound the wait for the handshake;
-    // this deadline, set once the handshake completes, bounds the wait for the answer.
-    let answer_deadline = tokio::time::sleep(Duration::from_secs(86_400));
-    tokio::pin!(answer_deadline);
-    loop {
-        tokio::select! {
-            e = control.recv() => match e {
-                Ok(ControlEvent::ConnectionEstablished { peer_id, .. }) if peer_id == peer.id => {
-                    if let Err(e) = handle.send_message(Message::GetAddr).await {
-                        out.error = Some(e.to_string());
-                        break;
-                    }
-                    answer_deadline.as_mut().reset(tokio::time::Instant::now() + wait);
-                }
-                Ok(ControlEvent::ConnectionFailed { peer_id, reason })
-                | Ok(ControlEvent::ConnectionLost { peer_id, reason }) if peer_id == peer.id => {
-                    out.error = Some(reason);
+    // The connection's own connect and handshake timeouts bound the wait for the handshake.
+    let mut client = match PeerClient::connect(&config, peer.socket_addr()).await {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    if let Err(e) = client.send(Message::GetAddr).await {
+        out.error = Some(e.to_string());
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.error.is_none() {
+        match client.recv_until(deadline).await {
+            Ok(Some(Message::Addr(list))) => {
+                out.addrs.extend(list.iter().map(|a| a.addr.socket_addr()));
+                // One address alone is the node announcing itself; the answer is a list.
+                if list.len() > 1 {
                     break;
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            },
-            m = messages.recv() => match m {
-                Ok(BitcoinMessageEvent { peer_id, message: Message::Addr(list) }) if peer_id == peer.id => {
-                    out.addrs.extend(list.iter().map(|a| a.addr.socket_addr()));
-                    // One address alone is the node announcing itself; the answer is a list.
-                    if list.len() > 1 {
-                        break;
-                    }
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
-            },
-            _ = &mut answer_deadline => {
-                out.error.get_or_insert_with(|| "no addr answer in time".into());
-                break;
             }
+            Ok(Some(_)) => {}
+            Ok(None) => out.error = Some("connection closed".into()),
+            Err(_) => out.error = Some("no addr answer in time".into()),
         }
     }
-    let snapshot = handle.stats().snapshot();
+    let snapshot = client.snapshot();
     out.details = snapshot.details;
     out.handshake = snapshot.handshake_duration;
-    handle.disconnect();
-    handle.join().await;
+    client.close().await;
     out
 }
 
@@ -171,9 +151,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     config.connection.connect_timeout = Duration::from_secs(3);
     config.connection.handshake_timeout = Duration::from_secs(10);
     let store = Arc::new(InMemoryPeerStore::new());
-    let (control_tx, _) = broadcast::channel(10_000);
-    let (message_tx, _) = broadcast::channel(10_000);
-    let ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx)?;
 
     let mut queue: VecDeque<SocketAddr> = start.into_iter().collect();
     let mut seen: HashSet<SocketAddr> = queue.iter().copied().collect();
@@ -184,12 +161,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
         while running.len() < CONCURRENCY && visits.len() + running.len() < max_visits {
             let Some(addr) = queue.pop_front() else { break };
             let peer = stored(&store, addr).await;
-            running.spawn(visit(peer, ctx.clone(), wait));
+            running.spawn(visit(peer, config.clone(), wait));
         }
         let Some(done) = running.join_next().await else {
             break;
         };
         let v = done?;
+        let mut reached = stored(&store, v.address).await;
+        let status = if v.details.is_some() {
+            PeerStatus::Valid
+        } else {
+            PeerStatus::Inaccessible
+        };
+        if reached.set_status(status) {
+            store.update(reached).await?;
+        }
         for a in &v.addrs {
             stored(&store, *a).await;
             if seen.insert(*a) {

@@ -2,16 +2,13 @@
 //! the outcome SPEC §6 prescribes (ban with the right reason, timeout and `Inaccessible`,
 //! restart and give-up).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::p2p::connection::ConnectionContext;
 use bitcoinsv::p2p::{
-    BanReason, ConnectionState, DisconnectReason, InMemoryPeerStore, ManagerConfig, Network, Peer,
-    PeerConnection, PeerStatus, PeerStore,
+    BanReason, ConnectionState, ControlEvent, DisconnectReason, ManagerConfig, Network,
+    PeerClient, PeerClientOptions, PeerStatus,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
-use tokio::sync::broadcast;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -39,17 +36,21 @@ async fn run_against(mode: Misbehaviour, tweak: impl FnOnce(&mut ManagerConfig))
     config.connection.max_backoff = Duration::from_millis(50);
     config.connection.max_retries = 1;
     tweak(&mut config);
-    let store = Arc::new(InMemoryPeerStore::new());
-    let peer = Peer::new(addr.ip(), addr.port());
-    store.create(peer.clone()).await.unwrap();
-    let (control_tx, _) = broadcast::channel(1000);
-    let (message_tx, _) = broadcast::channel(1000);
-    let ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx).unwrap();
-    let handle = PeerConnection::outbound(peer.clone(), ctx);
-    let out = timeout(WAIT, handle.join())
+    let mut client = PeerClient::start(&config, addr, PeerClientOptions::default()).unwrap();
+    let mut events = client.events();
+    let out = timeout(WAIT, client.finished())
         .await
         .expect("actor ended in time");
-    let status = store.read(peer.id).await.unwrap().unwrap().status;
+    // What the manager would store: the ban the connection announced, or what its end means.
+    let mut status = out.peer_status().unwrap_or(PeerStatus::Unknown);
+    while let Ok(e) = events.try_recv() {
+        if let ControlEvent::PeerBanned { reason, .. } = e {
+            status = PeerStatus::Banned {
+                reason,
+                until: None,
+            };
+        }
+    }
     net.shutdown().await;
     Run {
         state: out.state,
@@ -202,24 +203,20 @@ async fn a_flood_of_inv_is_read_and_delivered_without_disconnecting() {
     .unwrap();
     let addr = net.addresses()[0];
     let config = ManagerConfig::new(Network::Regtest);
-    let store = Arc::new(InMemoryPeerStore::new());
-    let peer = Peer::new(addr.ip(), addr.port());
-    store.create(peer.clone()).await.unwrap();
-    let (control_tx, _) = broadcast::channel(1000);
-    let (message_tx, _) = broadcast::channel(1000);
-    let ctx = ConnectionContext::new(&config, store, control_tx, message_tx).unwrap();
-    let mut lossless = ctx.sinks.subscribe(64);
-    let handle = PeerConnection::outbound(peer, ctx);
+    let options = PeerClientOptions {
+        capacity: 64,
+        ..PeerClientOptions::default()
+    };
+    let mut client = PeerClient::start(&config, addr, options).unwrap();
     let mut invs = 0;
     while invs < 200 {
-        let e = timeout(WAIT, lossless.recv()).await.unwrap().unwrap();
-        if let bitcoinsv::p2p::Message::Inv(v) = e.message {
+        let m = timeout(WAIT, client.recv()).await.unwrap().unwrap();
+        if let bitcoinsv::p2p::Message::Inv(v) = m {
             assert_eq!(v.len(), 1000);
             invs += 1;
         }
     }
-    assert_eq!(handle.stats().state(), ConnectionState::Connected);
-    handle.disconnect();
-    handle.join().await;
+    assert_eq!(client.snapshot().state, ConnectionState::Connected);
+    client.close().await;
     net.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoinsv::p2p::{
-    BanReason, ConnectionConfig, ControlEvent, InMemoryPeerStore, Manager, ManagerConfig, Message,
+    BanReason, ConnectionConfig, ControlEvent, InMemoryPeerStore, InboundRejection, Manager, ManagerConfig, Message,
     Network, Peer, PeerStatus, PeerStore,
 };
 use bitcoinsv_simnet::{SimNet, SimNetConfig};
@@ -560,7 +560,7 @@ async fn a_validation_ban_disconnects_only_that_address() {
     })
     .await;
     assert!(
-        matches!(e, ControlEvent::InboundConnectionRejected { address, reason } if address.ip() == addrs[2].ip() && reason == "banned")
+        matches!(e, ControlEvent::InboundConnectionRejected { address, reason } if address.ip() == addrs[2].ip() && reason == InboundRejection::Banned)
     );
     assert_eq!(net.node(2).stats().handshakes, handshakes);
     manager.shutdown().await.unwrap();

@@ -1,14 +1,7 @@
 //! Against a real node, when one is given: `BSV_TEST_NODE=ip:port` (and optionally
 //! `BSV_TEST_NETWORK=testnet`). Skipped, saying so, when unset: CI never reaches the internet.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bitcoinsv::p2p::connection::ConnectionContext;
-use bitcoinsv::p2p::{
-    ConnectionState, InMemoryPeerStore, ManagerConfig, Network, Peer, PeerConnection, PeerStore,
-};
-use tokio::sync::broadcast;
+use bitcoinsv::p2p::{ManagerConfig, Network, PeerClient};
 
 #[tokio::test]
 async fn handshake_with_a_real_node_completes() {
@@ -21,24 +14,10 @@ async fn handshake_with_a_real_node_completes() {
         .unwrap_or_else(|_| "mainnet".into())
         .parse()
         .expect("BSV_TEST_NETWORK");
-    let config = ManagerConfig::new(network);
-    let store = Arc::new(InMemoryPeerStore::new());
-    let peer = Peer::new(addr.ip(), addr.port());
-    store.create(peer.clone()).await.unwrap();
-    let (control_tx, _) = broadcast::channel(100);
-    let (message_tx, _) = broadcast::channel(100);
-    let ctx = ConnectionContext::new(&config, store, control_tx, message_tx).unwrap();
-    let handle = PeerConnection::outbound(peer, ctx);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while handle.stats().state() != ConnectionState::Connected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no handshake with {addr} in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let d = handle.stats().snapshot().details.unwrap();
+    let client = PeerClient::connect(&ManagerConfig::new(network), addr)
+        .await
+        .expect("handshake");
+    let d = client.details();
     assert!(d.version >= 70015, "{d:?}");
-    handle.disconnect();
-    handle.join().await;
+    client.close().await;
 }

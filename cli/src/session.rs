@@ -7,15 +7,12 @@
 //! never dropped however slowly the command consumes it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bitcoinsv::p2p::connection::{ConnectionContext, PeerDetails};
+use bitcoinsv::p2p::connection::PeerDetails;
 use bitcoinsv::p2p::{
-    BitcoinMessageEvent, ControlEvent, InMemoryPeerStore, ManagerConfig, Message, Peer,
-    PeerConnection, PeerHandle, PeerStore,
+    ControlEvent, ManagerConfig, Message, P2pError, PeerClient, PeerClientOptions,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::error::CliError;
@@ -27,8 +24,7 @@ const SINK_CAPACITY: usize = 256;
 /// An established connection.
 pub struct Session {
     address: SocketAddr,
-    handle: PeerHandle,
-    messages: mpsc::Receiver<BitcoinMessageEvent>,
+    client: PeerClient,
     control: broadcast::Receiver<ControlEvent>,
 }
 
@@ -44,60 +40,41 @@ pub enum RecvEnd {
 impl Session {
     /// Connects to `address` and completes the handshake, or fails with one line saying why.
     pub async fn open(config: &ManagerConfig, address: SocketAddr) -> Result<Session, CliError> {
-        let mut config = config.clone();
-        config.connection.max_retries = 0;
-        config.connection.max_restarts = 0;
-        let store = Arc::new(InMemoryPeerStore::new());
-        let peer = Peer::new(address.ip(), address.port());
-        store
-            .create(peer.clone())
-            .await
-            .map_err(|e| CliError::Other(e.to_string()))?;
-        let (control_tx, mut control) = broadcast::channel(1000);
-        let (message_tx, _) = broadcast::channel(16);
-        let ctx = ConnectionContext::new(&config, store, control_tx, message_tx)
+        let options = PeerClientOptions {
+            capacity: SINK_CAPACITY,
+            ..PeerClientOptions::default()
+        };
+        let mut client = PeerClient::start(config, address, options)
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let messages = ctx.sinks.subscribe(SINK_CAPACITY);
-        let handle = PeerConnection::outbound(peer, ctx);
+        let control = client.events();
         let limit = config.connection.connect_timeout + config.connection.handshake_timeout;
-        let deadline = Instant::now() + limit + Duration::from_secs(1);
-        let mut failure: Option<String> = None;
-        loop {
-            match tokio::time::timeout_at(deadline, control.recv()).await {
-                Err(_) => {
-                    failure = Some(format!("no handshake with {address} within {limit:?}"));
-                    break;
-                }
-                Ok(Ok(ControlEvent::ConnectionEstablished { .. })) => {
-                    return Ok(Session {
-                        address,
-                        handle,
-                        messages,
-                        control,
-                    })
-                }
-                Ok(Ok(ControlEvent::PeerBanned { reason, .. })) => {
-                    failure = Some(format!("refused {address}: {reason}"));
-                }
-                Ok(Ok(ControlEvent::ConnectionFailed { reason, .. })) => {
-                    failure.get_or_insert(format!("cannot connect to {address}: {reason}"));
-                    break;
-                }
-                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(broadcast::error::RecvError::Closed)) => break,
+        let deadline = Instant::now() + limit + std::time::Duration::from_secs(1);
+        match tokio::time::timeout_at(deadline, client.established()).await {
+            Ok(Ok(())) => Ok(Session {
+                address,
+                client,
+                control,
+            }),
+            Ok(Err(P2pError::Disconnected { reason, .. })) => {
+                client.close().await;
+                Err(CliError::Other(match reason {
+                    bitcoinsv::p2p::DisconnectReason::Handshake(f) if f.is_ban() => {
+                        format!("refused {address}: {f}")
+                    }
+                    r => format!("cannot connect to {address}: {r}"),
+                }))
+            }
+            Ok(Err(e)) => {
+                client.close().await;
+                Err(CliError::Other(format!("cannot connect to {address}: {e}")))
+            }
+            Err(_) => {
+                client.close().await;
+                Err(CliError::Other(format!(
+                    "no handshake with {address} within {limit:?}"
+                )))
             }
         }
-        handle.disconnect();
-        let outcome = handle.join().await;
-        // A ban is announced before the failure that ends the connection; prefer its wording.
-        while let Ok(e) = control.try_recv() {
-            if let ControlEvent::PeerBanned { reason, .. } = e {
-                failure = Some(format!("refused {address}: {reason}"));
-            }
-        }
-        Err(CliError::Other(failure.unwrap_or_else(|| {
-            format!("cannot connect to {address}: {}", outcome.reason)
-        })))
     }
 
     /// The peer's address.
@@ -107,14 +84,14 @@ impl Session {
 
     /// What the peer announced in its `version`.
     pub fn details(&self) -> PeerDetails {
-        self.handle.stats().snapshot().details.unwrap_or_default()
+        self.client.details()
     }
 
     /// Sends a message.
     pub async fn send(&self, message: Message) -> Result<(), CliError> {
         let command = message.command().to_string();
-        self.handle
-            .send_message(message)
+        self.client
+            .send(message)
             .await
             .map_err(|e| CliError::Other(format!("sending {command} to {}: {e}", self.address)))
     }
@@ -122,9 +99,9 @@ impl Session {
     /// The next message the peer sends (pings, `protoconf` and the like are handled by the
     /// connection and never appear), waiting until `until`.
     pub async fn recv(&mut self, until: Instant) -> Result<Message, RecvEnd> {
-        match tokio::time::timeout_at(until, self.messages.recv()).await {
+        match self.client.recv_until(until).await {
             Err(_) => Err(RecvEnd::Timeout),
-            Ok(Some(e)) => Ok(e.message),
+            Ok(Some(m)) => Ok(m),
             Ok(None) => Err(RecvEnd::Closed(self.closed_reason())),
         }
     }
@@ -148,7 +125,6 @@ impl Session {
 
     /// Closes the connection cleanly and waits for it to end.
     pub async fn close(self) {
-        self.handle.disconnect();
-        let _ = self.handle.join().await;
+        let _ = self.client.close().await;
     }
 }

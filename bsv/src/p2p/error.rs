@@ -40,6 +40,15 @@ pub enum P2pError {
         reason: String,
     },
 
+    /// A connection to a peer ended (or never got through its handshake), for the typed reason.
+    #[error("connection to {address} ended: {reason}")]
+    Disconnected {
+        /// The peer's address (`ip:port`).
+        address: SocketAddr,
+        /// Why.
+        reason: crate::p2p::connection::DisconnectReason,
+    },
+
     /// The version/verack handshake with a peer failed.
     #[error("handshake with {address} failed: {reason}")]
     Handshake {

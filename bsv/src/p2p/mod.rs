@@ -15,6 +15,7 @@
 //! setting and its default; every fallible operation returns [`P2pError`].
 
 pub mod bans;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod connection;
@@ -28,8 +29,18 @@ pub mod messages;
 pub mod peer;
 pub mod store;
 
+/// The connection actor without a manager, for this crate's own benchmarks only (they measure
+/// the actor with channels a `PeerClient` does not expose). Not part of the API: it may change
+/// in any release.
+#[doc(hidden)]
+pub mod __bench {
+    pub use super::connection::link::ConnectionContext;
+    pub use super::connection::actor::PeerConnection;
+}
+
 pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
+pub use client::{PeerClient, PeerClientOptions};
 pub use codec::{CodecError, MessageCodec, RawFrame, RecvLimits};
 pub use config::{ConnectionConfig, ManagerConfig};
 pub use connection::{

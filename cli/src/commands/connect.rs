@@ -3,13 +3,9 @@
 //! the handshake fails, or validation bans the peer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoinsv::p2p::connection::ConnectionContext;
-use bitcoinsv::p2p::{
-    ConnectionState, ControlEvent, InMemoryPeerStore, Peer, PeerConnection, PeerStore,
-};
+use bitcoinsv::p2p::{ConnectionState, ControlEvent, PeerClient, PeerClientOptions};
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -45,19 +41,16 @@ async fn connect(args: Args) -> Result<(), CliError> {
     // One attempt: a tool should say at once that the peer is unreachable.
     config.connection.max_retries = 0;
     config.connection.max_restarts = 0;
-    let store: Arc<InMemoryPeerStore> = Arc::new(InMemoryPeerStore::new());
-    let peer = Peer::new(args.address.ip(), args.address.port());
-    store
-        .create(peer.clone())
-        .await
+    let options = PeerClientOptions {
+        tap_capacity: Some(10_000),
+        ..PeerClientOptions::default()
+    };
+    let mut client = PeerClient::start(&config, args.address, options)
         .map_err(|e| CliError::Other(e.to_string()))?;
-    let (control_tx, mut control) = broadcast::channel(1000);
-    let (message_tx, _) = broadcast::channel(1000);
-    let (tap_tx, mut tap) = broadcast::channel(10_000);
-    let mut ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx)
-        .map_err(|e| CliError::Other(e.to_string()))?;
-    ctx.tap = Some(tap_tx);
-    let handle = PeerConnection::outbound(peer, ctx);
+    let mut control = client.events();
+    let Some(mut tap) = client.take_tap() else {
+        return Err(CliError::Other("no message tap".into()));
+    };
     let started = Instant::now();
     let deadline = async {
         match args.duration {
@@ -94,12 +87,11 @@ async fn connect(args: Args) -> Result<(), CliError> {
             _ = &mut deadline => break,
             _ = tokio::signal::ctrl_c() => break,
         }
-        if handle.is_finished() {
+        if client.is_closed() {
             break;
         }
     }
-    handle.disconnect();
-    let outcome = handle.join().await;
+    let outcome = client.close().await;
     while let Ok(e) = tap.try_recv() {
         print_message(&args, started, &e.message);
     }

@@ -308,7 +308,9 @@ fn narrate_event(n: &Narrator, manager: &Manager, e: &ControlEvent, bans: &mut V
                 json!({ "peer": address.to_string() }),
             );
         }
-        ControlEvent::ConnectionFailed { reason, .. } => n.say("failed", reason, json!({})),
+        ControlEvent::ConnectionFailed { reason, .. } => {
+            n.say("failed", &reason.to_string(), json!({}))
+        }
         _ => {}
     }
 }

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    ConnectionState, ConnectionStats, Direction, DisconnectReason, NonceRegistry, Outbox,
+    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure,
+    NonceRegistry, Outbox,
 };
 use crate::bitcoin::Network;
 use crate::p2p::bans::{UserAgentBanList, Whitelist};
@@ -22,13 +23,13 @@ use crate::p2p::config::{ConnectionConfig, ManagerConfig};
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 use crate::p2p::limits::DEFAULT_SEND_QUEUE_BYTES;
-use crate::p2p::peer::BanReason;
+use crate::p2p::peer::{BanReason, PeerStatus};
 use crate::p2p::store::BanOutcome;
 use crate::p2p::Message;
 
 /// What we advertise in our `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LocalVersion {
+pub struct LocalVersion {
     /// Our user agent (must not match a ban pattern).
     pub user_agent: String,
     /// Our service bits (0 for a pure client).
@@ -43,7 +44,7 @@ pub(crate) struct LocalVersion {
 /// the manager's own tasks. Handled in the order sent, so a ban can never be overtaken by a
 /// status write that followed it.
 #[derive(Debug)]
-pub(crate) enum Report {
+pub enum Report {
     /// The handshake completed.
     Established {
         /// The connection's peer.
@@ -75,19 +76,29 @@ pub(crate) enum Report {
 
 /// Everything a connection shares with the manager that created it.
 #[derive(Clone)]
-pub(crate) struct ConnectionContext {
+pub struct ConnectionContext {
+    /// The network we are on.
     pub network: Network,
+    /// Per-connection settings.
     pub config: ConnectionConfig,
+    /// What we advertise.
     pub local: LocalVersion,
     /// Where facts for the peer store go; `None` for a lone connection, which then announces
     /// its bans itself.
     pub reports: Option<mpsc::Sender<Report>>,
+    /// Lifecycle events.
     pub control_tx: broadcast::Sender<ControlEvent>,
+    /// Messages from peers (lossy broadcast).
     pub message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    /// Messages from peers (lossless, back-pressured).
     pub sinks: MessageSinks,
+    /// User agents to ban.
     pub banned_agents: UserAgentBanList,
+    /// Addresses never banned for score.
     pub whitelist: Whitelist,
+    /// Our in-flight `version` nonces (self-connection detection).
     pub nonces: NonceRegistry,
+    /// Bulk bytes a connection may queue for its socket.
     pub send_queue_bytes: usize,
     /// Sees every message received, handshake and keepalive included, before the connection
     /// acts on it (for tools such as `bsvp2p connect`).
@@ -96,7 +107,7 @@ pub(crate) struct ConnectionContext {
 
 impl ConnectionContext {
     /// A context for connections of a manager configured by `config`.
-    pub(crate) fn new(
+    pub fn new(
         config: &ManagerConfig,
         control_tx: broadcast::Sender<ControlEvent>,
         message_tx: broadcast::Sender<BitcoinMessageEvent>,
@@ -141,6 +152,25 @@ pub struct ConnectionOutcome {
     pub reason: DisconnectReason,
     /// Whether the handshake ever completed.
     pub was_connected: bool,
+}
+
+impl ConnectionOutcome {
+    /// What this end means for the dialled address in the peer store: `Inaccessible` when the
+    /// actor gave up, timed out, or found an obsolete peer or ourselves; otherwise nothing
+    /// (bans are reported as they happen). Only meaningful for outbound connections: an inbound
+    /// peer's source address is never stored.
+    pub fn peer_status(&self) -> Option<PeerStatus> {
+        let unusable = matches!(
+            self.reason,
+            DisconnectReason::PingTimeout(_)
+                | DisconnectReason::Handshake(
+                    HandshakeFailure::Timeout(_)
+                        | HandshakeFailure::ObsoleteVersion { .. }
+                        | HandshakeFailure::SelfConnection { .. }
+                )
+        );
+        (unusable || self.state == ConnectionState::Failed).then_some(PeerStatus::Inaccessible)
+    }
 }
 
 /// State shared between the actor and its links.

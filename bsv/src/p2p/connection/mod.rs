@@ -29,6 +29,9 @@ pub(crate) mod session;
 pub mod state;
 pub mod stats;
 
+#[cfg(test)]
+mod actor_tests;
+
 pub(crate) use actor::PeerConnection;
 pub use handshake::{HandshakeFailure, HandshakeFlow};
 pub(crate) use handshake::{Handshake, HandshakeOutput, NonceRegistry, UserAgentFilter};

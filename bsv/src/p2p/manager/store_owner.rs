@@ -20,27 +20,11 @@ use uuid::Uuid;
 
 use super::Inner;
 use crate::p2p::connection::link::Report;
-use crate::p2p::connection::{
-    ConnectionOutcome, ConnectionState, Direction, DisconnectReason, HandshakeFailure,
-};
+use crate::p2p::connection::Direction;
 use crate::p2p::error::Result;
 use crate::p2p::events::ControlEvent;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus};
 use crate::p2p::store::BanOutcome;
-
-/// The status an outbound connection's end gives its address, if any.
-pub(crate) fn status_after(outcome: &ConnectionOutcome) -> Option<PeerStatus> {
-    let unusable = matches!(
-        outcome.reason,
-        DisconnectReason::PingTimeout(_)
-            | DisconnectReason::Handshake(
-                HandshakeFailure::Timeout(_)
-                    | HandshakeFailure::ObsoleteVersion { .. }
-                    | HandshakeFailure::SelfConnection { .. }
-            )
-    );
-    (unusable || outcome.state == ConnectionState::Failed).then_some(PeerStatus::Inaccessible)
-}
 
 impl Inner {
     /// Applies one fact to the store.
@@ -69,7 +53,7 @@ impl Inner {
                 outcome,
             } => {
                 if direction == Direction::Outbound {
-                    if let Some(status) = status_after(&outcome) {
+                    if let Some(status) = outcome.peer_status() {
                         self.set_status(peer_id, status).await;
                     }
                 }

@@ -1,26 +1,28 @@
 //! The connection actor on real loopback sockets against a scripted node: a peer built only
 //! from the codec and a `TcpStream`, so every test can assert the exact messages and their order.
+//! The harness plays the manager's part for reports, applying them to a store as the supervisor
+//! does, so the tests also show what each connection's facts mean for the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Hash, InvVect, NetAddress, Network};
-use bitcoinsv::p2p::bans::{UserAgentBanList, Whitelist};
-use bitcoinsv::p2p::codec::frame_bytes;
-use bitcoinsv::p2p::connection::{
-    ConnectionContext, LocalVersion, NonceRegistry, DEFAULT_SEND_QUEUE_BYTES,
-};
-use bitcoinsv::p2p::messages::{AuthChallenge, Protoconf, SendCmpct, VersionMessage};
-use bitcoinsv::p2p::{
+use super::link::{ConnectionContext, LocalVersion, Report};
+use super::{Misbehavior, NonceRegistry, PeerConnection};
+use crate::bitcoin::{Hash, InvVect, NetAddress, Network};
+use crate::p2p::bans::{UserAgentBanList, Whitelist};
+use crate::p2p::codec::frame_bytes;
+use crate::p2p::limits::DEFAULT_SEND_QUEUE_BYTES;
+use crate::p2p::messages::{AuthChallenge, Protoconf, SendCmpct, VersionMessage};
+use crate::p2p::{
     BanReason, BitcoinMessageEvent, ConnectionConfig, ConnectionState, ControlEvent,
-    DisconnectReason, InMemoryPeerStore, Message, MessageCodec, MessageSinks, Peer, PeerConnection,
-    PeerStatus, PeerStore,
+    DisconnectReason, InMemoryPeerStore, Message, MessageCodec, MessageSinks, Peer, PeerStatus,
+    PeerStore,
 };
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -32,10 +34,53 @@ struct Harness {
     messages: broadcast::Receiver<BitcoinMessageEvent>,
 }
 
+/// Applies reports to `store` as the manager's supervisor does (`manager::store_owner`).
+async fn apply_reports(
+    mut rx: mpsc::Receiver<Report>,
+    store: Arc<InMemoryPeerStore>,
+    control: broadcast::Sender<ControlEvent>,
+) {
+    while let Some(r) = rx.recv().await {
+        match r {
+            Report::Established {
+                peer_id,
+                direction: super::Direction::Outbound,
+            } => {
+                if let Ok(Some(mut p)) = store.read(peer_id).await {
+                    if !matches!(p.status, PeerStatus::Banned { .. })
+                        && p.set_status(PeerStatus::Valid)
+                    {
+                        let _ = store.update(p).await;
+                    }
+                }
+            }
+            Report::Ban {
+                peer_id,
+                ip,
+                reason,
+                ..
+            } => {
+                let until = crate::p2p::peer::unix_now() + 86_400;
+                let _ = store
+                    .ban_ip(ip, reason.clone(), Some(until), &Whitelist::new())
+                    .await;
+                let _ = control.send(ControlEvent::PeerBanned {
+                    peer_id,
+                    ip,
+                    reason,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 fn harness(config: ConnectionConfig) -> Harness {
     let store = Arc::new(InMemoryPeerStore::new());
     let (control_tx, control) = broadcast::channel(1000);
     let (message_tx, messages) = broadcast::channel(1000);
+    let (reports, rx) = mpsc::channel(100);
+    tokio::spawn(apply_reports(rx, store.clone(), control_tx.clone()));
     let ctx = ConnectionContext {
         network: Network::Regtest,
         config,
@@ -45,13 +90,12 @@ fn harness(config: ConnectionConfig) -> Harness {
             relay: true,
             start_height: 0,
         },
-        store: store.clone(),
+        reports: Some(reports),
         control_tx,
         message_tx,
         sinks: MessageSinks::default(),
         banned_agents: UserAgentBanList::default(),
         whitelist: Whitelist::new(),
-        ban_duration: Duration::from_secs(86_400),
         nonces: NonceRegistry::default(),
         send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
         tap: None,
@@ -171,7 +215,7 @@ fn node_version(agent: &str) -> VersionMessage {
         user_agent: agent.into(),
         start_height: 200,
         relay: true,
-        association_id: Some(bitcoinsv::p2p::messages::AssociationId::Empty),
+        association_id: Some(crate::p2p::messages::AssociationId::Empty),
     }
 }
 
@@ -207,6 +251,15 @@ async fn status(h: &Harness, p: &Peer) -> PeerStatus {
     h.store.read(p.id).await.unwrap().unwrap().status
 }
 
+/// The peer's status once the harness has applied the ban it was told of.
+async fn banned_status(h: &mut Harness, p: &Peer) -> PeerStatus {
+    next_event(&mut h.control, |e| {
+        matches!(e, ControlEvent::PeerBanned { .. })
+    })
+    .await;
+    status(h, p).await
+}
+
 #[tokio::test]
 async fn outbound_handshake_follows_node_order_and_marks_the_peer_valid() {
     let mut h = harness(fast_config());
@@ -219,7 +272,7 @@ async fn outbound_handshake_follows_node_order_and_marks_the_peer_valid() {
     assert_eq!(ours.user_agent, "/bitcoinsv-rs:test/");
     assert_eq!(
         ours.association_id,
-        Some(bitcoinsv::p2p::messages::AssociationId::Empty)
+        Some(crate::p2p::messages::AssociationId::Empty)
     );
     // After our verack: our protoconf (never before), then sendheaders, then our first ping.
     let Some(Message::Protoconf(p)) = node.recv().await else {
@@ -410,7 +463,7 @@ async fn bch_user_agent_is_banned_with_its_reason() {
 
 #[tokio::test]
 async fn another_networks_magic_is_banned_as_network_mismatch() {
-    let h = harness(fast_config());
+    let mut h = harness(fast_config());
     let (l, addr) = listener().await;
     let peer = stored_peer(&h, addr).await;
     let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
@@ -424,7 +477,7 @@ async fn another_networks_magic_is_banned_as_network_mismatch() {
     let _ = &mut wrong;
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert_eq!(out.state, ConnectionState::Rejected);
-    match status(&h, &peer).await {
+    match banned_status(&mut h, &peer).await {
         PeerStatus::Banned {
             reason: BanReason::NetworkMismatch { expected, received },
             ..
@@ -438,7 +491,7 @@ async fn another_networks_magic_is_banned_as_network_mismatch() {
 
 #[tokio::test]
 async fn garbage_bytes_are_banned_as_another_blockchain() {
-    let h = harness(fast_config());
+    let mut h = harness(fast_config());
     let (l, addr) = listener().await;
     let peer = stored_peer(&h, addr).await;
     let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
@@ -447,12 +500,15 @@ async fn garbage_bytes_are_banned_as_another_blockchain() {
     node.stream.write_all(&[0x42; 64]).await.unwrap();
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert!(
-        matches!(out.reason, DisconnectReason::BadFrame(_)),
+        matches!(
+            out.reason,
+            DisconnectReason::Handshake(super::HandshakeFailure::BlockchainMismatch { .. })
+        ),
         "{:?}",
         out.reason
     );
     assert!(matches!(
-        status(&h, &peer).await,
+        banned_status(&mut h, &peer).await,
         PeerStatus::Banned {
             reason: BanReason::BlockchainMismatch { .. },
             ..
@@ -462,7 +518,7 @@ async fn garbage_bytes_are_banned_as_another_blockchain() {
 
 #[tokio::test]
 async fn an_oversized_header_is_banned_before_any_payload_arrives() {
-    let h = harness(fast_config());
+    let mut h = harness(fast_config());
     let (l, addr) = listener().await;
     let peer = stored_peer(&h, addr).await;
     let handle = PeerConnection::outbound(peer.clone(), h.ctx.clone());
@@ -478,7 +534,7 @@ async fn an_oversized_header_is_banned_before_any_payload_arrives() {
         out.reason
     );
     assert!(matches!(
-        status(&h, &peer).await,
+        banned_status(&mut h, &peer).await,
         PeerStatus::Banned {
             reason: BanReason::Misbehavior { score: 100, .. },
             ..
@@ -499,13 +555,13 @@ async fn a_silent_peer_times_out_the_handshake_and_becomes_inaccessible() {
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert_eq!(out.state, ConnectionState::Failed);
     assert!(matches!(out.reason, DisconnectReason::Handshake(_)));
-    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+    assert_eq!(out.peer_status(), Some(PeerStatus::Inaccessible));
     let e = next_event(&mut h.control, |e| {
         matches!(e, ControlEvent::ConnectionFailed { .. })
     })
     .await;
     assert!(
-        matches!(e, ControlEvent::ConnectionFailed { reason, .. } if reason.contains("timed out"))
+        matches!(e, ControlEvent::ConnectionFailed { reason: DisconnectReason::Handshake(super::HandshakeFailure::Timeout(_)), .. })
     );
 }
 
@@ -526,7 +582,7 @@ async fn refused_connections_are_retried_with_backoff_then_the_peer_is_inaccessi
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert_eq!(out.state, ConnectionState::Failed);
     assert!(matches!(out.reason, DisconnectReason::ConnectFailed(_)));
-    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+    assert_eq!(out.peer_status(), Some(PeerStatus::Inaccessible));
     let mut failures = 0;
     while let Ok(e) = h.control.try_recv() {
         if matches!(e, ControlEvent::ConnectionFailed { .. }) {
@@ -569,7 +625,7 @@ async fn a_dropped_connection_restarts_at_once_and_gives_up_after_max_restarts()
     let out = timeout(WAIT, handle.join()).await.unwrap();
     assert_eq!(out.state, ConnectionState::Failed);
     assert_eq!(out.reason, DisconnectReason::PeerClosed);
-    assert_eq!(status(&h, &peer).await, PeerStatus::Inaccessible);
+    assert_eq!(out.peer_status(), Some(PeerStatus::Inaccessible));
 }
 
 #[tokio::test]
@@ -706,7 +762,7 @@ async fn a_message_before_verack_is_reported_as_misbehaviour() {
         ControlEvent::PeerMisbehavior {
             peer_id: peer.id,
             score: 1,
-            reason: "missing-verack".into()
+            reason: Misbehavior::MissingVerack
         }
     );
     handle.disconnect();
