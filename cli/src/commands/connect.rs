@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use super::summary::summary;
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
+use crate::interrupt::Interrupt;
 
 /// Arguments of `bsvp2p connect`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +58,9 @@ async fn connect(args: Args) -> Result<(), CliError> {
     let mut ctx = ConnectionContext::new(&config, store.clone(), control_tx, message_tx)
         .map_err(|e| CliError::Other(e.to_string()))?;
     ctx.tap = Some(tap_tx);
+    // Subscribed once, before the connection starts, so no Ctrl-C is lost (`crate::interrupt`).
+    let mut interrupt = Interrupt::install()
+        .map_err(|e| CliError::Other(format!("cannot listen for Ctrl-C: {e}")))?;
     let handle = PeerConnection::outbound(peer, ctx);
     let started = Instant::now();
     let deadline = async {
@@ -92,7 +96,7 @@ async fn connect(args: Args) -> Result<(), CliError> {
                 _ => {}
             },
             _ = &mut deadline => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
         }
         if handle.is_finished() {
             break;
