@@ -9,6 +9,7 @@
 mod commands;
 mod config_file;
 mod error;
+mod interrupt;
 mod output;
 mod progress;
 mod session;

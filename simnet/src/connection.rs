@@ -25,8 +25,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, trace, warn, Instrument};
 
 use crate::misbehaviour::Misbehaviour;
-use crate::node::{ConnEvent, NetShared, NodeShared};
 use crate::protocol::{nonzero_nonce, Action, Ctx, Direction, PeerState, NODE_SERVICES};
+use crate::shared::{ConnEvent, NetShared, NodeShared};
 
 /// BTC's wire magic: used by [`Misbehaviour::WrongMagic`] since no BSV network has it.
 const BTC_MAGIC: [u8; 4] = [0xf9, 0xbe, 0xb4, 0xd9];

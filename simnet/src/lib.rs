@@ -26,6 +26,8 @@
 //!   roots and valid proof of work), generated once and shared by every node.
 //! * `protocol`: the node's per-connection behaviour as a state machine without I/O: handshake
 //!   order, misbehaviour scores, `getheaders`/`getdata`/`getaddr` answers, announcements.
+//! * `shared`: the state the tasks share: per node (registry of connections, bans, counters)
+//!   and across the simnet (chain, transaction pool, every node for relay).
 //! * `connection`: one tokio task per connection that moves bytes between the socket and the
 //!   state machine with `bitcoinsv`'s codec, and applies the wire-level [`Misbehaviour`]s.
 //! * `node`: one supervisor task per node that owns the listener and the node's connection
@@ -51,6 +53,7 @@ mod error;
 mod misbehaviour;
 mod node;
 mod protocol;
+mod shared;
 mod stats;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -67,8 +70,8 @@ pub use node::NodeHandle;
 pub use protocol::{NODE_SERVICES, STREAM_POLICIES};
 pub use stats::NodeStats;
 
-use node::{NetShared, NodeShared};
 use protocol::Mempool;
+use shared::{NetShared, NodeShared};
 
 /// A running simulated network.
 ///

@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use super::summary::summary;
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
+use crate::interrupt::Interrupt;
 
 /// Arguments of `bsvp2p connect`.
 #[derive(Debug, clap::Args)]
@@ -51,6 +52,9 @@ async fn connect(args: Args) -> Result<(), CliError> {
     let Some(mut tap) = client.take_tap() else {
         return Err(CliError::Other("no message tap".into()));
     };
+    // Subscribed once, before the loop, so no Ctrl-C is lost (`crate::interrupt`).
+    let mut interrupt = Interrupt::install()
+        .map_err(|e| CliError::Other(format!("cannot listen for Ctrl-C: {e}")))?;
     let started = Instant::now();
     let deadline = async {
         match args.duration {
@@ -85,7 +89,7 @@ async fn connect(args: Args) -> Result<(), CliError> {
                 _ => {}
             },
             _ = &mut deadline => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
         }
         if client.is_closed() {
             break;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::error::CliError;
+use crate::interrupt::Interrupt;
 
 /// Arguments of `bsvp2p monitor`.
 #[derive(Debug, clap::Args)]
@@ -75,6 +76,9 @@ async fn monitor(args: Args) -> Result<(), CliError> {
         Manager::with_fixed_peers(config, store, args.peers.clone())
     });
     let mut events = manager.subscribe_control_events();
+    // Subscribed once, before anything runs, so no Ctrl-C is lost (see `crate::interrupt`).
+    let mut interrupt = Interrupt::install()
+        .map_err(|e| CliError::Other(format!("cannot listen for Ctrl-C: {e}")))?;
     manager
         .start()
         .await
@@ -105,7 +109,7 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     let mut ticks = 0u64;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             e = events.recv() => match e {
                 Ok(e) => {
                     let line = describe(&e);
@@ -131,11 +135,16 @@ async fn monitor(args: Args) -> Result<(), CliError> {
             }
         }
     }
-    crate::output::line("# shutting down");
-    manager
-        .shutdown()
-        .await
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    crate::output::line("# shutting down (Ctrl-C again to quit without saving)");
+    tokio::select! {
+        done = manager.shutdown() => done.map_err(|e| CliError::Other(e.to_string()))?,
+        _ = interrupt.recv() => {
+            return Err(CliError::Other(format!(
+                "interrupted again while shutting down; peer store {} may not be saved",
+                path.display()
+            )))
+        }
+    }
     crate::output::line(&format!(
         "# stopped; peer store saved to {}",
         path.display()

@@ -1,5 +1,11 @@
 //! Per-connection statistics, readable at any time without asking the actor: the actor updates
 //! atomics and a small mutex-protected record, and [`ConnectionStats::snapshot`] copies them.
+//!
+//! Messages are counted per command, but only for the commands this library knows; every other
+//! command name a peer sends is counted under [`OTHER_COMMANDS`], as the node counts them under
+//! `"*other*"` (`src/net/net.cpp`, `allNetMessageTypes`). A peer inventing command names
+//! therefore cannot grow the per-command maps: they hold at most one key per known command plus
+//! one.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +17,59 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::ConnectionState;
+use crate::p2p::messages::commands;
+
+/// The key under which messages with a command this library does not know are counted (the
+/// node's `NET_MESSAGE_COMMAND_OTHER`).
+pub const OTHER_COMMANDS: &str = "*other*";
+
+/// Every command [`crate::p2p::Message`] has a variant for (`extmsg` is a header marker, not a
+/// command: an extended frame is counted under the command it carries).
+const KNOWN_COMMANDS: [&str; 38] = [
+    commands::VERSION,
+    commands::VERACK,
+    commands::PING,
+    commands::PONG,
+    commands::ADDR,
+    commands::GETADDR,
+    commands::INV,
+    commands::GETDATA,
+    commands::NOTFOUND,
+    commands::GETBLOCKS,
+    commands::GETHEADERS,
+    commands::HEADERS,
+    commands::BLOCK,
+    commands::TX,
+    commands::REJECT,
+    commands::SENDHEADERS,
+    commands::FEEFILTER,
+    commands::SENDCMPCT,
+    commands::CMPCTBLOCK,
+    commands::GETBLOCKTXN,
+    commands::BLOCKTXN,
+    commands::PROTOCONF,
+    commands::MEMPOOL,
+    commands::AUTHCH,
+    commands::AUTHRESP,
+    commands::CREATESTREAM,
+    commands::STREAMACK,
+    commands::GETHDRSEN,
+    commands::HDRSEN,
+    commands::SENDHDRSEN,
+    commands::DSDETECTED,
+    commands::REVOKEMID,
+    commands::DATAREFTX,
+    commands::MERKLEBLOCK,
+    commands::FILTERLOAD,
+    commands::FILTERADD,
+    commands::FILTERCLEAR,
+    commands::ALERT,
+];
+
+/// Whether `command` is one this library has a [`crate::p2p::Message`] variant for.
+pub(crate) fn is_known_command(command: &str) -> bool {
+    KNOWN_COMMANDS.contains(&command)
+}
 
 /// Which side opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -81,12 +140,18 @@ struct Record {
     sent: BTreeMap<String, CommandCount>,
 }
 
-/// Adds one message to a per-command counter. Called for every message, so the command name is
-/// only copied the first time it is seen.
+/// Adds one message to a per-command counter; a command we do not know counts under
+/// [`OTHER_COMMANDS`], so the map never has more than `KNOWN_COMMANDS.len() + 1` keys. Called for
+/// every message, so the key is only copied the first time it is seen.
 fn bump(map: &mut BTreeMap<String, CommandCount>, command: &str, bytes: usize) {
-    let c = match map.get_mut(command) {
+    let key = if is_known_command(command) {
+        command
+    } else {
+        OTHER_COMMANDS
+    };
+    let c = match map.get_mut(key) {
         Some(c) => c,
-        None => map.entry(command.to_string()).or_default(),
+        None => map.entry(key.to_string()).or_default(),
     };
     c.messages += 1;
     c.bytes += bytes as u64;
@@ -126,9 +191,9 @@ pub struct ConnectionSnapshot {
     pub bytes_in: u64,
     /// Bytes sent (headers included).
     pub bytes_out: u64,
-    /// Received messages by command.
+    /// Received messages by command; unknown commands together under [`OTHER_COMMANDS`].
     pub received: BTreeMap<String, CommandCount>,
-    /// Sent messages by command.
+    /// Sent messages by command; unknown commands together under [`OTHER_COMMANDS`].
     pub sent: BTreeMap<String, CommandCount>,
 }
 
@@ -275,5 +340,71 @@ impl ConnectionStats {
             received,
             sent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::Message;
+    use bytes::Bytes;
+
+    fn stats() -> ConnectionStats {
+        ConnectionStats::new(
+            Uuid::nil(),
+            "127.0.0.1:8333".parse().unwrap(),
+            Direction::Outbound,
+        )
+    }
+
+    #[test]
+    fn ten_thousand_unknown_commands_share_one_other_key() {
+        let s = stats();
+        s.count_received(commands::PING, 32);
+        for i in 0..10_000 {
+            let command = format!("x{i:07}");
+            s.count_received(&command, 24);
+            s.count_sent(&command, 24);
+        }
+        let snap = s.snapshot();
+        for map in [&snap.received, &snap.sent] {
+            assert!(map.len() <= KNOWN_COMMANDS.len() + 1, "{} keys", map.len());
+            let other = map[OTHER_COMMANDS];
+            assert_eq!(other.messages, 10_000);
+            assert_eq!(other.bytes, 240_000);
+        }
+        assert_eq!(snap.received.len(), 2);
+        assert_eq!(snap.received[commands::PING].messages, 1);
+        assert_eq!(snap.messages_in(), 10_001);
+    }
+
+    #[test]
+    fn every_known_command_keeps_its_own_key() {
+        let s = stats();
+        for c in KNOWN_COMMANDS {
+            s.count_received(c, 24);
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.received.len(), KNOWN_COMMANDS.len());
+        assert!(!snap.received.contains_key(OTHER_COMMANDS));
+    }
+
+    #[test]
+    fn no_known_command_decodes_as_unknown() {
+        // A known name never decodes to `Message::Unknown` (it may fail on an empty payload).
+        for c in KNOWN_COMMANDS {
+            let decoded = Message::decode_payload(c, Bytes::new());
+            assert!(
+                !matches!(decoded, Ok(Message::Unknown { .. })),
+                "{c} decodes as unknown"
+            );
+        }
+        assert!(!is_known_command(commands::EXTMSG));
+        assert!(!is_known_command("getheadersen"));
+        assert!(!is_known_command(OTHER_COMMANDS));
+        assert!(matches!(
+            Message::decode_payload("getheadersen", Bytes::new()),
+            Ok(Message::Unknown { .. })
+        ));
     }
 }
