@@ -43,8 +43,12 @@ use support::{ChildSpec, ScriptedPeer, SimnetProcess, Summary};
 fn context(_store: Arc<InMemoryPeerStore>) -> ConnectionContext {
     let (control_tx, _) = broadcast::channel(100_000);
     let (message_tx, _) = broadcast::channel(1_000);
-    ConnectionContext::new(&ManagerConfig::new(Network::Regtest), control_tx, message_tx)
-        .expect("context")
+    ConnectionContext::new(
+        &ManagerConfig::new(Network::Regtest),
+        control_tx,
+        message_tx,
+    )
+    .expect("context")
 }
 
 /// A typical one-input, two-output P2PKH transaction (226 bytes).

@@ -317,7 +317,7 @@ fn sending_a_non_block_message_over_the_peer_limit_is_refused_and_writes_nothing
         other => panic!("expected SendOversized, got {other:?}"),
     }
     assert!(out.is_empty());
-    // After a 2 MiB protoconf: 58,254 fit, 58,255 do not (PROTOCOL.md §3.4).
+    // After a 2 MiB protoconf: 58,254 fit, 58,255 do not (docs/PROTOCOL.md §3.4).
     codec.set_peer_max_recv(2 * 1024 * 1024);
     codec.encode(&inv(58_254), &mut out).unwrap();
     out.clear();

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bitcoinsv::p2p::{
-    BanReason, ConnectionState, ControlEvent, DisconnectReason, ManagerConfig, Network,
-    PeerClient, PeerClientOptions, PeerStatus,
+    BanReason, ConnectionState, ControlEvent, DisconnectReason, HandshakeFailure, ManagerConfig,
+    Network, PeerClient, PeerClientOptions, PeerStatus,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
 use tokio::time::timeout;
@@ -135,11 +135,14 @@ async fn a_stall_in_the_middle_of_a_message_times_out_and_closes() {
 }
 
 #[tokio::test]
-async fn garbage_bytes_disconnect_with_a_bad_frame_reason_and_a_ban() {
+async fn garbage_bytes_before_the_handshake_are_another_blockchain_and_a_ban() {
     let r = run_against(Misbehaviour::Garbage, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
     assert!(
-        matches!(r.reason, DisconnectReason::BadFrame(_)),
+        matches!(
+            r.reason,
+            DisconnectReason::Handshake(HandshakeFailure::BlockchainMismatch { .. })
+        ),
         "{:?}",
         r.reason
     );

@@ -181,7 +181,7 @@ fn event_monitor_sees_connections_messages_and_a_lost_peer() {
     assert!(out.contains("ConnectionLost"));
     // The mined block (headers, after our sendheaders) and the injected transaction (inv).
     // The block is announced by `headers` once the node has read our `sendheaders`, by `inv`
-    // if it is mined a moment before (PROTOCOL.md §3.6): either shows the announcement arrived.
+    // if it is mined a moment before (docs/PROTOCOL.md §3.6): either shows the announcement arrived.
     assert!(out
         .lines()
         .any(|l| l.contains("message headers: ") || l.contains("message inv of ")));

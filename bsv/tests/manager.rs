@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoinsv::p2p::{
-    BanReason, ConnectionConfig, ControlEvent, InMemoryPeerStore, InboundRejection, Manager, ManagerConfig, Message,
-    Network, Peer, PeerStatus, PeerStore,
+    BanReason, ConnectionConfig, ControlEvent, InMemoryPeerStore, InboundRejection, Manager,
+    ManagerConfig, Message, Network, Peer, PeerStatus, PeerStore,
 };
 use bitcoinsv_simnet::{SimNet, SimNetConfig};
 use tokio::sync::broadcast;

@@ -1,6 +1,6 @@
 //! The shared in-memory regtest chain every simulated node serves.
 //!
-//! The chain starts with the real regtest genesis block (PROTOCOL.md §4, hash
+//! The chain starts with the real regtest genesis block (docs/PROTOCOL.md §4, hash
 //! `0f9188f1…2206`) and continues with generated blocks: a coinbase carrying the height (BIP34
 //! style, as the node's miner writes it), optional extra transactions, a real merkle root,
 //! timestamps increasing by ten minutes from [`CHAIN_START_TIME`], and valid regtest proof of

@@ -11,7 +11,7 @@ use bitcoinsv::p2p::Network;
 
 use crate::Misbehaviour;
 
-/// The user agent the official node 1.2.2 advertises (PROTOCOL.md §2.3).
+/// The user agent the official node 1.2.2 advertises (docs/PROTOCOL.md §2.3).
 pub const DEFAULT_USER_AGENT: &str = "/Bitcoin SV:1.2.2/";
 
 /// Configuration of a simulated network.

@@ -4,7 +4,7 @@
 //! stalls, oversized headers, disconnect-after, floods, slow reading) live here, since they
 //! are about the wire rather than the protocol.
 //!
-//! Error handling follows the node's receive pipeline (PROTOCOL.md §1.5): an oversized header
+//! Error handling follows the node's receive pipeline (docs/PROTOCOL.md §1.5): an oversized header
 //! or a wrong magic bans the IP at once; a bad command field or checksum drops the frame; a
 //! payload that fails to parse gets `reject` 0x01; unknown commands are ignored.
 

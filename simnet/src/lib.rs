@@ -2,7 +2,7 @@
 //!
 //! Simulated Bitcoin SV nodes on loopback, for tests, demos and benchmarks: nothing in this
 //! project can reach the real network, so every test that needs peers gets them here. The nodes
-//! behave on the wire as the official node (bitcoin-sv 1.2.2) does, as PROTOCOL.md describes
+//! behave on the wire as the official node (bitcoin-sv 1.2.2) does, as docs/PROTOCOL.md describes
 //! it, so code that works against the simnet works against a real node.
 //!
 //! ```no_run

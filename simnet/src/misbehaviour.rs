@@ -9,7 +9,7 @@
 
 use bitcoinsv::p2p::Network;
 
-/// The user agent of a Bitcoin Cash (ABC) node, which BSV nodes ban (PROTOCOL.md §6).
+/// The user agent of a Bitcoin Cash (ABC) node, which BSV nodes ban (docs/PROTOCOL.md §6).
 pub const BCH_USER_AGENT: &str = "/Bitcoin ABC:0.22.0/";
 
 /// A misbehaviour mode of a simulated node.

@@ -184,7 +184,7 @@ impl NodeHandle {
         self.shared.clear_bans();
     }
 
-    /// Dials `addr` and runs the node's outbound handshake on it (PROTOCOL.md §2.6): for
+    /// Dials `addr` and runs the node's outbound handshake on it (docs/PROTOCOL.md §2.6): for
     /// testing a library's listener. Returns once the TCP connection is up; watch the node's
     /// counters (or the listener) for the handshake. Only loopback addresses are dialled.
     pub async fn dial(&self, addr: SocketAddr) -> Result<(), SimNetError> {

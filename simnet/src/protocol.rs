@@ -1,9 +1,9 @@
-//! What a simulated node says on one connection, as the official node does (PROTOCOL.md §2–3),
+//! What a simulated node says on one connection, as the official node does (docs/PROTOCOL.md §2–3),
 //! free of I/O: [`PeerState`] takes a received message and returns [`Action`]s (messages to
 //! send, a transaction to accept, a ban, a disconnect). The connection task only moves bytes
 //! and timers; everything testable about the node's behaviour is here.
 //!
-//! Handshake, node side (PROTOCOL.md §2.5 inbound, §2.6 outbound):
+//! Handshake, node side (docs/PROTOCOL.md §2.5 inbound, §2.6 outbound):
 //!
 //! * inbound: peer `version` → `version`, `verack`, `protoconf`; peer `verack` → `authch`,
 //!   `sendheaders`, `sendcmpct(0,1)`, and the first `ping`;
@@ -37,7 +37,7 @@ use bytes::Bytes;
 use crate::chain::ChainHandle;
 use crate::misbehaviour::{Misbehaviour, BCH_USER_AGENT};
 
-/// Services the node advertises: `NODE_NETWORK | NODE_BITCOIN_CASH` (PROTOCOL.md §2.4).
+/// Services the node advertises: `NODE_NETWORK | NODE_BITCOIN_CASH` (docs/PROTOCOL.md §2.4).
 pub const NODE_SERVICES: u64 = NODE_NETWORK | NODE_BITCOIN_CASH;
 /// Peers at or above this version get `sendcmpct` (`SHORT_IDS_BLOCKS_VERSION`).
 const SHORT_IDS_BLOCKS_VERSION: i32 = 70014;
@@ -176,7 +176,7 @@ pub struct PeerState {
     hash_continue: Option<Hash>,
 }
 
-/// A random nonce that is never zero (zero has a meaning in `pong`, PROTOCOL.md §3.2).
+/// A random nonce that is never zero (zero has a meaning in `pong`, docs/PROTOCOL.md §3.2).
 pub(crate) fn nonzero_nonce() -> u64 {
     loop {
         let n: u64 = rand::random();
@@ -248,7 +248,7 @@ impl PeerState {
         self.score
     }
 
-    /// The node's `version` for this connection (PROTOCOL.md §2.2): 70016, services 0x21, the
+    /// The node's `version` for this connection (docs/PROTOCOL.md §2.2): 70016, services 0x21, the
     /// peer's address (services 0 for an inbound peer), an all-zero `addr_from` with our
     /// services, the chain height, relay on, and an empty association ID (`0x00`) since the
     /// simnet does not open extra streams.

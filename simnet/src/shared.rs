@@ -123,7 +123,7 @@ impl NodeShared {
     }
 
     /// Bans `ip` for `duration` and closes every other connection from it, as the node does
-    /// (a ban covers the whole IP, PROTOCOL.md §5).
+    /// (a ban covers the whole IP, docs/PROTOCOL.md §5).
     pub(crate) fn ban(&self, ip: IpAddr, duration: Duration, reason: &str) {
         let until = Instant::now() + duration;
         lock(&self.bans).insert(ip, until);

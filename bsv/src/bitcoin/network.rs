@@ -1,5 +1,5 @@
 //! Network parameters: wire magic, default port, DNS seeds and genesis hash of every Bitcoin SV
-//! network, as `src/chainparams.cpp` of the node defines them (PROTOCOL.md §4).
+//! network, as `src/chainparams.cpp` of the node defines them (docs/PROTOCOL.md §4).
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,7 +3,7 @@
 //!
 //! BCH nodes share BSV mainnet's wire magic, so the node recognises them by user agent: any
 //! `-banclientua` pattern contained, case-insensitively, in the peer's user agent bans it
-//! (PROTOCOL.md §6, default `abc`, `cash`, `bch`). We match the same way and also accept `*`
+//! (docs/PROTOCOL.md §6, default `abc`, `cash`, `bch`). We match the same way and also accept `*`
 //! wildcard patterns (`Bitcoin ABC*`, `*abc*`), which are matched against the whole user agent.
 //! The whitelist mirrors the node's `-whitelist`: IPs and CIDR ranges, IPv4 and IPv6, exempt from
 //! every ban.
@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{P2pError, Result};
 
-/// The node's default user-agent ban patterns (`DEFAULT_CLIENTUA_BAN_PATTERNS`, PROTOCOL.md §6).
+/// The node's default user-agent ban patterns (`DEFAULT_CLIENTUA_BAN_PATTERNS`, docs/PROTOCOL.md §6).
 pub const DEFAULT_BANNED_USER_AGENTS: [&str; 3] = ["abc", "cash", "bch"];
 
 /// The longest user agent the node reads (`MAX_SUBVERSION_LENGTH`); a longer pattern could never

@@ -12,7 +12,7 @@
 //!
 //! 1. connects (`connect_timeout`) and sends our `version`;
 //! 2. reads until the peer's `version` and `verack` (`handshake_timeout`). The first frame's
-//!    magic and the `version`'s user agent classify the peer (PROTOCOL.md §6, [`Chain`]); a peer
+//!    magic and the `version`'s user agent classify the peer (docs/PROTOCOL.md §6, [`Chain`]); a peer
 //!    that is not on our chain is reported and left at once, and its addresses are not followed;
 //! 3. sends `verack`, `ping` and `getaddr`, and waits at most `addr_timeout` for an `addr` that
 //!    names anyone other than the peer itself (a node advertising its own address sends a
@@ -56,14 +56,14 @@ pub const DEFAULT_CRAWL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// manager's 60 s allows for loaded peers, a crawler prefers to move on.
 pub const DEFAULT_CRAWL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a probe waits for the `getaddr` answer. The node sends it after a Poisson delay
-/// averaging 30 s (PROTOCOL.md §3.3), so 10 s catches about a quarter of the answers; with every
+/// averaging 30 s (docs/PROTOCOL.md §3.3), so 10 s catches about a quarter of the answers; with every
 /// node returning up to 1000 addresses that is plenty for discovery, and it keeps a crawl short.
 pub const DEFAULT_ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 /// Overall crawl deadline by default.
 pub const DEFAULT_CRAWL_DEADLINE: Duration = Duration::from_secs(600);
 /// Distinct addresses a crawl queues at most by default: many times the size of the BSV network.
 pub const DEFAULT_MAX_NODES: usize = 10_000;
-/// Addresses kept from one peer: the most a node answers `getaddr` with (2500, PROTOCOL.md §3.3).
+/// Addresses kept from one peer: the most a node answers `getaddr` with (2500, docs/PROTOCOL.md §3.3).
 pub const MAX_ADDRS_PER_PEER: usize = 2500;
 /// BTC's wire magic (`f9beb4d9`), which is BSV mainnet's disk magic and never on the BSV wire.
 pub const BTC_MAGIC: Magic = [0xf9, 0xbe, 0xb4, 0xd9];
@@ -136,7 +136,7 @@ impl CrawlConfig {
     }
 }
 
-/// Which chain a peer is on, as far as the wire tells (PROTOCOL.md §6).
+/// Which chain a peer is on, as far as the wire tells (docs/PROTOCOL.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Chain {
     /// A Bitcoin SV node of the network crawled.

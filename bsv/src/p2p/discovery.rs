@@ -1,6 +1,6 @@
 //! DNS seed discovery: how a node that knows no peers finds its first ones (SPEC §7).
 //!
-//! Each network names a few DNS seeds (PROTOCOL.md §4): host names whose A and AAAA records are
+//! Each network names a few DNS seeds (docs/PROTOCOL.md §4): host names whose A and AAAA records are
 //! the addresses of nodes believed to be up. They are queried with the plain host name, as the
 //! official node does (no `x5.`-style service-bit prefixes). [`DnsDiscovery`] resolves every seed
 //! and stores each new address in the [`PeerStore`] as an `Unknown` peer on the network's default

@@ -1,5 +1,5 @@
 //! Every protocol constant and limit in one place, each with the node constant it mirrors
-//! (bitcoin-sv 1.2.2; PROTOCOL.md §1.4, §2.1, §5). Changing one of these changes how we look to
+//! (bitcoin-sv 1.2.2; docs/PROTOCOL.md §1.4, §2.1, §5). Changing one of these changes how we look to
 //! a node on the wire, so each says why it has its value.
 
 /// Protocol version we advertise: the node's `PROTOCOL_VERSION`.

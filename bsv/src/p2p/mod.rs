@@ -34,8 +34,8 @@ pub mod store;
 /// in any release.
 #[doc(hidden)]
 pub mod __bench {
-    pub use super::connection::link::ConnectionContext;
     pub use super::connection::actor::PeerConnection;
+    pub use super::connection::link::ConnectionContext;
 }
 
 pub use crate::bitcoin::Network;

@@ -226,7 +226,7 @@ pub enum BanReason {
         /// What identified the other chain, e.g. the magic in hex.
         received: String,
     },
-    /// The peer's user agent matches a banned pattern (BCH and other chains; PROTOCOL.md §6).
+    /// The peer's user agent matches a banned pattern (BCH and other chains; docs/PROTOCOL.md §6).
     BannedUserAgent {
         /// The user agent the peer sent.
         user_agent: String,

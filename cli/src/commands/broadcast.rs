@@ -1,4 +1,4 @@
-//! `bsvp2p broadcast`: hand a transaction to peers the way a node does (PROTOCOL.md §9.11) and
+//! `bsvp2p broadcast`: hand a transaction to peers the way a node does (docs/PROTOCOL.md §9.11) and
 //! report, per peer, whether it asked for the transaction and whether it rejected it.
 //!
 //! To each peer, in parallel: announce the txid with `inv` (MSG_TX); answer the peer's `getdata`

@@ -153,7 +153,7 @@ async fn demo(args: Args) -> Result<(), CliError> {
 
     n.say(
         "handshake",
-        "each connection: we send version; the node answers version, verack, protoconf; we send verack, then our protoconf and sendheaders (the node's order, PROTOCOL.md §2.5)",
+        "each connection: we send version; the node answers version, verack, protoconf; we send verack, then our protoconf and sendheaders (the node's order, docs/PROTOCOL.md §2.5)",
         json!({}),
     );
     let mut summary: BTreeMap<&str, String> = BTreeMap::new();

@@ -3,7 +3,7 @@
 //! transactions hash to the header's merkle root), print a summary, and optionally save the raw
 //! bytes.
 //!
-//! A node sends nothing at all for a block it does not have (no `notfound`, PROTOCOL.md §3.4),
+//! A node sends nothing at all for a block it does not have (no `notfound`, docs/PROTOCOL.md §3.4),
 //! so the wait is bounded and the timeout message says what it most likely means.
 
 use std::net::SocketAddr;

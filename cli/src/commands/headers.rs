@@ -1,4 +1,4 @@
-//! `bsvp2p headers`: download block headers from one peer (PROTOCOL.md §3.5, §9.9), checking
+//! `bsvp2p headers`: download block headers from one peer (docs/PROTOCOL.md §3.5, §9.9), checking
 //! that each header links to the one before and meets its own proof-of-work target.
 //!
 //! `getheaders` with a one-hash locator (`--from`, by default the genesis block) returns up to
@@ -20,7 +20,7 @@ use crate::config_file::ConfigArgs;
 use crate::error::CliError;
 use crate::session::{RecvEnd, Session};
 
-/// A node sends at most this many headers to announce new blocks (PROTOCOL.md §3.6); a
+/// A node sends at most this many headers to announce new blocks (docs/PROTOCOL.md §3.6); a
 /// `headers` this short that does not continue our chain is an announcement, not our reply.
 const MAX_ANNOUNCEMENT: usize = 8;
 

@@ -1,4 +1,4 @@
-//! Frame headers: the 24-byte basic header and the 44-byte `extmsg` header (PROTOCOL.md §1.1–1.2),
+//! Frame headers: the 24-byte basic header and the 44-byte `extmsg` header (docs/PROTOCOL.md §1.1–1.2),
 //! and the command-field format rule (`CheckCommandFormat`).
 
 use bytes::BufMut;

@@ -1,5 +1,5 @@
 //! Framing: turning [`Message`]s into frames and back, with every limit checked before a payload
-//! is buffered (PROTOCOL.md §1).
+//! is buffered (docs/PROTOCOL.md §1).
 //!
 //! [`MessageCodec`] works on a [`BytesMut`] with no I/O ([`MessageCodec::decode`],
 //! [`MessageCodec::encode`]) and also implements `tokio_util::codec::{Decoder, Encoder}`.

@@ -21,8 +21,8 @@ use tracing::{debug, info, warn, Instrument};
 use super::link::{ConnectionContext, ConnectionOutcome, PeerHandle, PeerLink, Shared};
 use super::session::{self, SessionEnd};
 use super::{
-    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure,
-    HandshakeFlow, RetryDecision, RetryPolicy, RetryState, StateMachine,
+    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure, HandshakeFlow,
+    RetryDecision, RetryPolicy, RetryState, StateMachine,
 };
 use crate::p2p::events::{ControlEvent, PeerConnectionCommand};
 use crate::p2p::limits::CONNECTION_COMMAND_CAPACITY;
@@ -44,11 +44,7 @@ impl PeerConnection {
     }
 
     /// Handshakes an inbound peer we have no room for, then sends `reject` and closes.
-    pub fn over_capacity(
-        peer: Peer,
-        stream: TcpStream,
-        ctx: ConnectionContext,
-    ) -> PeerHandle {
+    pub fn over_capacity(peer: Peer, stream: TcpStream, ctx: ConnectionContext) -> PeerHandle {
         spawn(peer, ctx, Some(stream), HandshakeFlow::InboundOverCapacity)
     }
 }

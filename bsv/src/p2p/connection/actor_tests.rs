@@ -176,7 +176,7 @@ impl Node {
         seen
     }
 
-    /// The node side of an inbound handshake, as PROTOCOL.md §2.5 describes it.
+    /// The node side of an inbound handshake, as docs/PROTOCOL.md §2.5 describes it.
     async fn accept_handshake(&mut self, agent: &str) -> VersionMessage {
         let Some(Message::Version(ours)) = self.recv().await else {
             panic!("expected our version first")
@@ -560,9 +560,13 @@ async fn a_silent_peer_times_out_the_handshake_and_becomes_inaccessible() {
         matches!(e, ControlEvent::ConnectionFailed { .. })
     })
     .await;
-    assert!(
-        matches!(e, ControlEvent::ConnectionFailed { reason: DisconnectReason::Handshake(super::HandshakeFailure::Timeout(_)), .. })
-    );
+    assert!(matches!(
+        e,
+        ControlEvent::ConnectionFailed {
+            reason: DisconnectReason::Handshake(super::HandshakeFailure::Timeout(_)),
+            ..
+        }
+    ));
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! The `version`/`verack` handshake as a pure state machine (SPEC §6, PROTOCOL.md §2).
+//! The `version`/`verack` handshake as a pure state machine (SPEC §6, docs/PROTOCOL.md §2).
 //!
 //! Three flows share one machine:
 //! * **outbound**: we send `version` at once; the peer's `version` and `verack` may come in
@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::bitcoin::{Magic, Network};
 use super::Misbehavior;
+use crate::bitcoin::{Magic, Network};
 use crate::p2p::limits::MIN_PEER_PROTO_VERSION;
 use crate::p2p::messages::{Reject, RejectCode, VersionMessage};
 use crate::p2p::Message;

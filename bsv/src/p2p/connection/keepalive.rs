@@ -1,4 +1,4 @@
-//! Keepalive after the handshake (SPEC §6, PROTOCOL.md §3.2): ping on a schedule with random
+//! Keepalive after the handshake (SPEC §6, docs/PROTOCOL.md §3.2): ping on a schedule with random
 //! non-zero nonces, match pongs by nonce to measure round-trip time, and decide when a silent
 //! peer is dead. Pure: the caller passes the time and the nonce.
 //!
@@ -269,12 +269,12 @@ mod tests {
         let mut k = Keepalive::legacy(INTERVAL, secs(5400), t0);
         assert_eq!(k.on_tick(t0, || 9), KeepaliveAction::SendPing(0));
         // No pong ever comes, yet the next ping is due after the interval, not after a timeout.
+        assert_eq!(k.on_tick(t0 + INTERVAL, || 9), KeepaliveAction::SendPing(0));
+        k.on_bytes_received(t0 + secs(3000));
         assert_eq!(
-            k.on_tick(t0 + INTERVAL, || 9),
+            k.on_tick(t0 + secs(5400), || 9),
             KeepaliveAction::SendPing(0)
         );
-        k.on_bytes_received(t0 + secs(3000));
-        assert_eq!(k.on_tick(t0 + secs(5400), || 9), KeepaliveAction::SendPing(0));
         assert_eq!(
             k.on_tick(t0 + secs(8400), || 9),
             KeepaliveAction::TimedOut { waited: secs(5400) }

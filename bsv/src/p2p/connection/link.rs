@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure,
-    NonceRegistry, Outbox,
+    ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure, NonceRegistry,
+    Outbox,
 };
 use crate::bitcoin::Network;
 use crate::p2p::bans::{UserAgentBanList, Whitelist};

@@ -74,8 +74,12 @@ impl Misbehavior {
             | InvalidSendHdrsEn | InvalidChecksum | OverLongSize => 1,
             AuthChRateLimit | AuthRespRateLimit | InvalidRevokeMid | InvalidDsDetected => 10,
             OversizedAddr | TooManyHeaders | DisconnectedHeader | TooManyUnconnectedHeaders => 20,
-            NoBloomVersion | OversizedBloomFilter | InvalidFilterAdd | InvalidCmpctBlock
-            | InvalidCmpctBlockTxns | OutOfBoundTxIndex => 100,
+            NoBloomVersion
+            | OversizedBloomFilter
+            | InvalidFilterAdd
+            | InvalidCmpctBlock
+            | InvalidCmpctBlockTxns
+            | OutOfBoundTxIndex => 100,
             OversizedHeader => BAN_SCORE_THRESHOLD,
         }
     }

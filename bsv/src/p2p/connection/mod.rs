@@ -33,14 +33,14 @@ pub mod stats;
 mod actor_tests;
 
 pub(crate) use actor::PeerConnection;
-pub use handshake::{HandshakeFailure, HandshakeFlow};
 pub(crate) use handshake::{Handshake, HandshakeOutput, NonceRegistry, UserAgentFilter};
+pub use handshake::{HandshakeFailure, HandshakeFlow};
 pub(crate) use keepalive::{Keepalive, KeepaliveAction};
 pub use link::{ConnectionOutcome, PeerHandle, PeerLink};
 pub use misbehavior::Misbehavior;
 pub(crate) use outbox::{Outbox, OutboxError};
 pub use reason::{DisconnectReason, ProtocolViolation};
 pub(crate) use retry::{RetryDecision, RetryPolicy, RetryState};
-pub use state::{ConnectionState, IllegalTransition};
 pub(crate) use state::StateMachine;
+pub use state::{ConnectionState, IllegalTransition};
 pub use stats::{CommandCount, ConnectionSnapshot, ConnectionStats, Direction, PeerDetails};

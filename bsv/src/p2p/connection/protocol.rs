@@ -30,10 +30,9 @@ use super::{
 use crate::bitcoin::{InvType, Network};
 use crate::p2p::codec::CodecError;
 use crate::p2p::limits::{
-    BAN_SCORE_THRESHOLD, BIP0031_VERSION, LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
-    LEGACY_RECEIVE_TIMEOUT, MAX_ADDR, COMMAND_LEN, MAX_HEADERS_RESULTS, MAX_MONEY,
-    NODE_BLOOM, NO_BLOOM_VERSION, PROTOCONF_VERSION, SENDHEADERS_VERSION, STREAM_POLICIES,
-    TOOBUSY_RETRY_DELAY,
+    BAN_SCORE_THRESHOLD, BIP0031_VERSION, COMMAND_LEN, LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH,
+    LEGACY_RECEIVE_TIMEOUT, MAX_ADDR, MAX_HEADERS_RESULTS, MAX_MONEY, NODE_BLOOM, NO_BLOOM_VERSION,
+    PROTOCONF_VERSION, SENDHEADERS_VERSION, STREAM_POLICIES, TOOBUSY_RETRY_DELAY,
 };
 use crate::p2p::messages::{Protoconf, Reject, RejectCode, VersionMessage};
 use crate::p2p::peer::BanReason;
@@ -182,7 +181,10 @@ impl PeerProtocol {
     /// What to send as soon as the socket is open (our `version` when we dialled).
     pub(crate) fn start(&mut self) -> Vec<Action> {
         let out = self.handshake.start();
-        self.apply_handshake(out, self.handshake.deadline() - self.settings.handshake_timeout)
+        self.apply_handshake(
+            out,
+            self.handshake.deadline() - self.settings.handshake_timeout,
+        )
     }
 
     /// Whether the handshake has completed (and the connection not closed).
@@ -230,7 +232,11 @@ impl PeerProtocol {
 
     /// The clock reached `now`: the handshake may time out, a ping may be due or overdue.
     /// `fresh_nonce` is called only when a ping is due.
-    pub(crate) fn on_tick(&mut self, now: Instant, fresh_nonce: impl FnOnce() -> u64) -> Vec<Action> {
+    pub(crate) fn on_tick(
+        &mut self,
+        now: Instant,
+        fresh_nonce: impl FnOnce() -> u64,
+    ) -> Vec<Action> {
         if self.closed {
             return Vec::new();
         }
@@ -294,9 +300,8 @@ impl PeerProtocol {
                 out.extend(self.misbehave(Misbehavior::OverLongSize));
                 out
             }
-            CodecError::Malformed { command, .. } | CodecError::NonCanonicalVarInt { command, .. } => {
-                self.unparsable(command, now)
-            }
+            CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. } => self.unparsable(command, now),
             // Send-side errors never come from the receive path.
             CodecError::SendOversized { .. } | CodecError::BadCommandName { .. } => Vec::new(),
         }
@@ -559,7 +564,10 @@ impl PeerProtocol {
                 self.misbehave(Misbehavior::InvalidCmpctBlock)
             }
             Message::Reject(ref r) if r.code == RejectCode::TooBusy => {
-                vec![Action::BackOff(now + TOOBUSY_RETRY_DELAY), Action::Deliver(msg)]
+                vec![
+                    Action::BackOff(now + TOOBUSY_RETRY_DELAY),
+                    Action::Deliver(msg),
+                ]
             }
             other => deliver(other),
         }

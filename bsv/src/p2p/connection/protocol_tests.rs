@@ -56,7 +56,10 @@ fn established(v: i32, t0: Instant) -> PeerProtocol {
     p.start();
     p.on_message(Message::Version(version(v)), t0);
     let out = p.on_message(Message::Verack, t0);
-    assert!(matches!(out.first(), Some(Action::Established(_))), "{out:?}");
+    assert!(
+        matches!(out.first(), Some(Action::Established(_))),
+        "{out:?}"
+    );
     p
 }
 
@@ -126,7 +129,10 @@ fn completion_sends_protoconf_then_sendheaders_to_a_70016_peer() {
     let t0 = Instant::now();
     let mut p = PeerProtocol::new(settings(HandshakeFlow::Outbound), t0);
     assert_eq!(sent(&p.start()), ["version"]);
-    assert_eq!(sent(&p.on_message(Message::Version(version(70016)), t0)), ["verack"]);
+    assert_eq!(
+        sent(&p.on_message(Message::Version(version(70016)), t0)),
+        ["verack"]
+    );
     let out = p.on_message(Message::Verack, t0);
     assert!(matches!(out[0], Action::Established(_)));
     assert_eq!(sent(&out), ["protoconf", "sendheaders"]);
@@ -176,7 +182,10 @@ fn missing_verack_costs_one_point() {
     p.on_message(Message::Version(version(70016)), t0);
     let out = p.on_message(Message::Ping(1), t0);
     assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 1)]);
-    assert!(sent(&out).is_empty(), "the early ping is dropped, not answered");
+    assert!(
+        sent(&out).is_empty(),
+        "the early ping is dropped, not answered"
+    );
 }
 
 #[test]
@@ -207,7 +216,10 @@ fn a_duplicate_version_after_the_handshake_is_rejected_and_costs_one_point() {
     }
     assert_eq!(offences(&out), [(Misbehavior::MultipleVersion, 1)]);
     let (_, n) = until_banned(&mut p, &Message::Version(version(70016)), t0);
-    assert_eq!(n, 99, "120 duplicate versions ban the peer at the 100th point");
+    assert_eq!(
+        n, 99,
+        "120 duplicate versions ban the peer at the 100th point"
+    );
 }
 
 #[test]
@@ -217,7 +229,10 @@ fn a_banned_user_agent_is_a_ban() {
     let mut v = version(70016);
     v.user_agent = "/Bitcoin ABC:0.22/".into();
     let out = p.on_message(Message::Version(v), t0);
-    assert!(matches!(banned(&out), Some(BanReason::BannedUserAgent { .. })));
+    assert!(matches!(
+        banned(&out),
+        Some(BanReason::BannedUserAgent { .. })
+    ));
     assert!(matches!(
         disconnect(&out),
         Some(Reason::Handshake(HandshakeFailure::BannedUserAgent { .. }))
@@ -302,7 +317,10 @@ fn a_wrong_magic_after_the_handshake_is_a_ban() {
         network: Some(Network::Testnet),
     };
     let out = p.on_codec_error(&e, t0);
-    assert!(matches!(banned(&out), Some(BanReason::NetworkMismatch { .. })));
+    assert!(matches!(
+        banned(&out),
+        Some(BanReason::NetworkMismatch { .. })
+    ));
     assert!(matches!(disconnect(&out), Some(Reason::BadFrame(_))));
 }
 
@@ -407,7 +425,9 @@ fn an_addr_of_more_than_1000_entries_costs_twenty_and_is_dropped() {
     let out = p.on_message(Message::Addr(vec![entry; 1001]), t0);
     assert_eq!(offences(&out), [(Misbehavior::OversizedAddr, 20)]);
     assert!(!delivered(&out));
-    assert!(delivered(&p.on_message(Message::Addr(vec![entry; 1000]), t0)));
+    assert!(delivered(
+        &p.on_message(Message::Addr(vec![entry; 1000]), t0)
+    ));
 }
 
 #[test]
@@ -494,7 +514,9 @@ fn a_protoconf_below_one_mebibyte_disconnects() {
     let out = p.on_message(Message::Protoconf(Protoconf::new(1000, "Default")), t0);
     assert_eq!(
         disconnect(&out),
-        Some(&Reason::Protocol(ProtocolViolation::ProtoconfLimitTooLow(1000)))
+        Some(&Reason::Protocol(ProtocolViolation::ProtoconfLimitTooLow(
+            1000
+        )))
     );
 }
 
@@ -507,7 +529,10 @@ fn authch_is_ignored_without_a_miner_id_and_rate_limited() {
         challenge: Bytes::from_static(&[7; 32]),
     });
     for _ in 0..6 {
-        assert!(p.on_message(ch.clone(), t0).is_empty(), "ignored, not delivered");
+        assert!(
+            p.on_message(ch.clone(), t0).is_empty(),
+            "ignored, not delivered"
+        );
     }
     assert_eq!(
         offences(&p.on_message(ch.clone(), t0)),

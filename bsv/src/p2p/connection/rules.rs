@@ -119,7 +119,11 @@ impl ChecksumRun {
         let in_run = self
             .last
             .is_some_and(|l| now.saturating_duration_since(l) < INVALID_CHECKSUM_INTERVAL);
-        self.count = if in_run { self.count.saturating_add(1) } else { 1 };
+        self.count = if in_run {
+            self.count.saturating_add(1)
+        } else {
+            1
+        };
         self.last = Some(now);
         self.count > INVALID_CHECKSUM_FREQUENCY
     }
@@ -159,7 +163,6 @@ impl UnconnectingHeaders {
     /// Records one; true when this one costs +20.
     pub(crate) fn on_unconnecting(&mut self) -> bool {
         self.0 = self.0.saturating_add(1);
-        self.0 % MAX_UNCONNECTING_HEADERS == 0
+        self.0.is_multiple_of(MAX_UNCONNECTING_HEADERS)
     }
-
 }

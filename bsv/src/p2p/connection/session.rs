@@ -105,9 +105,8 @@ fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
 pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlow) -> SessionEnd {
     let (mut rd, wr) = stream.into_split();
     let outbox = Outbox::new(actor.ctx.send_queue_bytes);
-    let writer = tokio::spawn(
-        write_loop(wr, outbox.clone(), actor.shared.stats.clone()).in_current_span(),
-    );
+    let writer =
+        tokio::spawn(write_loop(wr, outbox.clone(), actor.shared.stats.clone()).in_current_span());
     let started = Instant::now();
     let mut s = Session {
         protocol: PeerProtocol::new(settings(actor, flow), started),
@@ -168,7 +167,11 @@ async fn session_loop(actor: &mut Actor, rd: &mut OwnedReadHalf, s: &mut Session
 }
 
 /// Decodes every complete frame in `buf` and hands each to the protocol.
-async fn drain_frames(actor: &mut Actor, buf: &mut BytesMut, s: &mut Session) -> Option<SessionEnd> {
+async fn drain_frames(
+    actor: &mut Actor,
+    buf: &mut BytesMut,
+    s: &mut Session,
+) -> Option<SessionEnd> {
     loop {
         let now = Instant::now();
         let frame = match s.codec.decode_frame(buf) {
@@ -360,7 +363,11 @@ fn learned(actor: &Actor, s: &mut Session, l: Learned) {
     }
 }
 
-fn on_command(actor: &mut Actor, cmd: PeerConnectionCommand, s: &mut Session) -> Option<SessionEnd> {
+fn on_command(
+    actor: &mut Actor,
+    cmd: PeerConnectionCommand,
+    s: &mut Session,
+) -> Option<SessionEnd> {
     match cmd {
         PeerConnectionCommand::Disconnect => Some(s.end(DisconnectReason::Requested)),
         PeerConnectionCommand::UpdateConfig(c) => {
@@ -417,7 +424,11 @@ async fn read_some(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Resul
 }
 
 /// Drains the outbox into the socket until it is closed and empty or the socket fails.
-async fn write_loop(mut wr: OwnedWriteHalf, outbox: Outbox, stats: std::sync::Arc<ConnectionStats>) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    outbox: Outbox,
+    stats: std::sync::Arc<ConnectionStats>,
+) {
     while let Some((frame, permit)) = outbox.next().await {
         if let Err(e) = write_frame(&mut wr, &frame).await {
             debug!(error = %e, "write failed");

@@ -616,7 +616,12 @@ impl Manager {
             reason,
             ack: Some(ack),
         };
-        let running = self.inner.reports_rx.lock().map(|r| r.is_none()).unwrap_or(false);
+        let running = self
+            .inner
+            .reports_rx
+            .lock()
+            .map(|r| r.is_none())
+            .unwrap_or(false);
         if running && !self.inner.cancel.is_cancelled() {
             // Through the supervisor, the store's one writer, in order with every other fact.
             if let Err(mpsc::error::SendError(report)) = self.inner.reports_tx.send(report).await {

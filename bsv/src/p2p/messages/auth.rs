@@ -1,4 +1,4 @@
-//! Authenticated-connection messages between miners (PROTOCOL.md §3.13): `authch`, which the
+//! Authenticated-connection messages between miners (docs/PROTOCOL.md §3.13): `authch`, which the
 //! node sends to every peer after its `verack` and a library may ignore, and `authresp`.
 
 use bytes::{BufMut, Bytes};

@@ -1,5 +1,5 @@
 //! BIP37 bloom-filter messages (`filterload`, `filteradd`, `merkleblock`) and the data-reference
-//! transaction (`datareftx`). Nodes ban peers that send bloom filters by default (PROTOCOL.md
+//! transaction (`datareftx`). Nodes ban peers that send bloom filters by default (docs/PROTOCOL.md
 //! §9.12); the types exist so such traffic decodes and can be recognised.
 
 use bytes::{BufMut, Bytes};

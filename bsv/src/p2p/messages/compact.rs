@@ -1,4 +1,4 @@
-//! Compact blocks (BIP152, version 1 short IDs over txids; PROTOCOL.md §3.8): `sendcmpct`,
+//! Compact blocks (BIP152, version 1 short IDs over txids; docs/PROTOCOL.md §3.8): `sendcmpct`,
 //! `cmpctblock`, `getblocktxn`, `blocktxn`.
 
 use bytes::BufMut;

@@ -1,4 +1,4 @@
-//! Double-spend notifications (`dsdetected`, PROTOCOL.md §3.11) and miner-ID revocations
+//! Double-spend notifications (`dsdetected`, docs/PROTOCOL.md §3.11) and miner-ID revocations
 //! (`revokemid`, §3.12). Both are relayed by nodes; a library mostly logs them.
 
 use bytes::{BufMut, Bytes};

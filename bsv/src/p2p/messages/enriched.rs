@@ -1,4 +1,4 @@
-//! Enriched headers (PROTOCOL.md §3.9): the entries of `hdrsen`, each a header with its real
+//! Enriched headers (docs/PROTOCOL.md §3.9): the entries of `hdrsen`, each a header with its real
 //! transaction count and, optionally, the coinbase and miner-info transactions with TSC proofs.
 
 use bytes::BufMut;

@@ -1,4 +1,4 @@
-//! The message catalogue: every command the bitcoin-sv 1.2.2 node knows (PROTOCOL.md §3.1) as a
+//! The message catalogue: every command the bitcoin-sv 1.2.2 node knows (docs/PROTOCOL.md §3.1) as a
 //! variant of [`Message`], plus [`Message::Unknown`] so that commands this library does not know
 //! pass through instead of failing.
 //!

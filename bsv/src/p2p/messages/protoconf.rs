@@ -1,4 +1,4 @@
-//! The `protoconf` message (PROTOCOL.md §3.10): the largest payload the sender accepts and the
+//! The `protoconf` message (docs/PROTOCOL.md §3.10): the largest payload the sender accepts and the
 //! stream policies it supports. The node sends `numberOfFields` 2, a fixed u32 limit (not a var
 //! int, whatever the spec text says) and `BlockPriority,Default`.
 

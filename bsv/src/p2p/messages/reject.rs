@@ -1,4 +1,4 @@
-//! The `reject` message and its codes (PROTOCOL.md §3.16, §8).
+//! The `reject` message and its codes (docs/PROTOCOL.md §3.16, §8).
 
 use std::fmt;
 

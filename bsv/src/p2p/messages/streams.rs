@@ -1,4 +1,4 @@
-//! Multistream setup messages (PROTOCOL.md §7): `createstrm` and `streamack`. This library does
+//! Multistream setup messages (docs/PROTOCOL.md §7): `createstrm` and `streamack`. This library does
 //! not open extra streams; the types exist so the messages decode and can be logged.
 
 use bytes::{BufMut, Bytes};

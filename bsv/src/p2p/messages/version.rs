@@ -1,4 +1,4 @@
-//! The `version` message (PROTOCOL.md §2.2), parsed leniently the way the node does: every field
+//! The `version` message (docs/PROTOCOL.md §2.2), parsed leniently the way the node does: every field
 //! after `addr_recv` is optional and parsing stops where the payload ends; the association ID
 //! that follows the relay byte is validated strictly, since garbage there aborts the node's
 //! handshake.
@@ -16,7 +16,7 @@ pub const MAX_USER_AGENT_LEN: usize = crate::p2p::limits::MAX_SUBVERSION_LENGTH;
 /// Longest association ID the node accepts (`MAX_ASSOCIATION_ID_LENGTH`).
 pub const MAX_ASSOCIATION_ID_LEN: usize = 129;
 
-/// The association ID trailing a `version` (multistreams, PROTOCOL.md §7).
+/// The association ID trailing a `version` (multistreams, docs/PROTOCOL.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssociationId {

@@ -1,6 +1,6 @@
-use crate::p2p::connection::Misbehavior;
 use super::*;
 use crate::bitcoin::NetAddress;
+use crate::p2p::connection::Misbehavior;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
