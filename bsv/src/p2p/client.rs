@@ -31,7 +31,7 @@ use crate::p2p::Message;
 pub struct PeerClientOptions {
     /// Messages buffered for [`PeerClient::recv`] before the connection stops reading.
     pub capacity: usize,
-    /// Keep a tap of every message received ([`PeerClient::tap`]) with room for this many
+    /// Keep a tap of every message received ([`PeerClient::take_tap`]) with room for this many
     /// (lossy: a tap that falls behind skips messages).
     pub tap_capacity: Option<usize>,
     /// Lifecycle events buffered for [`PeerClient::events`].

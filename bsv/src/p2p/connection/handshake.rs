@@ -12,7 +12,7 @@
 //! The peer's `version` is validated as the node does: protocol version ≥ 31800 (older gets
 //! `reject` 0x11 and a disconnect, no ban), a user agent matching the ban list is banned, and our
 //! own nonce coming back means we dialled ourselves (disconnect, no ban). Frames with another
-//! network's magic never reach this machine: the codec reports them and [`super::PeerProtocol`]
+//! network's magic never reach this machine: the codec reports them and `PeerProtocol`
 //! calls [`Handshake::on_wrong_magic`]. Messages that arrive too early are dropped and reported
 //! as misbehaviour (+1 each, docs/PROTOCOL.md §2.8); the score and the ban it leads to are kept
 //! by `PeerProtocol`, the one place that scores. The timeout runs from the moment the machine is

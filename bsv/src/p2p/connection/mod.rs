@@ -1,6 +1,6 @@
 //! One connection to one peer.
 //!
-//! Every protocol decision lives in [`PeerProtocol`](protocol), a sans-I/O state machine with
+//! Every protocol decision lives in `PeerProtocol` (`protocol.rs`), a sans-I/O state machine with
 //! the clock passed in, built from smaller pure machines, all tested without sockets or
 //! sleeping:
 //! * `protocol`: the rules from the first byte to the close (handshake, keepalive, codec-error
@@ -12,7 +12,7 @@
 //! * [`state`]: the lifecycle of SPEC §6 with only the legal transitions.
 //!
 //! The actor (`actor`, `session`) only moves bytes and timers for the machine: it dials, reads,
-//! writes through the [`Outbox`](outbox) and reports facts to the manager, which alone writes
+//! writes through the `Outbox` and reports facts to the manager, which alone writes
 //! the peer store.
 
 pub(crate) mod actor;
