@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/frame_decoder/ from shared/vectors (the corpus itself is git-ignored).
+"""Seeds fuzz/corpus/frame_decoder/ from testdata/vectors (the corpus itself is git-ignored).
 
 Frame vectors are copied as raw bytes. Payload-only vectors are wrapped in a mainnet frame of
 their command so the payload parsers start from real data. The 5 GiB extmsg header is also
 given a small version (ext_length 3, three payload bytes) that can actually complete.
-Usage: python3 fuzz/seed_corpus.py [path/to/shared]   (default: ../shared beside the checkout)
+Usage: python3 fuzz/seed_corpus.py [path/to/dir/holding/vectors]   (default: testdata/ of the checkout)
 """
 import hashlib
 import pathlib
@@ -12,7 +12,7 @@ import struct
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHARED = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "shared"
+SHARED = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "testdata"
 OUT = HERE / "corpus" / "frame_decoder"
 MAINNET = bytes.fromhex("e3e1f3e8")
 

@@ -7,8 +7,8 @@
 //! root. The goals: decoding the block frame, checksum included, costs at most 1.3 × the sha256d
 //! of its payload; the merkle root at most 1.3 × the txids.
 //!
-//! Run with `cargo bench -p bitcoinsv --bench codec`. The block is read from `shared/data/` beside
-//! the checkout (`BSV_SHARED_DIR` overrides), as the integration tests do.
+//! Run with `cargo bench -p bitcoinsv --bench codec`. The block is read from `testdata/data/` at the
+//! root of the checkout, as the integration tests do.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! The real mainnet block 825188 in `../shared/data/`, wrapped in a `block` frame, and its three
+//! The real mainnet block 825188 in `testdata/data/`, wrapped in a `block` frame, and its three
 //! corrupted copies.
 
 mod common;

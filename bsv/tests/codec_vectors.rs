@@ -1,4 +1,4 @@
-//! Every vector in `../shared/vectors/` decodes and re-encodes to the identical bytes.
+//! Every vector in `testdata/vectors/` decodes and re-encodes to the identical bytes.
 
 mod common;
 

@@ -12,9 +12,10 @@ fn bsvp2p(args: &[&str]) -> Output {
         .expect("run bsvp2p")
 }
 
-fn shared(rel: &str) -> String {
+/// A file under `testdata/` at the root of the checkout.
+fn testdata(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
+        .join("../testdata")
         .join(rel)
         .to_string_lossy()
         .into_owned()
@@ -57,7 +58,7 @@ fn readme_example_frame_decodes_to_our_version_message() {
 fn real_node_capture_decodes_with_its_network_detected() {
     let v = json(&bsvp2p(&[
         "decode",
-        &shared("vectors/bsvtest_version_frame_bitcoin-sv-1.2.2_capture.hex"),
+        &testdata("vectors/bsvtest_version_frame_bitcoin-sv-1.2.2_capture.hex"),
     ]));
     assert_eq!(v["network"], "testnet");
     assert_eq!(v["message"]["payload"]["user_agent"], "/Bitcoin SV:1.2.2/");
@@ -77,7 +78,7 @@ fn bare_payload_decodes_with_hashes_in_display_order() {
         "decode",
         "--payload",
         "headers",
-        &shared("vectors/jcl_bsvmain_headers_payload_real.hex"),
+        &testdata("vectors/jcl_bsvmain_headers_payload_real.hex"),
     ]));
     let first = v["message"]["payload"][0].clone();
     assert!(first["prev_hash"]
@@ -88,7 +89,8 @@ fn bare_payload_decodes_with_hashes_in_display_order() {
 
 #[test]
 fn raw_binary_block_file_decodes_as_a_payload() {
-    let path = shared("data/0000000000000000000988036522057056727ae85ad7cea92b2198418c9bb8f7.bin");
+    let path =
+        testdata("data/0000000000000000000988036522057056727ae85ad7cea92b2198418c9bb8f7.bin");
     let v = json(&bsvp2p(&["decode", "--payload", "block", &path]));
     assert_eq!(
         v["message"]["payload"]["transactions"]
@@ -109,7 +111,7 @@ fn a_stream_of_frames_prints_one_json_line_per_message() {
         "jcl_bsvmain_verack_frame.hex",
         "jcl_bsvmain_ping_frame.hex",
     ] {
-        let text = std::fs::read_to_string(shared(&format!("vectors/{v}"))).unwrap();
+        let text = std::fs::read_to_string(testdata(&format!("vectors/{v}"))).unwrap();
         stream.extend(hex::decode(text.trim()).unwrap());
     }
     let file = dir.join("stream.bin");
@@ -131,7 +133,7 @@ fn a_stream_of_frames_prints_one_json_line_per_message() {
 
 #[test]
 fn btc_magic_is_refused_with_a_hint_and_accepted_with_explicit_magic() {
-    let f = shared("vectors/btcmain_verack_frame.hex");
+    let f = testdata("vectors/btcmain_verack_frame.hex");
     assert_one_line_error(&bsvp2p(&["decode", &f]), "--magic f9beb4d9");
     let v = json(&bsvp2p(&["decode", "--magic", "f9beb4d9", &f]));
     assert_eq!(v["message"]["command"], "verack");

@@ -1,21 +1,20 @@
-//! Helpers shared by integration tests: locating `../shared` (real vectors and data).
+//! Helpers for the integration tests: locating `testdata/` at the repository root (real vectors,
+//! the real block and the seed's example program; `testdata/README.md` says where each came from).
 #![allow(dead_code)]
 
 pub mod dns;
 
 use std::path::PathBuf;
 
-/// The `shared` folder beside the checkout (`BSV_SHARED_DIR` overrides).
-pub fn shared_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("BSV_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+/// `testdata/` at the root of the checkout: everything the tests and benchmarks read, so a fresh
+/// clone needs nothing beside it.
+pub fn testdata_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
 /// Reads a hex vector file (one line of hex).
 pub fn vector(name: &str) -> Vec<u8> {
-    let path = shared_dir().join("vectors").join(name);
+    let path = testdata_dir().join("vectors").join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     hex::decode(text.trim()).unwrap_or_else(|e| panic!("hex in {}: {e}", path.display()))
@@ -23,7 +22,7 @@ pub fn vector(name: &str) -> Vec<u8> {
 
 /// Reads a data file.
 pub fn data(name: &str) -> Vec<u8> {
-    let path = shared_dir().join("data").join(name);
+    let path = testdata_dir().join("data").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -31,7 +30,7 @@ pub fn data(name: &str) -> Vec<u8> {
 pub fn all_vectors() -> Vec<String> {
     let mut out = Vec::new();
     for sub in ["", "derived"] {
-        let dir = shared_dir().join("vectors").join(sub);
+        let dir = testdata_dir().join("vectors").join(sub);
         for e in
             std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
         {
