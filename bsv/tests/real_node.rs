@@ -39,7 +39,6 @@ use bitcoinsv::p2p::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// How long any one step may take; a healthy node on loopback answers in milliseconds.
 const STEP: Duration = Duration::from_secs(15);
@@ -269,10 +268,14 @@ impl<'a> Guard<'a> {
 
 /// A user agent no other connection has, to find ours in `getpeerinfo`.
 fn unique_user_agent() -> String {
+    // Digits only: random hex once produced "abc", a default ban pattern, and the manager
+    // refused its own configuration.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     format!(
-        "/bitcoinsv-rs:{}/realnode-{}/",
+        "/bitcoinsv-rs:{}/realnode-{}-{}/",
         env!("CARGO_PKG_VERSION"),
-        &Uuid::new_v4().simple().to_string()[..12]
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }
 
