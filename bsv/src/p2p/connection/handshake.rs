@@ -213,6 +213,7 @@ impl Handshake {
     }
 
     /// Whether the machine has produced `Complete` or `Failed`.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.finished
     }

@@ -144,11 +144,13 @@ impl Keepalive {
     }
 
     /// The last measured round-trip time.
+    #[cfg(test)]
     pub fn rtt(&self) -> Option<Duration> {
         self.last_rtt
     }
 
     /// The nonce of the ping awaiting its pong, if any.
+    #[cfg(test)]
     pub fn outstanding_nonce(&self) -> Option<u64> {
         self.outstanding.map(|(n, _)| n)
     }

@@ -5,28 +5,28 @@
 //! sleeping:
 //! * `protocol`: the rules from the first byte to the close (handshake, keepalive, codec-error
 //!   policy, the misbehaviour catalogue, scores and bans), returning actions;
-//! * [`handshake`]: `version`/`verack` for outbound, inbound and over-capacity connections;
-//! * [`keepalive`]: the ping schedule, pong matching, RTT and the dead-peer timeout;
+//! * `handshake`: `version`/`verack` for outbound, inbound and over-capacity connections;
+//! * `keepalive`: the ping schedule, pong matching, RTT and the dead-peer timeout;
 //! * `rules`: the node's checks on single messages and the counters some rules need;
-//! * [`retry`]: backoff with cap and jitter, the retry budget, restarts per window;
-//! * [`state`]: the lifecycle of SPEC §6 with only the legal transitions.
+//! * `retry`: backoff with cap and jitter, the retry budget, restarts per window;
+//! * `state`: the lifecycle of SPEC §6 with only the legal transitions.
 //!
 //! The actor (`actor`, `session`) only moves bytes and timers for the machine: it dials, reads,
 //! writes through the `Outbox` and reports facts to the manager, which alone writes
 //! the peer store.
 
 pub(crate) mod actor;
-pub mod handshake;
-pub mod keepalive;
+pub(crate) mod handshake;
+pub(crate) mod keepalive;
 pub(crate) mod link;
 mod misbehavior;
 pub(crate) mod outbox;
 pub(crate) mod protocol;
 mod reason;
-pub mod retry;
+pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod session;
-pub mod state;
+pub(crate) mod state;
 pub mod stats;
 
 #[cfg(test)]

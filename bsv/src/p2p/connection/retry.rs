@@ -115,6 +115,7 @@ impl RetryState {
     }
 
     /// Restarts counted in the current window.
+    #[cfg(test)]
     pub fn restarts_in_window(&self) -> usize {
         self.restarts.len()
     }
