@@ -5,16 +5,18 @@
 //! the overall deadline passes. It reports every node it tried: reachable or not, its user agent,
 //! protocol version, services, height, round-trip time, and which chain it is on.
 //!
-//! A probe is a one-shot exchange built directly on [`MessageCodec`] and a `TcpStream`, not on
-//! the connection actor: the crawler must *see* peers that the actor would refuse (a BCH user
-//! agent, another network's magic) in order to report them, and it needs no peer store, bans,
-//! retries or keepalive. One probe:
+//! A probe is a one-shot exchange on a [`FramedStream`] (the framing the connection actor reads
+//! with) driven by the library's own `Handshake` machine, not on the connection actor: the
+//! crawler must *see* peers that the actor would refuse (a BCH user agent, another network's
+//! magic) in order to report them, and it needs no peer store, bans, retries or keepalive. One
+//! probe:
 //!
 //! 1. connects (`connect_timeout`) and sends our `version`;
-//! 2. reads until the peer's `version` and `verack` (`handshake_timeout`). The first frame's
-//!    magic and the `version`'s user agent classify the peer (docs/PROTOCOL.md §6, [`Chain`]); a peer
-//!    that is not on our chain is reported and left at once, and its addresses are not followed;
-//! 3. sends `verack`, `ping` and `getaddr`, and waits at most `addr_timeout` for an `addr` that
+//! 2. reads until the handshake completes (`handshake_timeout`), answering the peer's `version`
+//!    with `verack` as the handshake machine says. The first frame's magic and the `version`'s
+//!    user agent classify the peer (docs/PROTOCOL.md §6, [`Chain`]); a peer that is not on our
+//!    chain is reported and left at once, and its addresses are not followed;
+//! 3. sends `ping` and `getaddr` in one write, and waits at most `addr_timeout` for an `addr` that
 //!    names anyone other than the peer itself (a node advertising its own address sends a
 //!    one-entry `addr` of itself, which is not the answer). The `pong` gives the round-trip time;
 //!    without one, the time from our `version` to the peer's is used.
@@ -29,18 +31,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use rand::Rng;
 use serde::{Serialize, Serializer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::bitcoin::{Magic, NetAddress, Network};
 use crate::p2p::bans::UserAgentBanList;
-use crate::p2p::codec::{MessageCodec, RawFrame, RecvLimits};
+use crate::p2p::codec::{FramedStream, MessageCodec, ReadError, RecvLimits};
 use crate::p2p::config::default_user_agent;
+use crate::p2p::connection::{Handshake, HandshakeFlow, HandshakeOutput, NonceRegistry};
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::limits::{DEFAULT_MAX_RECV_PAYLOAD, PROTOCOL_VERSION};
 use crate::p2p::messages::{AssociationId, VersionMessage};
@@ -392,73 +393,6 @@ impl Crawler {
     }
 }
 
-/// Why reading the next frame stopped.
-enum ReadEnd {
-    Timeout,
-    Closed,
-    Failed(String),
-}
-
-/// One probe's socket: frames are written with our network's magic and read with any magic, so
-/// a foreign peer's first frame can still be classified and its `version` shown.
-struct Wire {
-    stream: TcpStream,
-    encoder: MessageCodec,
-    decoder: MessageCodec,
-    buf: BytesMut,
-}
-
-impl Wire {
-    async fn send(&mut self, m: &Message) -> std::result::Result<(), String> {
-        self.send_all(std::slice::from_ref(m)).await
-    }
-
-    /// Sends several messages in one write, so they leave in as few segments as possible.
-    async fn send_all(&mut self, msgs: &[Message]) -> std::result::Result<(), String> {
-        let mut out = BytesMut::new();
-        for m in msgs {
-            self.encoder
-                .encode(m, &mut out)
-                .map_err(|e| e.to_string())?;
-        }
-        let commands: Vec<&str> = msgs.iter().map(Message::command).collect();
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("sending {}: {e}", commands.join(", ")))
-    }
-
-    /// The next frame whose checksum verifies, before `until`. Frames the codec can skip (bad
-    /// checksum, bad command field) are skipped, as the node does.
-    async fn next_frame(&mut self, until: Instant) -> std::result::Result<RawFrame, ReadEnd> {
-        loop {
-            match self.decoder.decode_frame(&mut self.buf) {
-                Ok(Some(f)) => return Ok(f),
-                Ok(None) => {}
-                Err(e) if e.is_fatal() => return Err(ReadEnd::Failed(e.to_string())),
-                Err(_) => continue,
-            }
-            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-                self.buf.reserve(16 * 1024);
-            }
-            match timeout_at(until, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return Err(ReadEnd::Timeout),
-                Ok(Ok(0)) => return Err(ReadEnd::Closed),
-                Ok(Err(e)) => {
-                    use std::io::ErrorKind::*;
-                    return Err(match e.kind() {
-                        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                            ReadEnd::Closed
-                        }
-                        _ => ReadEnd::Failed(e.to_string()),
-                    });
-                }
-                Ok(Ok(_)) => {}
-            }
-        }
-    }
-}
-
 fn our_version(config: &CrawlConfig, peer: SocketAddr) -> VersionMessage {
     VersionMessage {
         version: PROTOCOL_VERSION,
@@ -517,35 +451,46 @@ async fn probe_into(
         max_payload: DEFAULT_MAX_RECV_PAYLOAD,
         ..RecvLimits::default()
     };
-    let mut wire = Wire {
+    // Read any magic, so a foreign peer's first frame can still be classified and its
+    // `version` shown; write our network's.
+    let mut wire = FramedStream::tcp(
         stream,
-        encoder: MessageCodec::new(config.network),
-        decoder: MessageCodec::any_magic().with_recv_limits(limits),
-        buf: BytesMut::new(),
-    };
+        MessageCodec::any_magic().with_recv_limits(limits),
+        MessageCodec::new(config.network),
+    );
     let sent = Instant::now();
-    wire.send(&Message::Version(our_version(config, address)))
-        .await?;
-    let hs_deadline = sent + config.handshake_timeout;
+    // The library's own handshake. The crawler classifies user agents itself (it reports other
+    // chains rather than banning them), so the machine's ban filter lets every agent through.
+    let mut hs = Handshake::new(
+        HandshakeFlow::Outbound,
+        config.network,
+        our_version(config, address),
+        NonceRegistry::default(),
+        Arc::new(|_: &str| false),
+        config.handshake_timeout,
+        sent,
+    );
+    send_outputs(&mut wire, hs.start()).await?;
     let mut got_version = false;
-    let mut got_verack = false;
-    while !(got_version && got_verack) {
-        let frame = match wire.next_frame(hs_deadline).await {
+    loop {
+        let frame = match wire.next_frame(hs.deadline()).await {
             Ok(f) => f,
-            Err(ReadEnd::Timeout) if got_version => {
+            Err(ReadError::Timeout) if got_version => {
                 return Err(format!("no verack within {:?}", config.handshake_timeout))
             }
-            Err(ReadEnd::Timeout) => {
+            Err(ReadError::Timeout) => {
                 return Err(format!("no version within {:?}", config.handshake_timeout))
             }
-            Err(ReadEnd::Closed) => return Err("closed the connection during the handshake".into()),
-            Err(ReadEnd::Failed(e)) => return Err(e),
+            Err(ReadError::Closed) => {
+                return Err("closed the connection during the handshake".into())
+            }
+            Err(ReadError::Codec(e)) => return Err(e.to_string()),
         };
         let magic = frame.header.magic;
-        let msg = frame.message().ok();
+        let Ok(msg) = frame.message() else { continue };
         if magic != config.network.magic() {
             report.chain = Chain::classify(config.network, magic, "", &config.bch_user_agents);
-            if let Some(Message::Version(v)) = &msg {
+            if let Message::Version(v) = &msg {
                 record_version(report, v, sent.elapsed());
             }
             report.reachable = true;
@@ -556,10 +501,10 @@ async fn probe_into(
                 config.network
             ));
         }
-        match msg {
-            Some(Message::Version(v)) if !got_version => {
+        match &msg {
+            Message::Version(v) if !got_version => {
                 got_version = true;
-                record_version(report, &v, sent.elapsed());
+                record_version(report, v, sent.elapsed());
                 report.reachable = true;
                 report.chain = Chain::classify(
                     config.network,
@@ -571,8 +516,7 @@ async fn probe_into(
                     return Err(format!("user agent {:?} is not BSV", v.user_agent));
                 }
             }
-            Some(Message::Verack) => got_verack = true,
-            Some(Message::Reject(r)) => {
+            Message::Reject(r) => {
                 return Err(format!(
                     "rejected our {}: {} {:?}",
                     r.message, r.code, r.reason
@@ -580,22 +524,29 @@ async fn probe_into(
             }
             _ => {}
         }
+        if send_outputs(&mut wire, hs.on_message(&msg)).await? {
+            break;
+        }
     }
     let nonce = rand::thread_rng().gen_range(1..=u64::MAX);
     let ping_sent = Instant::now();
-    wire.send_all(&[Message::Verack, Message::Ping(nonce), Message::GetAddr])
-        .await?;
+    wire.send_all(&[Message::Ping(nonce), Message::GetAddr])
+        .await
+        .map_err(|e| format!("sending ping, getaddr: {e}"))?;
     let addr_deadline = Instant::now() + config.addr_timeout;
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     loop {
         let frame = match wire.next_frame(addr_deadline).await {
             Ok(f) => f,
             // No answer in time, or the peer left: report what we have.
-            Err(ReadEnd::Timeout) | Err(ReadEnd::Closed) => return Ok(()),
-            Err(ReadEnd::Failed(e)) => return Err(e),
+            Err(ReadError::Timeout) | Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Codec(e)) => return Err(e.to_string()),
         };
         match frame.message() {
-            Ok(Message::Ping(n)) => wire.send(&Message::Pong(n)).await?,
+            Ok(Message::Ping(n)) => wire
+                .send(&Message::Pong(n))
+                .await
+                .map_err(|e| format!("sending pong: {e}"))?,
             Ok(Message::Pong(n)) if n == nonce => report.rtt = Some(ping_sent.elapsed()),
             Ok(Message::Addr(list)) => {
                 let mut answer = false;
@@ -615,6 +566,30 @@ async fn probe_into(
         }
     }
 }
+
+/// Sends what the handshake asks for; true once it has completed, an error if it failed.
+async fn send_outputs(
+    wire: &mut Wire,
+    outputs: Vec<HandshakeOutput>,
+) -> std::result::Result<bool, String> {
+    let mut complete = false;
+    for o in outputs {
+        match o {
+            HandshakeOutput::Send(m) => wire
+                .send(&m)
+                .await
+                .map_err(|e| format!("sending {}: {e}", m.command()))?,
+            HandshakeOutput::Complete(_) => complete = true,
+            HandshakeOutput::Failed(f) => return Err(f.to_string()),
+            // A crawl keeps no score: an early message from a probed peer changes nothing.
+            HandshakeOutput::Misbehaving(_) => {}
+        }
+    }
+    Ok(complete)
+}
+
+/// One probe's socket.
+type Wire = FramedStream<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>;
 
 /// `s` with control characters escaped, so that text from a peer cannot drive a terminal.
 pub fn printable(s: &str) -> String {

@@ -9,11 +9,13 @@
 //! split off the read buffer without copying, so a block's transactions share the frame's memory.
 
 mod error;
+mod framed;
 mod header;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use error::CodecError;
+pub use framed::{is_close, FrameReader, FramedStream, ReadError};
 pub use header::{is_sendable_command, parse_command, FrameHeader};
 
 use crate::bitcoin::{sha256d, Magic, Network};

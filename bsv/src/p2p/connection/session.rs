@@ -4,9 +4,9 @@
 //! [`Action`]s it returns: queue a frame, deliver to subscribers, update statistics, emit events,
 //! report facts. It decides nothing about the protocol.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
@@ -20,7 +20,7 @@ use super::{
     OutboxError, PeerDetails,
 };
 use crate::bitcoin::NetAddress;
-use crate::p2p::codec::{MessageCodec, RecvLimits};
+use crate::p2p::codec::{is_close, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, PeerConnectionCommand};
 use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
@@ -40,6 +40,7 @@ pub(crate) struct SessionEnd {
 
 struct Session {
     protocol: PeerProtocol,
+    /// Encodes what we send (the reader has its own decoder).
     codec: MessageCodec,
     outbox: Outbox,
     started: Instant,
@@ -103,14 +104,16 @@ fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
 
 /// Runs one session on `stream` until it ends.
 pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlow) -> SessionEnd {
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
     let outbox = Outbox::new(actor.ctx.send_queue_bytes);
     let writer =
         tokio::spawn(write_loop(wr, outbox.clone(), actor.shared.stats.clone()).in_current_span());
     let started = Instant::now();
+    let decoder = MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor));
+    let mut rd = FrameReader::new(rd, decoder);
     let mut s = Session {
         protocol: PeerProtocol::new(settings(actor, flow), started),
-        codec: MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor)),
+        codec: MessageCodec::new(actor.ctx.network),
         outbox,
         started,
         banned: false,
@@ -128,18 +131,21 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
     end
 }
 
-async fn session_loop(actor: &mut Actor, rd: &mut OwnedReadHalf, s: &mut Session) -> SessionEnd {
+async fn session_loop(
+    actor: &mut Actor,
+    rd: &mut FrameReader<OwnedReadHalf>,
+    s: &mut Session,
+) -> SessionEnd {
     let actions = s.protocol.start();
     if let Some(end) = apply(actor, s, actions).await {
         return end;
     }
-    let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         let deadline = s.protocol.deadline();
         tokio::select! {
             biased;
             _ = actor.shared.cancel.cancelled() => return s.end(DisconnectReason::Requested),
-            r = read_some(rd, &mut buf) => {
+            r = rd.read_more() => {
                 match r {
                     Ok(0) => return s.end(DisconnectReason::PeerClosed),
                     Err(e) => return s.end(read_error(e)),
@@ -148,14 +154,14 @@ async fn session_loop(actor: &mut Actor, rd: &mut OwnedReadHalf, s: &mut Session
                         s.protocol.on_bytes_received(Instant::now());
                     }
                 }
-                if let Some(end) = drain_frames(actor, &mut buf, s).await {
+                if let Some(end) = drain_frames(actor, rd, s).await {
                     return end;
                 }
             }
             cmd = actor.cmd_rx.recv() => {
                 match cmd {
                     None => return s.end(DisconnectReason::Requested),
-                    Some(c) => if let Some(end) = on_command(actor, c, s) { return end; },
+                    Some(c) => if let Some(end) = on_command(actor, c, rd, s) { return end; },
                 }
             }
             _ = sleep_until(deadline) => {
@@ -166,15 +172,15 @@ async fn session_loop(actor: &mut Actor, rd: &mut OwnedReadHalf, s: &mut Session
     }
 }
 
-/// Decodes every complete frame in `buf` and hands each to the protocol.
+/// Decodes every complete frame buffered and hands each to the protocol.
 async fn drain_frames(
     actor: &mut Actor,
-    buf: &mut BytesMut,
+    rd: &mut FrameReader<OwnedReadHalf>,
     s: &mut Session,
 ) -> Option<SessionEnd> {
     loop {
         let now = Instant::now();
-        let frame = match s.codec.decode_frame(buf) {
+        let frame = match rd.decode() {
             Ok(Some(f)) => f,
             Ok(None) => return None,
             Err(e) => {
@@ -366,6 +372,7 @@ fn learned(actor: &Actor, s: &mut Session, l: Learned) {
 fn on_command(
     actor: &mut Actor,
     cmd: PeerConnectionCommand,
+    rd: &mut FrameReader<OwnedReadHalf>,
     s: &mut Session,
 ) -> Option<SessionEnd> {
     match cmd {
@@ -373,7 +380,7 @@ fn on_command(
         PeerConnectionCommand::UpdateConfig(c) => {
             debug!("connection settings updated");
             actor.ctx.config = c;
-            s.codec.set_recv_limits(recv_limits(actor));
+            rd.codec_mut().set_recv_limits(recv_limits(actor));
             s.protocol.set_ping_timing(
                 actor.ctx.config.ping_interval,
                 actor.ctx.config.ping_timeout,
@@ -404,23 +411,11 @@ fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEn
 
 /// A reset is how most peers close a socket with data still in flight: report it as a close.
 fn read_error(e: std::io::Error) -> DisconnectReason {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-            DisconnectReason::PeerClosed
-        }
-        _ => DisconnectReason::Io(e.to_string()),
+    if is_close(&e) {
+        DisconnectReason::PeerClosed
+    } else {
+        DisconnectReason::Io(e.to_string())
     }
-}
-
-/// Reads what the socket has, keeping a fixed amount of room in `buf` so that large payloads
-/// arrive in big reads; the buffer then grows with what arrives, never with a declared length.
-async fn read_some(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    const READ_ROOM: usize = 16 * 1024;
-    if buf.capacity() - buf.len() < READ_ROOM {
-        buf.reserve(READ_ROOM);
-    }
-    rd.read_buf(buf).await
 }
 
 /// Drains the outbox into the socket until it is closed and empty or the socket fails.

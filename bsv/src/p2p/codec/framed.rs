@@ -1,0 +1,174 @@
+//! Frames over a byte stream: the one reading loop shared by the connection actor, the crawler
+//! and the simulated network, so that all three buffer, check limits and skip bad frames the
+//! same way.
+//!
+//! [`FrameReader`] owns the read half of a stream, a decoder and the read buffer. Its two steps,
+//! [`FrameReader::read_more`] (await bytes) and [`FrameReader::decode`] (split off one frame if
+//! a whole one is buffered), are separate so a driver can count bytes, note that the peer is
+//! alive, and `select!` on the read while doing other work: `read_more` is cancel-safe, since
+//! every byte read is kept in the buffer. The buffer keeps a fixed amount of free room, so a
+//! large payload arrives in big reads, and it grows with what arrives, never with what a header
+//! declares. [`FramedStream`] adds the write half and an encoder for request/response tools.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
+
+use super::{CodecError, MessageCodec, RawFrame};
+use crate::p2p::Message;
+
+/// Free room kept in the read buffer before each read.
+const READ_ROOM: usize = 16 * 1024;
+
+/// Reads frames from the read half of a stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    rd: R,
+    codec: MessageCodec,
+    buf: BytesMut,
+}
+
+/// Why [`FramedStream::next_frame`] returned no frame.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Nothing complete arrived before the deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The peer closed the stream (or reset it).
+    #[error("closed by the peer")]
+    Closed,
+    /// The stream cannot be read any further: a fatal codec error or an I/O error.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader decoding with `codec`.
+    pub fn new(rd: R, codec: MessageCodec) -> Self {
+        FrameReader {
+            rd,
+            codec,
+            buf: BytesMut::with_capacity(READ_ROOM),
+        }
+    }
+
+    /// The decoder, to change its limits or record the peer's version.
+    pub fn codec_mut(&mut self) -> &mut MessageCodec {
+        &mut self.codec
+    }
+
+    /// Waits for more bytes; returns how many arrived, 0 when the peer closed the stream.
+    /// Cancel-safe.
+    pub async fn read_more(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < READ_ROOM {
+            self.buf.reserve(READ_ROOM);
+        }
+        self.rd.read_buf(&mut self.buf).await
+    }
+
+    /// Splits one frame off the buffer if a whole one has arrived (`Ok(None)`: read more).
+    pub fn decode(&mut self) -> Result<Option<RawFrame>, CodecError> {
+        self.codec.decode_frame(&mut self.buf)
+    }
+
+    /// Bytes buffered and not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole frame before `until`. Frames the codec skips (bad checksum, bad command
+    /// field) are passed over, as the node does; a payload that does not parse is the caller's
+    /// to find, since the frame is returned before parsing.
+    pub async fn next_frame(&mut self, until: Instant) -> Result<RawFrame, ReadError> {
+        loop {
+            match self.decode() {
+                Ok(Some(f)) => return Ok(f),
+                Ok(None) => {}
+                Err(e) if e.is_fatal() => return Err(ReadError::Codec(e)),
+                Err(_) => continue,
+            }
+            match timeout_at(until, self.read_more()).await {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(Ok(0)) => return Err(ReadError::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if is_close(&e) => return Err(ReadError::Closed),
+                Ok(Err(e)) => return Err(ReadError::Codec(CodecError::Io(e))),
+            }
+        }
+    }
+}
+
+/// Whether an I/O error is how the peer closed the stream: most peers reset a socket that
+/// still has data in flight.
+pub fn is_close(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+/// A whole stream speaking frames: a [`FrameReader`] plus the write half and an encoder.
+/// Each write is one `write_all` of whole frames.
+#[derive(Debug)]
+pub struct FramedStream<R, W> {
+    reader: FrameReader<R>,
+    wr: W,
+    encoder: MessageCodec,
+}
+
+impl FramedStream<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf> {
+    /// Frames over a TCP stream: `decoder` reads, `encoder` writes (they differ when a tool
+    /// reads any magic but writes its own network's).
+    pub fn tcp(
+        stream: tokio::net::TcpStream,
+        decoder: MessageCodec,
+        encoder: MessageCodec,
+    ) -> Self {
+        let (rd, wr) = stream.into_split();
+        FramedStream {
+            reader: FrameReader::new(rd, decoder),
+            wr,
+            encoder,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> FramedStream<R, W> {
+    /// The reading side.
+    pub fn reader(&mut self) -> &mut FrameReader<R> {
+        &mut self.reader
+    }
+
+    /// The encoder, to record the peer's limits.
+    pub fn encoder_mut(&mut self) -> &mut MessageCodec {
+        &mut self.encoder
+    }
+
+    /// Sends messages in one write, so they leave in as few segments as possible.
+    pub async fn send_all(&mut self, msgs: &[Message]) -> Result<(), CodecError> {
+        let mut out = BytesMut::new();
+        for m in msgs {
+            self.encoder.encode(m, &mut out)?;
+        }
+        self.wr.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, m: &Message) -> Result<(), CodecError> {
+        self.send_all(std::slice::from_ref(m)).await
+    }
+
+    /// The next frame before `until` (see [`FrameReader::next_frame`]).
+    pub async fn next_frame(&mut self, until: Instant) -> Result<RawFrame, ReadError> {
+        self.reader.next_frame(until).await
+    }
+
+    /// The next frame within `wait`.
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Result<RawFrame, ReadError> {
+        self.reader.next_frame(Instant::now() + wait).await
+    }
+}
