@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoinsv::bitcoin::{Hash, InvVect, NetAddress, TimestampedNetAddress};
-use bitcoinsv::p2p::codec::MessageCodec;
+use bitcoinsv::p2p::codec::{FrameReader, MessageCodec};
 use bitcoinsv::p2p::limits::COMMAND_LEN;
 use bitcoinsv::p2p::{CodecError, Message};
 use bytes::{BufMut, BytesMut};
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -78,22 +79,26 @@ pub(crate) async fn run(
             registration.set_local_nonce(nonce);
         }
         debug!(mode = mode.name(), "connection open");
+        if let Misbehaviour::SlowReader { .. } = mode {
+            let _ = socket2::SockRef::from(&stream).set_recv_buffer_size(SLOW_RCVBUF);
+        }
+        // The library's own framing loop reads for the simulated node too.
+        let (rd, writer) = stream.into_split();
         let mut conn = Connection {
-            decoder: MessageCodec::new(net.config.network),
+            reader: FrameReader::new(rd, MessageCodec::new(net.config.network)),
+            writer,
             encoder: MessageCodec::with_magic(match &mode {
                 Misbehaviour::WrongMagic => BTC_MAGIC,
                 Misbehaviour::OtherNetworkMagic(n) => n.magic(),
                 _ => net.config.network.magic(),
             }),
             state: PeerState::new(direction, peer, mode.clone(), nonce),
-            stream,
             peer,
             direction,
             conn_id: registration.id,
             node: Arc::clone(&node),
             net,
             mode,
-            read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
             sent: 0,
             silent: false,
@@ -113,17 +118,16 @@ pub(crate) async fn run(
 }
 
 struct Connection {
-    stream: TcpStream,
+    reader: FrameReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
     peer: SocketAddr,
     direction: Direction,
     conn_id: u64,
     node: Arc<NodeShared>,
     net: Arc<NetShared>,
     mode: Misbehaviour,
-    decoder: MessageCodec,
     encoder: MessageCodec,
     state: PeerState,
-    read_buf: BytesMut,
     write_buf: BytesMut,
     /// Messages sent (for [`Misbehaviour::DisconnectAfter`]).
     sent: u32,
@@ -131,28 +135,20 @@ struct Connection {
     silent: bool,
 }
 
-/// Reads what is available into `buf`; in slow mode at most `rate` bytes per second.
+/// Reads what is available; in slow mode at most `rate` bytes per second.
 async fn read_some(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
+    reader: &mut FrameReader<OwnedReadHalf>,
     slow: Option<u32>,
     next_read: &mut Instant,
 ) -> std::io::Result<usize> {
     match slow {
-        None => {
-            if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-                buf.reserve(READ_CHUNK);
-            }
-            stream.read_buf(buf).await
-        }
+        None => reader.read_more().await,
         Some(rate) => {
             tokio::time::sleep_until(*next_read).await;
             let rate = rate.max(1);
             // Read in slices of a tenth of a second's allowance (at least one byte).
             let chunk = (rate as usize / 10).clamp(1, READ_CHUNK);
-            let mut tmp = vec![0u8; chunk];
-            let n = stream.read(&mut tmp).await?;
-            buf.extend_from_slice(&tmp[..n]);
+            let n = reader.read_more_at_most(chunk).await?;
             let pause = Duration::from_secs_f64(n as f64 / f64::from(rate));
             *next_read = Instant::now() + pause;
             Ok(n)
@@ -179,10 +175,7 @@ impl Connection {
             return End::Closed("disconnect-after 0".into());
         }
         let slow = match self.mode {
-            Misbehaviour::SlowReader { bytes_per_second } => {
-                let _ = socket2::SockRef::from(&self.stream).set_recv_buffer_size(SLOW_RCVBUF);
-                Some(bytes_per_second)
-            }
+            Misbehaviour::SlowReader { bytes_per_second } => Some(bytes_per_second),
             _ => None,
         };
         let mut next_read = Instant::now();
@@ -222,7 +215,7 @@ impl Connection {
                 _ = &mut handshake_deadline, if !connected => {
                     Err(End::Closed("handshake timeout".into()))
                 }
-                read = read_some(&mut self.stream, &mut self.read_buf, slow, &mut next_read) => {
+                read = read_some(&mut self.reader, slow, &mut next_read) => {
                     match read {
                         Ok(0) => Err(End::Closed("peer closed the connection".into())),
                         Ok(_) => self.process_input().await,
@@ -267,7 +260,11 @@ impl Connection {
     /// Decodes and handles every complete frame in the read buffer.
     async fn process_input(&mut self) -> Result<(), End> {
         loop {
-            match self.decoder.decode(&mut self.read_buf) {
+            match self
+                .reader
+                .decode()
+                .and_then(|f| f.map(|f| f.message()).transpose())
+            {
                 Ok(Some(msg)) => {
                     trace!(command = msg.command(), "received");
                     self.node.counters.message_in(msg.command());
@@ -409,7 +406,7 @@ impl Connection {
         if self.write_buf.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.write_buf).await;
+        let result = self.writer.write_all(&self.write_buf).await;
         self.write_buf.clear();
         if self.write_buf.capacity() > WRITE_BUF_KEEP {
             self.write_buf = BytesMut::new();

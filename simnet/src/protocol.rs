@@ -26,12 +26,13 @@ use bitcoinsv::bitcoin::{
 use bitcoinsv::p2p::limits::{
     BAN_SCORE_THRESHOLD, BIP0031_VERSION, DEFAULT_MAX_RECV_PAYLOAD,
     LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH, MAX_ADDR, MAX_GETBLOCKS_RESULTS, MAX_HEADERS_RESULTS,
-    MIN_PEER_PROTO_VERSION, NODE_BITCOIN_CASH, NODE_NETWORK, PROTOCOL_VERSION, SENDHEADERS_VERSION,
+    MIN_PEER_PROTO_VERSION, NODE_BITCOIN_CASH, NODE_NETWORK, NO_BLOOM_VERSION, PROTOCOL_VERSION,
+    SENDHEADERS_VERSION, SHORT_IDS_BLOCKS_VERSION,
 };
 use bitcoinsv::p2p::messages::{
     AssociationId, AuthChallenge, Protoconf, Reject, RejectCode, SendCmpct,
 };
-use bitcoinsv::p2p::{Message, VersionMessage};
+use bitcoinsv::p2p::{Message, Misbehavior, VersionMessage};
 use bytes::Bytes;
 
 use crate::chain::ChainHandle;
@@ -39,14 +40,8 @@ use crate::misbehaviour::{Misbehaviour, BCH_USER_AGENT};
 
 /// Services the node advertises: `NODE_NETWORK | NODE_BITCOIN_CASH` (docs/PROTOCOL.md §2.4).
 pub const NODE_SERVICES: u64 = NODE_NETWORK | NODE_BITCOIN_CASH;
-/// Peers at or above this version get `sendcmpct` (`SHORT_IDS_BLOCKS_VERSION`).
-const SHORT_IDS_BLOCKS_VERSION: i32 = 70014;
-/// Peers at or above this version must have `NODE_BLOOM` to send bloom messages.
-const NO_BLOOM_VERSION: i32 = 70011;
 /// The node's default stream-policy list (`-multistreampolicies`).
 pub const STREAM_POLICIES: &str = "BlockPriority,Default";
-/// User-agent substrings the node bans by default (`DEFAULT_CLIENTUA_BAN_PATTERNS`).
-const BANNED_UA_PATTERNS: [&str; 3] = ["abc", "cash", "bch"];
 
 /// Who opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +190,7 @@ fn unix_now() -> i64 {
 
 /// Whether a user agent matches the node's default ban list (case-insensitive substrings).
 pub(crate) fn is_banned_user_agent(ua: &str) -> bool {
-    let lower = ua.to_ascii_lowercase();
-    BANNED_UA_PATTERNS.iter().any(|p| lower.contains(p))
+    bitcoinsv::p2p::UserAgentBanList::default().is_banned(ua)
 }
 
 fn reject(message: &str, code: RejectCode, reason: &str, hash: Option<Hash>) -> Message {
@@ -288,7 +282,11 @@ impl PeerState {
         }
     }
 
-    fn misbehave(&mut self, score: u32, reason: &'static str, out: &mut Vec<Action>) {
+    /// Scores an offence as the node does: its points and its reason come from the library's
+    /// catalogue ([`Misbehavior`]), so the simulated node and the library cannot drift apart.
+    fn misbehave(&mut self, offence: Misbehavior, out: &mut Vec<Action>) {
+        let score = offence.score();
+        let reason = offence.node_reason();
         let before = self.score;
         self.score = self.score.saturating_add(score);
         out.push(Action::Misbehaving { score, reason });
@@ -313,14 +311,14 @@ impl PeerState {
             _ => {}
         }
         if self.peer.is_none() {
-            self.misbehave(1, "missing-version", &mut out);
+            self.misbehave(Misbehavior::MissingVersion, &mut out);
             return out;
         }
         if !self.verack_received {
             match msg {
                 Message::Verack => self.on_verack(now, &mut out),
                 Message::AuthCh(_) | Message::AuthResp(_) => {}
-                _ => self.misbehave(1, "missing-verack", &mut out),
+                _ => self.misbehave(Misbehavior::MissingVerack, &mut out),
             }
             return out;
         }
@@ -336,7 +334,7 @@ impl PeerState {
                 "Duplicate version message",
                 None,
             )));
-            self.misbehave(1, "multiple-version", out);
+            self.misbehave(Misbehavior::MultipleVersion, out);
             return;
         }
         if v.version < MIN_PEER_PROTO_VERSION {
@@ -363,7 +361,7 @@ impl PeerState {
             return;
         }
         if is_banned_user_agent(&v.user_agent) {
-            self.misbehave(BAN_SCORE_THRESHOLD, "invalid-UA", out);
+            self.misbehave(Misbehavior::InvalidUserAgent, out);
             return;
         }
         self.peer = Some(PeerVersion {
@@ -482,7 +480,7 @@ impl PeerState {
                 }
             }
             Message::Addr(a) if a.len() > MAX_ADDR => {
-                self.misbehave(20, "oversized-addr", out);
+                self.misbehave(Misbehavior::OversizedAddr, out);
             }
             Message::GetHeaders(locator) => self.on_getheaders(&locator, ctx, out),
             Message::GetBlocks(locator) => self.on_getblocks(&locator, ctx, out),
@@ -501,17 +499,17 @@ impl PeerState {
                 }
             }
             Message::Headers(h) if h.len() > MAX_HEADERS_RESULTS => {
-                self.misbehave(20, "too-many-headers", out);
+                self.misbehave(Misbehavior::TooManyHeaders, out);
             }
             Message::SendHeaders => {
                 if self.sendheaders {
-                    self.misbehave(1, "Invalid SendHeaders activity", out);
+                    self.misbehave(Misbehavior::InvalidSendHeaders, out);
                 }
                 self.sendheaders = true;
             }
             Message::SendHdrsEn => {
                 if self.sendhdrsen {
-                    self.misbehave(1, "Invalid SendHdrsEn activity", out);
+                    self.misbehave(Misbehavior::InvalidSendHdrsEn, out);
                 }
                 self.sendhdrsen = true;
             }
@@ -537,7 +535,7 @@ impl PeerState {
             Message::FilterLoad(_) | Message::FilterAdd(_) => {
                 let version = self.peer.as_ref().map_or(0, |p| p.version);
                 if version >= NO_BLOOM_VERSION {
-                    self.misbehave(100, "no-bloom-version", out);
+                    self.misbehave(Misbehavior::NoBloomVersion, out);
                 } else {
                     out.push(Action::Disconnect("bloom filter without NODE_BLOOM".into()));
                 }
@@ -692,7 +690,7 @@ impl PeerState {
             None,
         )));
         if var_int_too_large {
-            self.misbehave(1, "Over-long size message protection", &mut out);
+            self.misbehave(Misbehavior::OverLongSize, &mut out);
         }
         out
     }

@@ -110,3 +110,6 @@ pub const STREAM_POLICIES: &str = "Default";
 /// `pong`) before it is stopped: long enough for a healthy socket, short enough that a peer
 /// which stopped reading cannot hold the close up.
 pub const WRITER_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Peers at or above this version understand compact blocks; the node sends them `sendcmpct`
+/// (`SHORT_IDS_BLOCKS_VERSION`).
+pub const SHORT_IDS_BLOCKS_VERSION: i32 = 70014;

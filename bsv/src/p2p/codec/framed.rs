@@ -68,6 +68,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.rd.read_buf(&mut self.buf).await
     }
 
+    /// As [`FrameReader::read_more`], reading at most `limit` bytes (for throttled readers such as
+    /// the simulated network's slow-reader mode). Cancel-safe.
+    pub async fn read_more_at_most(&mut self, limit: usize) -> std::io::Result<usize> {
+        self.buf.reserve(limit.min(READ_ROOM));
+        (&mut self.rd)
+            .take(limit as u64)
+            .read_buf(&mut self.buf)
+            .await
+    }
+
     /// Splits one frame off the buffer if a whole one has arrived (`Ok(None)`: read more).
     pub fn decode(&mut self) -> Result<Option<RawFrame>, CodecError> {
         self.codec.decode_frame(&mut self.buf)

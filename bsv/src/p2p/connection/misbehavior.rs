@@ -60,6 +60,9 @@ pub enum Misbehavior {
     InvalidCmpctBlockTxns,
     /// A `getblocktxn` index past the end of the block: +100.
     OutOfBoundTxIndex,
+    /// A user agent matching the ban list (`ProcessVersionMessage`, `IsClientUABanned`): the
+    /// threshold at once. The library bans such peers directly (`BanReason::BannedUserAgent`).
+    InvalidUserAgent,
     /// A header declaring a payload above the limit for its command (`CNetMessage::Read`,
     /// "Oversized header detected"): a direct ban.
     OversizedHeader,
@@ -80,7 +83,7 @@ impl Misbehavior {
             | InvalidCmpctBlock
             | InvalidCmpctBlockTxns
             | OutOfBoundTxIndex => 100,
-            OversizedHeader => BAN_SCORE_THRESHOLD,
+            OversizedHeader | InvalidUserAgent => BAN_SCORE_THRESHOLD,
         }
     }
 
@@ -110,6 +113,7 @@ impl Misbehavior {
             InvalidCmpctBlockTxns => "invalid-cmpctblk-txns",
             OutOfBoundTxIndex => "out-of-bound-tx-index",
             OversizedHeader => "Oversized header detected",
+            InvalidUserAgent => "invalid-UA",
         }
     }
 }
