@@ -237,6 +237,7 @@ async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Opti
             Action::Established(v) => established(actor, s, &v).await,
             Action::Misbehaving { offence, score } => {
                 debug!(score, reason = %offence, "peer misbehaved");
+                actor.shared.stats.set_score(score);
                 actor.emit(ControlEvent::PeerMisbehavior {
                     peer_id: actor.peer.id,
                     score,

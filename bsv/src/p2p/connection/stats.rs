@@ -165,6 +165,7 @@ pub struct ConnectionStats {
     direction: Direction,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    score: std::sync::atomic::AtomicU32,
     record: Mutex<Record>,
 }
 
@@ -183,6 +184,8 @@ pub struct ConnectionSnapshot {
     pub details: Option<PeerDetails>,
     /// Last ping round trip.
     pub rtt: Option<Duration>,
+    /// The peer's misbehaviour score on this connection (the node bans at 100).
+    pub misbehavior_score: u32,
     /// When the handshake completed.
     pub connected_since: Option<SystemTime>,
     /// How long the handshake took.
@@ -218,6 +221,7 @@ impl ConnectionStats {
             direction,
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            score: std::sync::atomic::AtomicU32::new(0),
             record: Mutex::new(Record {
                 state: ConnectionState::Disconnected,
                 details: None,
@@ -283,6 +287,10 @@ impl ConnectionStats {
         }
     }
 
+    pub(crate) fn set_score(&self, score: u32) {
+        self.score.store(score, Ordering::Relaxed);
+    }
+
     pub(crate) fn add_bytes_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -333,6 +341,7 @@ impl ConnectionStats {
             state,
             details,
             rtt,
+            misbehavior_score: self.score.load(Ordering::Relaxed),
             connected_since,
             handshake_duration,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
