@@ -759,3 +759,6 @@ async fn the_misbehaviour_check_sees_a_charge_the_node_logs_for_us() {
     assert!(charges[0].contains(&format!("peer={id}")), "{charges:?}");
     s.shutdown().await;
 }
+
+#[path = "real_node/rules.rs"]
+mod rules;
