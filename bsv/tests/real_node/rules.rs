@@ -489,7 +489,8 @@ async fn rule_multiple_version() {
     p.send_version(&node).await;
     p.round_trip().await;
     assert_charged(&guard, &p, &[Misbehavior::MultipleVersion]).await;
-    let r = p.rejects.first().expect("a reject for the second version");
+    assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+    let r = &p.rejects[0];
     assert_eq!(
         (r.message.as_str(), r.code, r.reason.as_str()),
         (
@@ -538,7 +539,8 @@ async fn rule_over_long_size() {
     p.send_bytes(&frame).await;
     p.round_trip().await;
     assert_charged(&guard, &p, &[Misbehavior::OverLongSize]).await;
-    let r = p.rejects.first().expect("a reject for the inv");
+    assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+    let r = &p.rejects[0];
     assert_eq!(
         (r.message.as_str(), r.code, r.reason.as_str()),
         ("inv", RejectCode::Malformed, "error parsing message")
@@ -930,8 +932,9 @@ async fn rule_out_of_bound_tx_index() {
     assert_charged(&guard, &p, &[Misbehavior::OutOfBoundTxIndex]).await;
 }
 
-/// A run of bad checksums right after the handshake: the 101st within 500 ms of the last costs
-/// +1, each further one +1 more.
+/// A run of bad checksums right after the handshake: the 101st costs +1, each further one +1
+/// more. The node counts the connection's start as the run's first event, so this holds as long
+/// as its first bad checksum comes within 500 ms of the connection (a few milliseconds here).
 #[tokio::test]
 async fn rule_invalid_checksum() {
     let node = node_or_skip!("rule_invalid_checksum");
@@ -943,10 +946,9 @@ async fn rule_invalid_checksum() {
     assert_not_charged(&guard, &p);
     send_bad_checksums(&mut p, 2).await;
     p.round_trip().await;
-    assert!(
-        elapsed < Duration::from_millis(400),
-        "the run must start within 500 ms of the connection: {elapsed:?}"
-    );
+    if elapsed > Duration::from_millis(250) {
+        eprintln!("the run began {elapsed:?} after the connection: the node may count one less");
+    }
     assert_charged(&guard, &p, &[Misbehavior::InvalidChecksum; 2]).await;
 }
 
