@@ -8,19 +8,21 @@
 //! banning local peer"); a direct ban (an oversized header) does ban loopback, and its test lifts
 //! the ban again before it lets go of the node.
 //!
-//! What bitcoin-sv 1.2.2 does differently from the catalogue, each pinned by its test (which fails
-//! once the catalogue changes, so that the test can then assert the catalogue instead):
+//! What bitcoin-sv 1.2.2 does differently from the catalogue, each asserted by its test as the
+//! node does it:
 //! * `dsdetected`: +10 as catalogued, but the reason is "Invalid double-spend Detected message
 //!   received" for a message that does not parse and "Invalid double-spend detected message
 //!   received" (lower-case d) for one that fails the structural checks, never
-//!   `invalid-dsdetected`.
+//!   `invalid-dsdetected`. These tests also assert that the catalogue still differs, so that
+//!   fixing it makes them fail and switch to asserting the catalogue.
 //! * `authch` and `revokemid`: charged as catalogued only by a node with a miner-ID database
 //!   (`-minerid`, which `regtest.sh start` does not enable); without one the node never
 //!   rate-limits `authch` and ignores `revokemid`. Their tests ask the node (`dumpminerids`) and
 //!   assert whichever applies.
 //! * Bad checksums: the node's run starts when the connection does, and a bad checksum more than
 //!   500 ms after the previous event (connection or bad checksum) resets the count to zero, not
-//!   one: after a pause the 102nd costs the first point, where the catalogue charges the 101st.
+//!   one: after a pause the 102nd costs the first point, where our connection's count
+//!   (`ChecksumRun`) charges the 101st.
 //!
 //! Not provokable on this node: `oversized-bloom-filter` and `invalid-filteradd` (the node does
 //! not offer `NODE_BLOOM`, so any `filterload`/`filteradd` is `no-bloom-version` first).
