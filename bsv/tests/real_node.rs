@@ -8,6 +8,11 @@
 //! node's log must show no `Misbehaving` or `BAN THRESHOLD` line: whatever we sent, the node found
 //! nothing to charge us for.
 //!
+//! The [`rules`] module (`real_node/rules.rs`, tests listed as `rules::NAME`) breaks the rules on
+//! purpose: over raw connections it provokes every rule of our misbehaviour catalogue the node
+//! can be made to charge and asserts the node charged exactly the catalogue's score and reason,
+//! and nothing else.
+//!
 //! # Environment (set by `.ci/run`; see `shared/bsvnode/README.md`)
 //!
 //! * `BSV_TEST_NODE=ip:port`: the node's P2P address. Unset: every test is skipped, printing
@@ -759,3 +764,7 @@ async fn the_misbehaviour_check_sees_a_charge_the_node_logs_for_us() {
     assert!(charges[0].contains(&format!("peer={id}")), "{charges:?}");
     s.shutdown().await;
 }
+
+/// The misbehaviour catalogue against the node, one raw connection per rule.
+#[path = "real_node/rules.rs"]
+mod rules;
