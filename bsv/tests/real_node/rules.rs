@@ -8,21 +8,17 @@
 //! banning local peer"); a direct ban (an oversized header) does ban loopback, and its test lifts
 //! the ban again before it lets go of the node.
 //!
-//! What bitcoin-sv 1.2.2 does differently from the catalogue, each asserted by its test as the
-//! node does it:
-//! * `dsdetected`: +10 as catalogued, but the reason is "Invalid double-spend Detected message
-//!   received" for a message that does not parse and "Invalid double-spend detected message
-//!   received" (lower-case d) for one that fails the structural checks, never
-//!   `invalid-dsdetected`. These tests also assert that the catalogue still differs, so that
-//!   fixing it makes them fail and switch to asserting the catalogue.
-//! * `authch` and `revokemid`: charged as catalogued only by a node with a miner-ID database
-//!   (`-minerid`, which `regtest.sh start` does not enable); without one the node never
-//!   rate-limits `authch` and ignores `revokemid`. Their tests ask the node (`dumpminerids`) and
-//!   assert whichever applies.
+//! What these tests taught the catalogue (each now followed by `PeerProtocol`):
+//! * `dsdetected` has two reasons: "Invalid double-spend Detected message received" for a message
+//!   that does not parse (`MalformedDsDetected`) and "... detected ..." (lower-case d) for one
+//!   that fails the structural checks (`InvalidDsDetected`).
+//! * `authch` and `revokemid` are charged only by a node with a miner-ID database (`-minerid`,
+//!   which `regtest.sh start` does not enable); without one the node never rate-limits `authch`
+//!   and ignores `revokemid`, and so does the library. Their tests ask the node
+//!   (`dumpminerids`) and assert whichever applies.
 //! * Bad checksums: the node's run starts when the connection does, and a bad checksum more than
-//!   500 ms after the previous event (connection or bad checksum) resets the count to zero, not
-//!   one: after a pause the 102nd costs the first point, where our connection's count
-//!   (`ChecksumRun`) charges the 101st.
+//!   500 ms after the previous event resets the count to zero: after a pause the 102nd costs the
+//!   first point (`ChecksumRun` counts the same way).
 //!
 //! Not provokable on this node: `oversized-bloom-filter` and `invalid-filteradd` (the node does
 //! not offer `NODE_BLOOM`, so any `filterload`/`filteradd` is `no-bloom-version` first).
@@ -292,23 +288,6 @@ async fn assert_charged_as(guard: &Guard<'_>, peer: &RawPeer, want: &[(u32, &str
 async fn assert_charged(guard: &Guard<'_>, peer: &RawPeer, rules: &[Misbehavior]) {
     let want: Vec<(u32, &str)> = rules.iter().map(|r| (r.score(), r.node_reason())).collect();
     assert_charged_as(guard, peer, &want).await;
-}
-
-/// The node charged exactly `(score, reason)` where the catalogue says otherwise for `rule`:
-/// a known discrepancy, pinned so that a fix of the catalogue shows up here.
-async fn assert_charged_unlike_catalogue(
-    guard: &Guard<'_>,
-    peer: &RawPeer,
-    rule: Misbehavior,
-    score: u32,
-    reason: &str,
-) {
-    assert_charged_as(guard, peer, &[(score, reason)]).await;
-    assert_ne!(
-        (rule.score(), rule.node_reason()),
-        (score, reason),
-        "the catalogue now matches the node for {rule:?}: assert it with `assert_charged`"
-    );
 }
 
 /// The node has processed everything (call after [`RawPeer::round_trip`]) and charged nothing.
@@ -738,8 +717,8 @@ async fn rule_invalid_revoke_mid() {
     }
 }
 
-/// Discrepancy: +10 as catalogued, but a `dsdetected` that does not parse (version 2) is
-/// charged as "Invalid double-spend Detected message received".
+/// A `dsdetected` that does not parse (version 2): +10 "Invalid double-spend Detected message
+/// received" (capital D), as catalogued.
 #[tokio::test]
 async fn rule_invalid_ds_detected_unparsable() {
     let node = node_or_skip!("rule_invalid_ds_detected_unparsable");
@@ -751,18 +730,11 @@ async fn rule_invalid_ds_detected_unparsable() {
     }))
     .await;
     p.round_trip().await;
-    assert_charged_unlike_catalogue(
-        &guard,
-        &p,
-        Misbehavior::InvalidDsDetected,
-        10,
-        "Invalid double-spend Detected message received",
-    )
-    .await;
+    assert_charged(&guard, &p, &[Misbehavior::MalformedDsDetected]).await;
 }
 
-/// Discrepancy: a `dsdetected` that parses but fails the structural checks (its forks share no
-/// parent) is +10 "Invalid double-spend detected message received", lower-case d.
+/// A `dsdetected` that parses but fails the structural checks (its forks share no parent): +10
+/// "Invalid double-spend detected message received" (lower-case d), as catalogued.
 #[tokio::test]
 async fn rule_invalid_ds_detected_structure() {
     let node = node_or_skip!("rule_invalid_ds_detected_structure");
@@ -796,14 +768,7 @@ async fn rule_invalid_ds_detected_structure() {
     }))
     .await;
     p.round_trip().await;
-    assert_charged_unlike_catalogue(
-        &guard,
-        &p,
-        Misbehavior::InvalidDsDetected,
-        10,
-        "Invalid double-spend detected message received",
-    )
-    .await;
+    assert_charged(&guard, &p, &[Misbehavior::InvalidDsDetected]).await;
 }
 
 /// The node offers no `NODE_BLOOM`, so a `filterload` is +100 (which is also why
@@ -954,8 +919,8 @@ async fn rule_invalid_checksum() {
     assert_charged(&guard, &p, &[Misbehavior::InvalidChecksum; 2]).await;
 }
 
-/// Discrepancy: after a pause of over 500 ms the node's count starts again from zero, not one,
-/// so only the 102nd bad checksum of the new run costs +1; the catalogue charges the 101st.
+/// After a pause of over 500 ms the node's count starts again from zero, so only the 102nd bad
+/// checksum of the new run costs +1 (`ChecksumRun` counts the same way).
 #[tokio::test]
 async fn rule_invalid_checksum_after_a_pause() {
     let node = node_or_skip!("rule_invalid_checksum_after_a_pause");

@@ -38,16 +38,21 @@ pub enum Misbehavior {
     DisconnectedHeader,
     /// Every 10th `headers` announcement that does not connect to our chain: +20.
     TooManyUnconnectedHeaders,
-    /// `authch` faster than the leaky bucket allows (`ProcessAuthChMessage`): +10.
+    /// `authch` faster than the leaky bucket allows (`ProcessAuthChMessage`): +10, charged only
+    /// by a node with a miner-ID database (`-minerid`). Like a default node, the library has none
+    /// and never charges it.
     AuthChRateLimit,
     /// `authresp` faster than the leaky bucket allows (`ProcessAuthRespMessage`): +10.
     AuthRespRateLimit,
     /// A `revokemid` that fails to parse or its structural checks (`src/miner_id/revokemid.h`):
-    /// +10.
+    /// +10, charged only by a node with a miner-ID database; a default node, and the library,
+    /// ignore `revokemid`.
     InvalidRevokeMid,
-    /// A `dsdetected` that fails to parse or its structural checks
+    /// A `dsdetected` that parses but fails the structural checks
     /// (`src/double_spend/dsdetected_message.cpp`): +10.
     InvalidDsDetected,
+    /// A `dsdetected` that does not parse: +10, under its own reason string (capital D).
+    MalformedDsDetected,
     /// `filterload`/`filteradd` from a peer ≥ 70011 when we do not offer `NODE_BLOOM`: +100.
     NoBloomVersion,
     /// A `filterload` over 36,000 bytes or 50 hash functions: +100.
@@ -75,7 +80,8 @@ impl Misbehavior {
         match self {
             MissingVersion | MissingVerack | MultipleVersion | InvalidSendHeaders
             | InvalidSendHdrsEn | InvalidChecksum | OverLongSize => 1,
-            AuthChRateLimit | AuthRespRateLimit | InvalidRevokeMid | InvalidDsDetected => 10,
+            AuthChRateLimit | AuthRespRateLimit | InvalidRevokeMid | InvalidDsDetected
+            | MalformedDsDetected => 10,
             OversizedAddr | TooManyHeaders | DisconnectedHeader | TooManyUnconnectedHeaders => 20,
             NoBloomVersion
             | OversizedBloomFilter
@@ -105,7 +111,9 @@ impl Misbehavior {
             AuthChRateLimit => "authch-rate-limit",
             AuthRespRateLimit => "authresp-rate-limit",
             InvalidRevokeMid => "Invalid revokemid message",
-            InvalidDsDetected => "invalid-dsdetected",
+            // Both as bitcoin-sv 1.2.2 logs them (checked against the node, bsv/tests/real_node).
+            InvalidDsDetected => "Invalid double-spend detected message received",
+            MalformedDsDetected => "Invalid double-spend Detected message received",
             NoBloomVersion => "no-bloom-version",
             OversizedBloomFilter => "oversized-bloom-filter",
             InvalidFilterAdd => "invalid-filteradd",

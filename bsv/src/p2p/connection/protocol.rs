@@ -124,7 +124,6 @@ pub(crate) struct PeerProtocol {
     sendheaders_seen: bool,
     sendhdrsen_seen: bool,
     checksums: ChecksumRun,
-    authch: LeakyBucket,
     authresp: LeakyBucket,
     unconnecting: UnconnectingHeaders,
 }
@@ -171,8 +170,7 @@ impl PeerProtocol {
             protoconf_seen: false,
             sendheaders_seen: false,
             sendhdrsen_seen: false,
-            checksums: ChecksumRun::default(),
-            authch: LeakyBucket::default(),
+            checksums: ChecksumRun::new(now),
             authresp: LeakyBucket::default(),
             unconnecting: UnconnectingHeaders::default(),
         }
@@ -332,11 +330,11 @@ impl PeerProtocol {
                 }
                 Vec::new()
             }
-            "revokemid" if self.keepalive.is_some() => {
-                self.misbehave(Misbehavior::InvalidRevokeMid)
-            }
+            // Without a miner-ID database the node never reads `revokemid` (checked against
+            // bitcoin-sv 1.2.2, bsv/tests/real_node/rules.rs): nothing to reject or score.
+            "revokemid" if self.keepalive.is_some() => Vec::new(),
             "dsdetected" if self.keepalive.is_some() => {
-                self.misbehave(Misbehavior::InvalidDsDetected)
+                self.misbehave(Misbehavior::MalformedDsDetected)
             }
             _ => vec![Action::Send(reject(
                 command,
@@ -505,14 +503,10 @@ impl PeerProtocol {
                     Vec::new()
                 }
             }
-            // Without a miner ID the node ignores `authch` (and we never send one, so an
-            // `authresp` answers nothing); both are rate-limited all the same.
-            Message::AuthCh(_) => {
-                if self.authch.overflows(now) {
-                    return self.misbehave(Misbehavior::AuthChRateLimit);
-                }
-                Vec::new()
-            }
+            // A node without a miner-ID database ignores `authch` entirely, rate limit included
+            // (checked against bitcoin-sv 1.2.2); so do we. We never send `authch`, so an
+            // `authresp` answers nothing, and it is rate-limited as the node does.
+            Message::AuthCh(_) => Vec::new(),
             Message::AuthResp(_) => {
                 if self.authresp.overflows(now) {
                     return self.misbehave(Misbehavior::AuthRespRateLimit);
@@ -538,9 +532,6 @@ impl PeerProtocol {
                     }
                     None => deliver(msg),
                 }
-            }
-            Message::RevokeMid(ref r) if !rules::revoke_mid_is_valid(r) => {
-                self.misbehave(Misbehavior::InvalidRevokeMid)
             }
             Message::DsDetected(ref d) if !rules::ds_detected_is_valid(d) => {
                 self.misbehave(Misbehavior::InvalidDsDetected)

@@ -10,7 +10,7 @@ use crate::p2p::limits::{
     AUTH_MESSAGE_BURST, AUTH_MESSAGE_DRAIN, INVALID_CHECKSUM_FREQUENCY, INVALID_CHECKSUM_INTERVAL,
     MAX_BLOOM_FILTER_SIZE, MAX_FILTERADD_ELEMENT, MAX_HASH_FUNCS, MAX_UNCONNECTING_HEADERS,
 };
-use crate::p2p::messages::{CompactBlock, DsDetected, FilterLoad, RevokeMid};
+use crate::p2p::messages::{CompactBlock, DsDetected, FilterLoad};
 
 /// Whether each header of an announcement builds on the one before it
 /// (`ProcessHeadersMessage`: "non-continuous headers sequence" is `disconnected-header`).
@@ -83,17 +83,6 @@ pub(crate) fn ds_detected_is_valid(d: &DsDetected) -> bool {
     true
 }
 
-/// The structural checks of `revokemid` (`src/miner_id/revokemid.h`): version 0 and three
-/// compressed public keys (prefix 0x02 or 0x03) with signatures present.
-pub(crate) fn revoke_mid_is_valid(r: &RevokeMid) -> bool {
-    let compressed = |k: &[u8; 33]| matches!(k[0], 0x02 | 0x03);
-    r.version == 0
-        && compressed(&r.revocation_key)
-        && compressed(&r.miner_id)
-        && compressed(&r.revocation_message)
-        && !r.signatures.is_empty()
-}
-
 /// A `filterload` within the node's size limits (`CBloomFilter::IsWithinSizeConstraints`).
 pub(crate) fn filter_load_is_valid(f: &FilterLoad) -> bool {
     f.filter.len() <= MAX_BLOOM_FILTER_SIZE && f.hash_funcs <= MAX_HASH_FUNCS
@@ -104,27 +93,33 @@ pub(crate) fn filter_add_is_valid(data: &[u8]) -> bool {
     data.len() <= MAX_FILTERADD_ELEMENT
 }
 
-/// Runs of bad checksums (docs/PROTOCOL.md §1.3): each bad checksum less than 500 ms after the
-/// previous one extends the run, a longer gap starts a new one, and only checksums past the
-/// 100th of a run cost anything.
-#[derive(Debug, Default)]
+/// Runs of bad checksums (docs/PROTOCOL.md §1.3), counted as bitcoin-sv 1.2.2 counts them
+/// (checked against the node, bsv/tests/real_node/rules.rs): the connection's start is the first
+/// event; each bad checksum less than 500 ms after the previous event adds one, a longer gap
+/// resets the count to zero; a bad checksum that takes the count past 100 costs +1.
+#[derive(Debug)]
 pub(crate) struct ChecksumRun {
-    last: Option<Instant>,
+    last: Instant,
     count: u32,
 }
 
 impl ChecksumRun {
+    /// A run for a connection that started at `start`.
+    pub(crate) fn new(start: Instant) -> Self {
+        ChecksumRun {
+            last: start,
+            count: 0,
+        }
+    }
+
     /// Records a bad checksum at `now`; true when this one costs +1.
     pub(crate) fn on_bad_checksum(&mut self, now: Instant) -> bool {
-        let in_run = self
-            .last
-            .is_some_and(|l| now.saturating_duration_since(l) < INVALID_CHECKSUM_INTERVAL);
-        self.count = if in_run {
-            self.count.saturating_add(1)
+        if now.saturating_duration_since(self.last) < INVALID_CHECKSUM_INTERVAL {
+            self.count = self.count.saturating_add(1);
         } else {
-            1
-        };
-        self.last = Some(now);
+            self.count = 0;
+        }
+        self.last = now;
         self.count > INVALID_CHECKSUM_FREQUENCY
     }
 }
