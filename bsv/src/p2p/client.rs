@@ -104,6 +104,7 @@ impl PeerClient {
         // Nobody reads the lossy message broadcast: `recv` uses the lossless sink.
         let (message_tx, _) = broadcast::channel(1);
         let mut ctx = ConnectionContext::new(&config, control_tx, message_tx)?;
+        ctx.metrics = crate::p2p::metrics::Metrics::from_global();
         let messages = ctx.sinks.subscribe(options.capacity);
         let tap = options.tap_capacity.map(|n| {
             let (tx, rx) = broadcast::channel(n.max(1));

@@ -165,16 +165,25 @@ impl MessageSinks {
             .unwrap_or(true)
     }
 
-    /// Delivers `event` to every subscriber, waiting while any of them is full. Subscribers that
-    /// went away are dropped.
-    pub async fn deliver(&self, event: &BitcoinMessageEvent) {
+    /// Delivers `event` to every subscriber, waiting while any of them is full; returns whether
+    /// it had to wait (back-pressure). Subscribers that went away are dropped.
+    pub async fn deliver(&self, event: &BitcoinMessageEvent) -> bool {
         let senders: Vec<_> = match self.0.read() {
             Ok(v) => v.clone(),
-            Err(_) => return,
+            Err(_) => return false,
         };
         let mut closed = false;
+        let mut waited = false;
         for s in &senders {
-            if s.send(event.clone()).await.is_err() {
+            let sent = match s.try_send(event.clone()) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    waited = true;
+                    s.send(e).await.map_err(|_| ())
+                }
+            };
+            if sent.is_err() {
                 closed = true;
             }
         }
@@ -183,5 +192,6 @@ impl MessageSinks {
                 v.retain(|s| !s.is_closed());
             }
         }
+        waited
     }
 }

@@ -26,6 +26,7 @@ pub mod events;
 pub mod limits;
 pub mod manager;
 pub mod messages;
+pub mod metrics;
 pub mod peer;
 pub mod store;
 

@@ -245,6 +245,19 @@ pub enum BanReason {
     },
 }
 
+impl BanReason {
+    /// A short stable name of the variant (its serialized `kind`), for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BanReason::NetworkMismatch { .. } => "network_mismatch",
+            BanReason::BlockchainMismatch { .. } => "blockchain_mismatch",
+            BanReason::BannedUserAgent { .. } => "banned_user_agent",
+            BanReason::Misbehavior { .. } => "misbehavior",
+            BanReason::Manual { .. } => "manual",
+        }
+    }
+}
+
 impl fmt::Display for BanReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -74,6 +74,7 @@ fn spawn(
         session: Mutex::new(None),
         busy_until: Mutex::new(None),
         cancel: CancellationToken::new(),
+        metrics: ctx.metrics.clone(),
     });
     let (cmd_tx, cmd_rx) = mpsc::channel(CONNECTION_COMMAND_CAPACITY);
     let span = tracing::info_span!("peer", peer_id = %peer.id, peer_address = %address, direction = %direction, network = %ctx.network);
@@ -132,7 +133,19 @@ impl Actor {
     }
 
     pub(crate) fn emit(&self, e: ControlEvent) {
-        let _ = self.ctx.control_tx.send(e);
+        match &e {
+            ControlEvent::ConnectionFailed { reason, .. } => {
+                self.ctx.metrics.connection_ended(reason, false)
+            }
+            ControlEvent::ConnectionLost { reason, .. } => {
+                self.ctx.metrics.connection_ended(reason, true)
+            }
+            ControlEvent::ConnectionRestarting { .. } => self.ctx.metrics.restart(),
+            _ => {}
+        }
+        let ctx = &self.ctx;
+        ctx.metrics
+            .send_counted(&ctx.control_tx, ctx.event_capacity, "control", e);
     }
 
     fn finish(&mut self, state: ConnectionState, reason: DisconnectReason) -> ConnectionOutcome {
@@ -148,11 +161,13 @@ impl Actor {
 
     async fn run(mut self, stream: Option<TcpStream>, flow: HandshakeFlow) -> ConnectionOutcome {
         if let Some(stream) = stream {
+            self.ctx.metrics.connection_attempt(Direction::Inbound);
             self.set_state(ConnectionState::AwaitingHandshake);
             let end = session::run(&mut self, stream, flow).await;
             return self.end_session(end);
         }
         loop {
+            self.ctx.metrics.connection_attempt(Direction::Outbound);
             self.set_state(ConnectionState::Connecting);
             let connect_timeout = self.ctx.config.connect_timeout;
             let dial = tokio::select! {

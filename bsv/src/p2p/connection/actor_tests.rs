@@ -98,6 +98,8 @@ fn harness(config: ConnectionConfig) -> Harness {
         whitelist: Whitelist::new(),
         nonces: NonceRegistry::default(),
         send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+        event_capacity: 1000,
+        metrics: crate::p2p::metrics::Metrics::default(),
         tap: None,
     };
     Harness {

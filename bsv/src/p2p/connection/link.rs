@@ -23,6 +23,7 @@ use crate::p2p::config::{ConnectionConfig, ManagerConfig};
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 use crate::p2p::limits::DEFAULT_SEND_QUEUE_BYTES;
+use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::{BanReason, PeerStatus};
 use crate::p2p::store::BanOutcome;
 use crate::p2p::Message;
@@ -100,6 +101,10 @@ pub struct ConnectionContext {
     pub nonces: NonceRegistry,
     /// Bulk bytes a connection may queue for its socket.
     pub send_queue_bytes: usize,
+    /// Capacity of the broadcast channels (to count overflows).
+    pub event_capacity: usize,
+    /// Where measurements go.
+    pub metrics: Metrics,
     /// Sees every message received, handshake and keepalive included, before the connection
     /// acts on it (for tools such as `bsvp2p connect`).
     pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
@@ -129,6 +134,8 @@ impl ConnectionContext {
             whitelist: config.whitelist.clone(),
             nonces: NonceRegistry::default(),
             send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            event_capacity: config.event_channel_capacity.max(1),
+            metrics: Metrics::default(),
             tap: None,
         })
     }
@@ -181,6 +188,7 @@ pub(crate) struct Shared {
     /// Requests wait until then after the peer said it is too busy (`REJECT_TOOBUSY`).
     pub busy_until: Mutex<Option<Instant>>,
     pub cancel: CancellationToken,
+    pub metrics: Metrics,
 }
 
 /// A cloneable view of a running connection: send, command, disconnect, read statistics.
@@ -252,6 +260,7 @@ impl PeerLink {
             .await
             .map_err(|_| not_connected(self.address))?;
         self.shared.stats.count_sent(message.command(), len);
+        self.shared.metrics.message(false, message.command(), len);
         Ok(())
     }
 

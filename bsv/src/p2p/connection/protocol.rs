@@ -533,6 +533,11 @@ impl PeerProtocol {
                     None => deliver(msg),
                 }
             }
+            // The node's parser refuses any version but 1, so such a message is "malformed"
+            // there, not merely invalid (its reason string differs).
+            Message::DsDetected(ref d) if d.version != 1 => {
+                self.misbehave(Misbehavior::MalformedDsDetected)
+            }
             Message::DsDetected(ref d) if !rules::ds_detected_is_valid(d) => {
                 self.misbehave(Misbehavior::InvalidDsDetected)
             }

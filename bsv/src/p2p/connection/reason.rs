@@ -55,6 +55,26 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// A short stable name of the variant, for metrics labels and structured logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DisconnectReason::ConnectFailed(_) => "connect_failed",
+            DisconnectReason::ConnectTimeout(_) => "connect_timeout",
+            DisconnectReason::Handshake(HandshakeFailure::Timeout(_)) => "handshake_timeout",
+            DisconnectReason::Handshake(HandshakeFailure::OverCapacity) => "over_capacity",
+            DisconnectReason::Handshake(_) => "handshake_refused",
+            DisconnectReason::PingTimeout(_) => "ping_timeout",
+            DisconnectReason::PeerClosed => "peer_closed",
+            DisconnectReason::Io(_) => "io",
+            DisconnectReason::Oversized(_) => "oversized",
+            DisconnectReason::BadFrame(_) => "bad_frame",
+            DisconnectReason::NotReading => "not_reading",
+            DisconnectReason::Misbehavior { .. } => "misbehavior",
+            DisconnectReason::Protocol(_) => "protocol_violation",
+            DisconnectReason::Requested => "requested",
+        }
+    }
+
     /// Whether the network, not the peer's conduct, ended the connection: an outbound
     /// connection that ends this way is dialled again (with backoff before the handshake, at
     /// once after it). Everything else is final.

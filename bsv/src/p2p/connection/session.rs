@@ -197,6 +197,7 @@ async fn drain_frames(
             .shared
             .stats
             .count_received(&frame.header.command, size);
+        actor.ctx.metrics.message(true, &frame.header.command, size);
         let actions = match frame.message() {
             Ok(msg) => {
                 trace!(command = %frame.header.command, bytes = size, "received");
@@ -237,6 +238,7 @@ async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Opti
             Action::Established(v) => established(actor, s, &v).await,
             Action::Misbehaving { offence, score } => {
                 debug!(score, reason = %offence, "peer misbehaved");
+                actor.ctx.metrics.misbehavior(offence);
                 actor.shared.stats.set_score(score);
                 actor.emit(ControlEvent::PeerMisbehavior {
                     peer_id: actor.peer.id,
@@ -270,11 +272,13 @@ async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
     };
     if !actor.ctx.sinks.is_empty() {
         tokio::select! {
-            _ = actor.ctx.sinks.deliver(&event) => {}
+            waited = actor.ctx.sinks.deliver(&event) => if waited { actor.ctx.metrics.backpressure() },
             _ = actor.shared.cancel.cancelled() => return Err(()),
         }
     }
-    let _ = actor.ctx.message_tx.send(event);
+    let ctx = &actor.ctx;
+    ctx.metrics
+        .send_counted(&ctx.message_tx, ctx.event_capacity, "messages", event);
     Ok(())
 }
 
@@ -288,17 +292,20 @@ async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
         relay: v.relay,
         ..PeerDetails::default()
     };
+    let took = Instant::now().saturating_duration_since(s.started);
     actor
-        .shared
-        .stats
-        .set_connected(details, Instant::now().saturating_duration_since(s.started));
+        .ctx
+        .metrics
+        .handshake(took, actor.shared.stats.direction());
+    // Sendable before it is seen as connected: whoever counts connections may send at once.
+    if let Ok(mut g) = actor.shared.session.lock() {
+        *g = Some((s.outbox.clone(), s.codec.clone()));
+    }
+    actor.shared.stats.set_connected(details, took);
     let _ = actor.machine.transition(ConnectionState::Connected);
     debug!(state = %ConnectionState::Connected, "connection state changed");
     actor.was_connected = true;
     actor.retry.on_handshake_complete();
-    if let Ok(mut g) = actor.shared.session.lock() {
-        *g = Some((s.outbox.clone(), s.codec.clone()));
-    }
     info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
     actor.emit(ControlEvent::HandshakeComplete {
         peer_id: actor.peer.id,
@@ -356,6 +363,7 @@ fn learned(actor: &Actor, s: &mut Session, l: Learned) {
         Learned::FeeFilter(f) => stats.update_details(|d| d.fee_filter = Some(f)),
         Learned::Rtt(rtt) => {
             trace!(rtt_ms = rtt.as_millis() as u64, "pong");
+            actor.ctx.metrics.rtt(rtt);
             stats.set_rtt(rtt);
         }
         Learned::MaxRecv(limit) => {
@@ -403,6 +411,7 @@ fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEn
         }
     };
     actor.shared.stats.count_sent(m.command(), frame.len());
+    actor.ctx.metrics.message(false, m.command(), frame.len());
     match s.outbox.push_priority(frame) {
         Ok(()) => None,
         Err(OutboxError::PriorityFull) => Some(s.end(DisconnectReason::NotReading)),

@@ -52,17 +52,23 @@ impl ConnectionState {
     }
 }
 
-impl fmt::Display for ConnectionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
+impl ConnectionState {
+    /// The state's name, as logs and metrics labels show it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
             ConnectionState::Disconnected => "disconnected",
             ConnectionState::Connecting => "connecting",
             ConnectionState::AwaitingHandshake => "awaiting_handshake",
             ConnectionState::Connected => "connected",
             ConnectionState::Rejected => "rejected",
             ConnectionState::Failed => "failed",
-        };
-        f.write_str(s)
+        }
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -71,6 +71,17 @@ pub(crate) fn is_known_command(command: &str) -> bool {
     KNOWN_COMMANDS.contains(&command)
 }
 
+/// The key a command is counted under: its own name if known, [`OTHER_COMMANDS`] otherwise.
+/// Static, so metrics attributes cost no allocation and peers cannot invent new series.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn command_key(command: &str) -> &'static str {
+    KNOWN_COMMANDS
+        .iter()
+        .find(|c| **c == command)
+        .copied()
+        .unwrap_or(OTHER_COMMANDS)
+}
+
 /// Which side opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -40,6 +40,7 @@ use crate::p2p::connection::{
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
 use crate::p2p::limits::REPORT_CHANNEL_CAPACITY;
+use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
 use crate::p2p::store::PeerStore;
 use crate::p2p::Message;
@@ -98,6 +99,9 @@ pub(crate) struct Inner {
     reports_tx: mpsc::Sender<Report>,
     /// The supervisor takes this when it starts.
     reports_rx: Mutex<Option<mpsc::Receiver<Report>>>,
+    metrics: Metrics,
+    /// Peers in the store by status, refreshed by the supervisor, read by the metrics gauge.
+    peer_counts: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl Inner {
@@ -106,7 +110,26 @@ impl Inner {
     }
 
     fn emit(&self, e: ControlEvent) {
-        let _ = self.control_tx.send(e);
+        let capacity = self.config().event_channel_capacity.max(1);
+        self.metrics
+            .send_counted(&self.control_tx, capacity, "control", e);
+    }
+
+    /// Refreshes the peer counts the `bsv_p2p.peers` gauge reports.
+    async fn count_peers_by_status(&self) {
+        let mut counts = Vec::with_capacity(PeerStatusKind::ALL.len());
+        for kind in PeerStatusKind::ALL {
+            match self.store.count_by_status(kind).await {
+                Ok(n) => counts.push((kind.as_str(), n as u64)),
+                Err(e) => {
+                    debug!(error = %e, "counting peers");
+                    return;
+                }
+            }
+        }
+        if let Ok(mut c) = self.peer_counts.lock() {
+            *c = counts;
+        }
     }
 
     fn context(&self) -> Option<ConnectionContext> {
@@ -114,6 +137,7 @@ impl Inner {
         match ConnectionContext::new(&config, self.control_tx.clone(), self.message_tx.clone()) {
             Ok(mut ctx) => {
                 ctx.reports = Some(self.reports_tx.clone());
+                ctx.metrics = self.metrics.clone();
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
                 Some(ctx)
@@ -390,6 +414,7 @@ impl Inner {
         let mut next_expiry = Instant::now() + BAN_EXPIRY_EVERY;
         loop {
             self.evaluate().await;
+            self.count_peers_by_status().await;
             let now = Instant::now();
             if now >= next_expiry {
                 self.expire_bans().await;
@@ -467,7 +492,7 @@ impl Manager {
         let (control_tx, _) = broadcast::channel(capacity);
         let (message_tx, _) = broadcast::channel(capacity);
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_CHANNEL_CAPACITY);
-        Manager {
+        let manager = Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
                 store,
@@ -487,8 +512,31 @@ impl Manager {
                 discovery: Mutex::new(None),
                 reports_tx,
                 reports_rx: Mutex::new(Some(reports_rx)),
+                metrics: Metrics::from_global(),
+                peer_counts: Mutex::new(Vec::new()),
             }),
-        }
+        };
+        let weak = Arc::downgrade(&manager.inner);
+        let weak_peers = weak.clone();
+        manager.inner.metrics.register_gauges(
+            move || {
+                weak.upgrade()
+                    .map(|i| {
+                        i.links()
+                            .iter()
+                            .map(|l| (l.stats().state().as_str(), l.direction()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            },
+            move || {
+                weak_peers
+                    .upgrade()
+                    .and_then(|i| i.peer_counts.lock().ok().map(|c| c.clone()))
+                    .unwrap_or_default()
+            },
+        );
+        manager
     }
 
     /// Validates the configuration, loads the peer store, starts the listener (if enabled), DNS

@@ -107,6 +107,7 @@ impl Inner {
             info!(%peer_id, %ip, "peer is whitelisted; not banned");
             return Ok(outcome);
         }
+        self.metrics.ban(&reason);
         self.disconnect_ip(ip);
         self.emit(ControlEvent::PeerBanned {
             peer_id,
