@@ -254,7 +254,10 @@ async fn a_lossy_client_drops_what_it_does_not_read_and_keeps_the_connection_rea
             break;
         }
     }
-    assert!(grew, "the connection kept reading while nobody consumed its messages");
+    assert!(
+        grew,
+        "the connection kept reading while nobody consumed its messages"
+    );
     let m = timeout(WAIT, client.recv()).await.unwrap().unwrap();
     assert!(matches!(m, bitcoinsv::p2p::Message::Inv(_)), "{m:?}");
     assert!(client.dropped() > 0, "older messages were dropped");
