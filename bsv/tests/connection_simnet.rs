@@ -223,3 +223,45 @@ async fn a_flood_of_inv_is_read_and_delivered_without_disconnecting() {
     client.close().await;
     net.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_lossy_client_drops_what_it_does_not_read_and_keeps_the_connection_reading() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(1)
+            .with_misbehaviour(0, Misbehaviour::FloodInv),
+    )
+    .await
+    .unwrap();
+    let addr = net.addresses()[0];
+    let config = ManagerConfig::new(Network::Regtest);
+    let options = PeerClientOptions {
+        capacity: 4,
+        lossy: true,
+        ..PeerClientOptions::default()
+    };
+    let mut client = PeerClient::start(&config, addr, options).unwrap();
+    timeout(WAIT, client.established()).await.unwrap().unwrap();
+    // Read nothing while the node floods: a lossless client would stop reading its socket once
+    // 4 messages wait; a lossy one keeps reading and lets the oldest go.
+    let read_before = client.snapshot().bytes_in;
+    let mut grew = false;
+    for _ in 0..250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if client.snapshot().bytes_in > read_before + 20 * 36_000 {
+            grew = true;
+            break;
+        }
+    }
+    assert!(
+        grew,
+        "the connection kept reading while nobody consumed its messages"
+    );
+    let m = timeout(WAIT, client.recv()).await.unwrap().unwrap();
+    assert!(matches!(m, bitcoinsv::p2p::Message::Inv(_)), "{m:?}");
+    assert!(client.dropped() > 0, "older messages were dropped");
+    assert_eq!(client.snapshot().state, ConnectionState::Connected);
+    client.close().await;
+    net.shutdown().await;
+}

@@ -5,12 +5,15 @@
 //! with no peer store, no retries and no restarts: one dial, one session.
 //!
 //! Messages arrive on a lossless channel (the connection stops reading while it is full, so a
-//! reply is never dropped however slowly it is consumed); lifecycle events on a broadcast
-//! channel; and, if asked for, a *tap* shows every message received, handshake and keepalive
-//! included, before the connection acts on it.
+//! reply is never dropped however slowly it is consumed) or, with
+//! [`PeerClientOptions::lossy`], on a broadcast channel that drops the oldest messages instead
+//! (the connection never waits for the reader); lifecycle events on a broadcast channel; and,
+//! if asked for, a *tap* shows every message received, handshake and keepalive included, before
+//! the connection acts on it.
 
 use std::net::SocketAddr;
 
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -29,8 +32,16 @@ use crate::p2p::Message;
 /// How a [`PeerClient`] buffers what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerClientOptions {
-    /// Messages buffered for [`PeerClient::recv`] before the connection stops reading.
+    /// Messages buffered for [`PeerClient::recv`]: before the connection stops reading, or, when
+    /// `lossy`, before the oldest are dropped.
     pub capacity: usize,
+    /// Drop messages rather than slow the peer down: [`PeerClient::recv`] reads a broadcast
+    /// channel of `capacity` messages that loses the oldest when the reader falls behind
+    /// ([`PeerClient::dropped`] counts them), and the connection keeps reading its socket (and
+    /// answering pings) however slowly messages are consumed. For tools that watch a busy peer
+    /// and prefer gaps to back-pressure: a monitor of announcements, a traffic sampler. Off by
+    /// default: a request/response program must not lose the reply it waits for.
+    pub lossy: bool,
     /// Keep a tap of every message received ([`PeerClient::take_tap`]) with room for this many
     /// (lossy: a tap that falls behind skips messages).
     pub tap_capacity: Option<usize>,
@@ -42,15 +53,25 @@ impl Default for PeerClientOptions {
     fn default() -> Self {
         PeerClientOptions {
             capacity: 256,
+            lossy: false,
             tap_capacity: None,
             event_capacity: 1000,
         }
     }
 }
 
+/// Where [`PeerClient::recv`] reads messages.
+#[derive(Debug)]
+enum Inbox {
+    /// A subscriber of the connection's lossless sinks (back-pressure).
+    Lossless(mpsc::Receiver<BitcoinMessageEvent>),
+    /// A receiver of the connection's message broadcast (drops the oldest).
+    Lossy(broadcast::Receiver<BitcoinMessageEvent>),
+}
+
 /// The receivers of a client, all made before its connection starts.
 struct Channels {
-    messages: mpsc::Receiver<BitcoinMessageEvent>,
+    messages: Inbox,
     events: broadcast::Receiver<ControlEvent>,
     first_events: broadcast::Receiver<ControlEvent>,
     tap: Option<broadcast::Receiver<BitcoinMessageEvent>>,
@@ -61,7 +82,9 @@ struct Channels {
 pub struct PeerClient {
     address: SocketAddr,
     handle: PeerHandle,
-    messages: mpsc::Receiver<BitcoinMessageEvent>,
+    messages: Inbox,
+    /// Messages a lossy inbox dropped because `recv` fell behind.
+    dropped: u64,
     events: broadcast::Receiver<ControlEvent>,
     /// A receiver made before the dial, handed out by the first [`PeerClient::events`].
     first_events: Option<broadcast::Receiver<ControlEvent>>,
@@ -101,11 +124,19 @@ impl PeerClient {
         config.connection.max_restarts = 0;
         let (control_tx, events) = broadcast::channel(options.event_capacity.max(1));
         let first_events = control_tx.subscribe();
-        // Nobody reads the lossy message broadcast: `recv` uses the lossless sink.
-        let (message_tx, _) = broadcast::channel(1);
+        // The connection delivers to its lossless sinks (if any subscribed, waiting for room)
+        // and then to its broadcast: a lossless client reads the former and leaves the
+        // broadcast without receivers, a lossy one subscribes no sink and reads the broadcast.
+        let broadcast_capacity = if options.lossy { options.capacity } else { 1 };
+        let (message_tx, lossy_rx) = broadcast::channel(broadcast_capacity.max(1));
         let mut ctx = ConnectionContext::new(&config, control_tx, message_tx)?;
         ctx.metrics = crate::p2p::metrics::Metrics::from_global();
-        let messages = ctx.sinks.subscribe(options.capacity);
+        let messages = if options.lossy {
+            Inbox::Lossy(lossy_rx)
+        } else {
+            drop(lossy_rx);
+            Inbox::Lossless(ctx.sinks.subscribe(options.capacity))
+        };
         let tap = options.tap_capacity.map(|n| {
             let (tx, rx) = broadcast::channel(n.max(1));
             ctx.tap = Some(tx);
@@ -125,6 +156,7 @@ impl PeerClient {
             address,
             handle,
             messages: channels.messages,
+            dropped: 0,
             events: channels.events,
             first_events: Some(channels.first_events),
             tap: channels.tap,
@@ -199,9 +231,26 @@ impl PeerClient {
 
     /// The next message the peer sends that the rules hand to the application (pings,
     /// `protoconf` and the like are handled by the connection); `None` once the connection has
-    /// ended and every message has been read.
+    /// ended and every message has been read. With [`PeerClientOptions::lossy`], messages the
+    /// reader fell too far behind to see are skipped and counted by [`PeerClient::dropped`].
     pub async fn recv(&mut self) -> Option<Message> {
-        self.messages.recv().await.map(|e| e.message)
+        match &mut self.messages {
+            Inbox::Lossless(rx) => rx.recv().await.map(|e| e.message),
+            Inbox::Lossy(rx) => loop {
+                match rx.recv().await {
+                    Ok(e) => return Some(e.message),
+                    Err(RecvError::Lagged(n)) => self.dropped += n,
+                    Err(RecvError::Closed) => return None,
+                }
+            },
+        }
+    }
+
+    /// How many messages [`PeerClient::recv`] skipped because the reader fell behind a
+    /// [`lossy`](PeerClientOptions::lossy) client's buffer (always 0 for a lossless client).
+    /// Counted as `recv` finds the gap, so it may lag the connection by a buffer's worth.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// As [`PeerClient::recv`], giving up at `deadline` with [`P2pError::Timeout`].

@@ -30,15 +30,6 @@ pub mod metrics;
 pub mod peer;
 pub mod store;
 
-/// The connection actor without a manager, for this crate's own benchmarks only (they measure
-/// the actor with channels a `PeerClient` does not expose). Not part of the API: it may change
-/// in any release.
-#[doc(hidden)]
-pub mod __bench {
-    pub use super::connection::actor::PeerConnection;
-    pub use super::connection::link::ConnectionContext;
-}
-
 pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
 pub use client::{PeerClient, PeerClientOptions};

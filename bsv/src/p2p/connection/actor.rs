@@ -29,22 +29,26 @@ use crate::p2p::limits::CONNECTION_COMMAND_CAPACITY;
 use crate::p2p::peer::Peer;
 
 /// Constructors for connection actors.
-pub struct PeerConnection;
+pub(crate) struct PeerConnection;
 
 impl PeerConnection {
     /// Dials `peer` and keeps the connection up (retries, restarts) until told to stop or it
     /// gives up.
-    pub fn outbound(peer: Peer, ctx: ConnectionContext) -> PeerHandle {
+    pub(crate) fn outbound(peer: Peer, ctx: ConnectionContext) -> PeerHandle {
         spawn(peer, ctx, None, HandshakeFlow::Outbound)
     }
 
     /// Runs one inbound session on an accepted socket.
-    pub fn inbound(peer: Peer, stream: TcpStream, ctx: ConnectionContext) -> PeerHandle {
+    pub(crate) fn inbound(peer: Peer, stream: TcpStream, ctx: ConnectionContext) -> PeerHandle {
         spawn(peer, ctx, Some(stream), HandshakeFlow::Inbound)
     }
 
     /// Handshakes an inbound peer we have no room for, then sends `reject` and closes.
-    pub fn over_capacity(peer: Peer, stream: TcpStream, ctx: ConnectionContext) -> PeerHandle {
+    pub(crate) fn over_capacity(
+        peer: Peer,
+        stream: TcpStream,
+        ctx: ConnectionContext,
+    ) -> PeerHandle {
         spawn(peer, ctx, Some(stream), HandshakeFlow::InboundOverCapacity)
     }
 }

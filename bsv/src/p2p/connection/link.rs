@@ -30,7 +30,7 @@ use crate::p2p::Message;
 
 /// What we advertise in our `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalVersion {
+pub(crate) struct LocalVersion {
     /// Our user agent (must not match a ban pattern).
     pub user_agent: String,
     /// Our service bits (0 for a pure client).
@@ -45,7 +45,7 @@ pub struct LocalVersion {
 /// the manager's own tasks. Handled in the order sent, so a ban can never be overtaken by a
 /// status write that followed it.
 #[derive(Debug)]
-pub enum Report {
+pub(crate) enum Report {
     /// The handshake completed.
     Established {
         /// The connection's peer.
@@ -77,7 +77,7 @@ pub enum Report {
 
 /// Everything a connection shares with the manager that created it.
 #[derive(Clone)]
-pub struct ConnectionContext {
+pub(crate) struct ConnectionContext {
     /// The network we are on.
     pub network: Network,
     /// Per-connection settings.
@@ -112,7 +112,7 @@ pub struct ConnectionContext {
 
 impl ConnectionContext {
     /// A context for connections of a manager configured by `config`.
-    pub fn new(
+    pub(crate) fn new(
         config: &ManagerConfig,
         control_tx: broadcast::Sender<ControlEvent>,
         message_tx: broadcast::Sender<BitcoinMessageEvent>,
