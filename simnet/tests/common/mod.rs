@@ -17,6 +17,19 @@ use tokio::net::TcpStream;
 pub const WAIT: Duration = Duration::from_secs(5);
 /// How long a test watches for something the node must not do.
 pub const QUIET: Duration = Duration::from_millis(300);
+/// The bound on a wait in a test on tokio's paused clock, in virtual time: longer than any
+/// timer a test waits for, it fires only when nothing else is left to happen.
+pub const PAUSED_WAIT: Duration = Duration::from_secs(2 * 3600);
+
+/// Asserts that `took` is `expected` to the resolution of tokio's timers (a deadline is rounded
+/// up to the next millisecond).
+#[track_caller]
+pub fn assert_at(took: Duration, expected: Duration) {
+    assert!(
+        took >= expected && took <= expected + Duration::from_millis(1),
+        "took {took:?}, expected {expected:?}"
+    );
+}
 
 /// What one read attempt produced.
 #[derive(Debug)]
