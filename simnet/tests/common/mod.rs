@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 
 /// How long a test waits for something the node should do at once.
 pub const WAIT: Duration = Duration::from_secs(5);
-/// How long a test watches for something the node must not do.
+/// How long a test watches for something the node must not do. On tokio's paused clock (which
+/// moves only when node and client both wait on timers) the window ends only once the node has
+/// nothing left to do.
 pub const QUIET: Duration = Duration::from_millis(300);
 /// The bound on a wait in a test on tokio's paused clock, in virtual time: longer than any
 /// timer a test waits for, it fires only when nothing else is left to happen.
