@@ -99,6 +99,10 @@ impl Client {
     }
 
     pub fn from_stream(stream: TcpStream, network: Network) -> Client {
+        // As the node and the library do. With Nagle's algorithm a small write could wait for the
+        // acknowledgement of the previous one, which the kernel delays on a real-time timer: a
+        // test on tokio's paused clock would look idle meanwhile and jump to its next timer.
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         Client {
             stream,
             codec: MessageCodec::new(network),
