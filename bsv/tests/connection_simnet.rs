@@ -1,6 +1,10 @@
 //! The connection actor against simnet nodes running each misbehaviour mode: every mode ends in
 //! the outcome SPEC §6 prescribes (ban with the right reason, timeout and `Inaccessible`,
 //! restart and give-up).
+//!
+//! Every test runs on tokio's paused clock, the connection and the simnet on one current-thread
+//! runtime: the clock moves only when both wait on timers, so each timeout fires at exactly its
+//! virtual instant (asserted), and [`WAIT`] only bounds a hang.
 
 use std::time::Duration;
 
@@ -9,14 +13,36 @@ use bitcoinsv::p2p::{
     Network, PeerClient, PeerClientOptions, PeerStatus,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
-const WAIT: Duration = Duration::from_secs(15);
+/// The bound on any wait, in virtual time: it fires only when nothing else is left to happen.
+const WAIT: Duration = Duration::from_secs(3600);
+
+/// Our handshake timeout: shorter than the node's own (60 s), so that ours is the one that fires.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Our ping timeout: shorter than the node's ping interval (2 minutes), whose pings would
+/// otherwise keep a peer that never answers ours alive.
+const PING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The resolution of tokio's timers: a deadline is rounded up to the next millisecond.
+const TICK: Duration = Duration::from_millis(1);
 
 struct Run {
     state: ConnectionState,
     reason: DisconnectReason,
     status: PeerStatus,
+    /// Virtual time from the dial to the end.
+    took: Duration,
+}
+
+/// Asserts that `took` is `expected` to the timer resolution.
+#[track_caller]
+fn assert_at(took: Duration, expected: Duration) {
+    assert!(
+        took >= expected && took <= expected + TICK,
+        "took {took:?}, expected {expected:?}"
+    );
 }
 
 /// Connects to a one-node simnet running `mode` and returns how the actor ended.
@@ -31,16 +57,15 @@ async fn run_against(mode: Misbehaviour, tweak: impl FnOnce(&mut ManagerConfig))
     .unwrap();
     let addr = net.addresses()[0];
     let mut config = ManagerConfig::new(Network::Regtest);
-    config.connection.handshake_timeout = Duration::from_millis(800);
-    config.connection.initial_backoff = Duration::from_millis(20);
-    config.connection.max_backoff = Duration::from_millis(50);
-    config.connection.max_retries = 1;
+    config.connection.handshake_timeout = HANDSHAKE_TIMEOUT;
     tweak(&mut config);
+    let started = Instant::now();
     let mut client = PeerClient::start(&config, addr, PeerClientOptions::default()).unwrap();
     let mut events = client.events();
     let out = timeout(WAIT, client.finished())
         .await
         .expect("actor ended in time");
+    let took = started.elapsed();
     // What the manager would store: the ban the connection announced, or what its end means.
     let mut status = out.peer_status().unwrap_or(PeerStatus::Unknown);
     while let Ok(e) = events.try_recv() {
@@ -56,6 +81,7 @@ async fn run_against(mode: Misbehaviour, tweak: impl FnOnce(&mut ManagerConfig))
         state: out.state,
         reason: out.reason,
         status,
+        took,
     }
 }
 
@@ -66,7 +92,7 @@ fn ban_reason(s: &PeerStatus) -> Option<&BanReason> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wrong_magic_is_banned_as_another_blockchain() {
     let r = run_against(Misbehaviour::WrongMagic, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
@@ -78,7 +104,7 @@ async fn wrong_magic_is_banned_as_another_blockchain() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn another_networks_magic_is_banned_as_network_mismatch() {
     let r = run_against(Misbehaviour::OtherNetworkMagic(Network::Testnet), |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
@@ -91,7 +117,7 @@ async fn another_networks_magic_is_banned_as_network_mismatch() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bch_user_agent_is_banned_as_banned_user_agent() {
     let r = run_against(Misbehaviour::BchUserAgent, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
@@ -103,38 +129,43 @@ async fn bch_user_agent_is_banned_as_banned_user_agent() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_node_that_never_answers_version_times_out_and_is_inaccessible() {
     let r = run_against(Misbehaviour::NeverAnswerVersion, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Failed);
-    assert!(
-        matches!(r.reason, DisconnectReason::Handshake(_)),
-        "{:?}",
-        r.reason
+    assert_eq!(
+        r.reason,
+        DisconnectReason::Handshake(HandshakeFailure::Timeout(HANDSHAKE_TIMEOUT))
     );
+    assert_at(r.took, HANDSHAKE_TIMEOUT);
     assert_eq!(r.status, PeerStatus::Inaccessible);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_node_that_never_sends_verack_times_out_and_is_inaccessible() {
     let r = run_against(Misbehaviour::NeverVerack, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Failed);
+    assert_eq!(
+        r.reason,
+        DisconnectReason::Handshake(HandshakeFailure::Timeout(HANDSHAKE_TIMEOUT))
+    );
+    assert_at(r.took, HANDSHAKE_TIMEOUT);
     assert_eq!(r.status, PeerStatus::Inaccessible);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stall_in_the_middle_of_a_message_times_out_and_closes() {
     let r = run_against(Misbehaviour::StallMidMessage, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Failed);
-    assert!(
-        matches!(r.reason, DisconnectReason::Handshake(_)),
-        "{:?}",
-        r.reason
+    assert_eq!(
+        r.reason,
+        DisconnectReason::Handshake(HandshakeFailure::Timeout(HANDSHAKE_TIMEOUT))
     );
+    assert_at(r.took, HANDSHAKE_TIMEOUT);
     assert_eq!(r.status, PeerStatus::Inaccessible);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn garbage_bytes_before_the_handshake_are_another_blockchain_and_a_ban() {
     let r = run_against(Misbehaviour::Garbage, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
@@ -152,7 +183,7 @@ async fn garbage_bytes_before_the_handshake_are_another_blockchain_and_a_ban() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_oversized_header_disconnects_with_the_oversized_reason_and_a_ban() {
     let r = run_against(Misbehaviour::OversizedHeader, |_| {}).await;
     assert_eq!(r.state, ConnectionState::Rejected);
@@ -167,10 +198,10 @@ async fn an_oversized_header_disconnects_with_the_oversized_reason_and_a_ban() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_node_that_never_pongs_is_closed_at_ping_timeout_and_inaccessible() {
     let r = run_against(Misbehaviour::NeverPong, |c| {
-        c.connection.ping_timeout = Duration::from_millis(400);
+        c.connection.ping_timeout = PING_TIMEOUT;
     })
     .await;
     assert_eq!(r.state, ConnectionState::Failed);
@@ -179,10 +210,12 @@ async fn a_node_that_never_pongs_is_closed_at_ping_timeout_and_inaccessible() {
         "{:?}",
         r.reason
     );
+    // Our first ping goes out with the handshake, the moment we dialled.
+    assert_at(r.took, PING_TIMEOUT);
     assert_eq!(r.status, PeerStatus::Inaccessible);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_that_keeps_dropping_restarts_then_gives_up_after_max_restarts() {
     // Three messages (version, verack, protoconf) complete the handshake, then EOF.
     let r = run_against(Misbehaviour::DisconnectAfter(3), |c| {
@@ -192,9 +225,10 @@ async fn a_connection_that_keeps_dropping_restarts_then_gives_up_after_max_resta
     assert_eq!(r.state, ConnectionState::Failed);
     assert_eq!(r.reason, DisconnectReason::PeerClosed);
     assert_eq!(r.status, PeerStatus::Inaccessible);
+    assert_eq!(r.took, Duration::ZERO, "no timer involved");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_flood_of_inv_is_read_and_delivered_without_disconnecting() {
     let net = SimNet::start(
         SimNetConfig::default()

@@ -1,6 +1,10 @@
 //! The crawler against simnets on loopback: breadth-first discovery from one seed, chain
 //! classification (BCH user agent, BTC magic, another network's magic), unreachable addresses,
 //! and the bounds on concurrency, node count and time.
+//!
+//! The tests of time bounds run on tokio's paused clock, crawler and simnet on the test's one
+//! thread: the clock moves only when everything waits on a timer, so a deadline or timeout is
+//! asserted at its exact virtual instant, whatever the machine's load.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +23,16 @@ fn config(seed: SocketAddr) -> CrawlConfig {
     c.addr_timeout = Duration::from_secs(5);
     c.deadline = WAIT;
     c
+}
+
+/// Asserts that `took` is `expected` to the resolution of tokio's timers (a deadline is rounded
+/// up to the next millisecond).
+#[track_caller]
+fn assert_at(took: Duration, expected: Duration) {
+    assert!(
+        took >= expected && took <= expected + Duration::from_millis(1),
+        "took {took:?}, expected {expected:?}"
+    );
 }
 
 async fn crawl(c: CrawlConfig) -> (CrawlReport, Vec<CrawlProgress>) {
@@ -157,7 +171,7 @@ async fn concurrency_bounds_probes_in_flight_and_max_nodes_bounds_the_crawl() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_deadline_ends_a_crawl_stuck_on_a_silent_peer() {
     let net = SimNet::start(
         SimNetConfig::default()
@@ -168,11 +182,13 @@ async fn the_deadline_ends_a_crawl_stuck_on_a_silent_peer() {
     .await
     .unwrap();
     let mut c = config(net.node(0).address());
+    // The node would close the silent connection at its own 60 s handshake timeout; ours is as
+    // long, and the crawl's deadline comes first.
     c.handshake_timeout = Duration::from_secs(60);
-    c.deadline = Duration::from_millis(300);
-    let started = std::time::Instant::now();
+    c.deadline = Duration::from_secs(20);
+    let started = tokio::time::Instant::now();
     let (report, progress) = crawl(c).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_at(started.elapsed(), Duration::from_secs(20));
     assert!(report.deadline_reached);
     assert!(report.nodes.is_empty());
     assert_eq!(report.untried, 1);
@@ -180,7 +196,7 @@ async fn the_deadline_ends_a_crawl_stuck_on_a_silent_peer() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_silent_peer_is_reported_with_a_handshake_timeout() {
     let net = SimNet::start(
         SimNetConfig::default()
@@ -191,11 +207,14 @@ async fn a_silent_peer_is_reported_with_a_handshake_timeout() {
     .await
     .unwrap();
     let mut c = config(net.node(0).address());
-    c.handshake_timeout = Duration::from_millis(200);
+    // Shorter than the node's own 60 s, after which it would close the connection itself.
+    c.handshake_timeout = Duration::from_secs(20);
+    let started = tokio::time::Instant::now();
     let p = probe(net.node(0).address(), &c).await;
+    assert_at(started.elapsed(), Duration::from_secs(20));
     assert!(!p.report.reachable);
     assert_eq!(p.report.chain, Chain::Unknown);
-    assert_eq!(p.report.error.as_deref(), Some("no version within 200ms"));
+    assert_eq!(p.report.error.as_deref(), Some("no version within 20s"));
     net.shutdown().await;
 }
 

@@ -156,6 +156,12 @@ async fn read_some(
     }
 }
 
+/// The time for the state machine, on tokio's clock (the one its timers run on), so that a
+/// paused clock in a test moves the ping timeout along with the ping timer.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
 /// The node's view for the state machine (a free function so that it borrows only the node
 /// and the simnet, not the connection's state).
 fn ctx<'a>(node: &'a NodeShared, net: &'a NetShared) -> Ctx<'a> {
@@ -224,7 +230,7 @@ impl Connection {
                 }
                 Some(event) = events.recv() => self.on_event(event).await,
                 _ = ping_timer.tick(), if connected && !self.silent => {
-                    let actions = self.state.on_ping_timer(std::time::Instant::now(), ping_timeout);
+                    let actions = self.state.on_ping_timer(now(), ping_timeout);
                     self.apply(actions).await
                 }
                 _ = std::future::ready(()), if flood && connected && !self.silent => {
@@ -297,9 +303,9 @@ impl Connection {
                 _ => {}
             }
         }
-        let actions =
-            self.state
-                .on_message(msg, &ctx(&self.node, &self.net), std::time::Instant::now());
+        let actions = self
+            .state
+            .on_message(msg, &ctx(&self.node, &self.net), now());
         self.apply(actions).await
     }
 

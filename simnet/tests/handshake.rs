@@ -1,5 +1,10 @@
 //! Handshakes in both directions, pings, and the node's handling of bad peers (misbehaviour
 //! scores, immediate bans, refused connections), checked over real loopback sockets.
+//!
+//! The tests of the node's timers (ping interval, ping timeout, handshake timeout) run on
+//! tokio's paused clock with the node's real durations: node and client share the test's one
+//! thread, so the clock moves only when both wait on timers, and each timer is asserted to fire
+//! at its exact virtual instant.
 
 mod common;
 
@@ -12,6 +17,7 @@ use bitcoinsv::p2p::{Message, Network};
 use bitcoinsv_simnet::{SimNet, SimNetConfig};
 use common::*;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 async fn simnet(config: SimNetConfig) -> SimNet {
     SimNet::start(config).await.expect("simnet starts")
@@ -102,24 +108,24 @@ async fn node_answers_ping_with_pong_of_the_same_nonce() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn node_pings_every_interval_with_nonzero_nonces() {
-    let interval = Duration::from_millis(200);
-    let net = simnet(SimNetConfig::default().nodes(1).ping_interval(interval)).await;
+    let net = simnet(SimNetConfig::default().nodes(1)).await;
+    let interval = SimNetConfig::default().ping_interval;
     let mut c = Client::connect(net.node(0).address()).await;
     let seen = c.handshake().await;
     let Some(Message::Ping(first)) = seen.last().cloned() else {
         unreachable!()
     };
     c.send(&Message::Pong(first)).await;
-    let mut last = tokio::time::Instant::now();
+    let mut last = Instant::now();
     let mut nonces = vec![first];
     for _ in 0..2 {
-        match c.recv().await {
-            Message::Ping(n) => {
+        match c.recv_timeout(PAUSED_WAIT).await {
+            Recv::Msg(Message::Ping(n)) => {
                 assert_ne!(n, 0);
-                assert!(last.elapsed() >= interval - Duration::from_millis(50));
-                last = tokio::time::Instant::now();
+                assert_at(last.elapsed(), interval);
+                last = Instant::now();
                 nonces.push(n);
                 c.send(&Message::Pong(n)).await;
             }
@@ -131,22 +137,26 @@ async fn node_pings_every_interval_with_nonzero_nonces() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn node_does_not_ping_again_while_a_ping_is_outstanding_and_drops_on_timeout() {
+    let (interval, timeout) = (Duration::from_secs(120), Duration::from_secs(600));
     let net = simnet(
         SimNetConfig::default()
             .nodes(1)
-            .ping_interval(Duration::from_millis(100))
-            .ping_timeout(Duration::from_millis(300)),
+            .ping_interval(interval)
+            .ping_timeout(timeout),
     )
     .await;
     let mut c = Client::connect(net.node(0).address()).await;
     c.handshake().await;
-    // We never answer the first ping: no second ping comes, and the node hangs up.
-    match c.recv_timeout(WAIT).await {
+    let first_ping = Instant::now();
+    // We never answer the first ping: no second ping comes at the four ticks of the ping timer
+    // in between, and the node hangs up at the tick when the ping is `timeout` old.
+    match c.recv_timeout(PAUSED_WAIT).await {
         Recv::Closed => {}
         other => panic!("expected the node to close, got {other:?}"),
     }
+    assert_at(first_ping.elapsed(), timeout);
     assert_eq!(net.node(0).stats().sent("ping"), 1);
     net.shutdown().await;
 }
@@ -356,16 +366,14 @@ async fn obsolete_version_is_rejected_and_disconnected() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn silent_peer_is_dropped_after_the_handshake_timeout() {
-    let net = simnet(
-        SimNetConfig::default()
-            .nodes(1)
-            .handshake_timeout(Duration::from_millis(200)),
-    )
-    .await;
+    let net = simnet(SimNetConfig::default().nodes(1)).await;
+    let timeout = SimNetConfig::default().handshake_timeout;
     let mut c = Client::connect(net.node(0).address()).await;
-    assert!(c.closed_within(WAIT).await);
+    let connected = Instant::now();
+    assert!(c.closed_within(PAUSED_WAIT).await);
+    assert_at(connected.elapsed(), timeout);
     net.shutdown().await;
 }
 

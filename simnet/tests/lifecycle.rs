@@ -3,6 +3,10 @@
 //! one binary run in parallel threads and would open sockets of their own meanwhile) and run
 //! one after the other behind a lock, each on its own runtime created and dropped while holding
 //! it (so no other test's runtime is starting or winding down while descriptors are counted).
+//!
+//! Each runtime is current-thread, with tokio's clock paused: every task runs on the test's
+//! thread, so when the test sees the last socket closed, every task that was stopped or aborted
+//! has run to its end, and the counts are checked at once instead of polled.
 
 mod common;
 
@@ -16,12 +20,12 @@ use std::sync::Mutex;
 /// Serializes the tests of this binary: each counts every descriptor of the process.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Runs `test` on a fresh two-worker runtime while holding [`SERIAL`].
+/// Runs `test` on a fresh current-thread runtime with the clock paused, holding [`SERIAL`].
 fn serial<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .unwrap();
     runtime.block_on(test());
@@ -37,19 +41,6 @@ fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks()
-}
-
-/// Waits (bounded) until `f` returns true, for conditions with no event to await, such as the
-/// runtime releasing a finished or aborted task.
-async fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    f()
 }
 
 #[test]
@@ -72,9 +63,11 @@ fn starting_and_shutting_down_100_nodes_leaves_no_task_or_socket() {
         }
         assert!(alive_tasks() >= tasks_before + 110);
         net.shutdown().await;
+        // A bound on a hang, not a measure of speed: this takes well under a second.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "100 nodes must be cheap"
+            started.elapsed() < Duration::from_secs(60),
+            "100 nodes took {:?}",
+            started.elapsed()
         );
         // Every node closed its side: each client sees EOF.
         for c in &mut clients {
@@ -82,11 +75,7 @@ fn starting_and_shutting_down_100_nodes_leaves_no_task_or_socket() {
         }
         drop(clients);
         assert_eq!(open_fds(), fds_before, "no socket left");
-        assert!(
-            eventually(|| alive_tasks() == tasks_before).await,
-            "no task left: {} alive, {tasks_before} before",
-            alive_tasks()
-        );
+        assert_eq!(alive_tasks(), tasks_before, "no task left");
     });
 }
 
@@ -103,12 +92,8 @@ fn dropping_a_simnet_aborts_its_tasks_and_closes_its_sockets() {
         drop(net);
         assert!(c.closed_within(WAIT).await);
         drop(c);
-        assert!(
-            eventually(|| alive_tasks() == tasks_before && open_fds() == fds_before).await,
-            "tasks {} (before {tasks_before}), fds {} (before {fds_before})",
-            alive_tasks(),
-            open_fds()
-        );
+        assert_eq!(open_fds(), fds_before, "no socket left");
+        assert_eq!(alive_tasks(), tasks_before, "no task left");
     });
 }
 
@@ -127,9 +112,8 @@ fn stopping_and_restarting_a_node_leaks_nothing() {
             assert!(c.closed_within(WAIT).await);
         }
         net.shutdown().await;
-        // Sockets are closed when `shutdown` returns; the runtime's task count settles a moment
-        // after the last task's completion is observed.
+        // Sockets are closed and tasks ended when `shutdown` returns.
         assert_eq!(open_fds(), fds_before);
-        assert!(eventually(|| alive_tasks() == tasks_before).await);
+        assert_eq!(alive_tasks(), tasks_before);
     });
 }

@@ -1,5 +1,10 @@
 //! Every misbehaviour mode, each shown doing exactly what its documentation says, as seen by a
 //! codec-only client.
+//!
+//! Every test runs on tokio's paused clock, node and client on the test's one thread: the clock
+//! moves only when both wait on timers. So a [`QUIET`] window that shows the node does *not* do
+//! something passes only once the node has nothing left to do, however slow the machine, and the
+//! slow reader's pace is exact.
 
 mod common;
 
@@ -27,7 +32,7 @@ async fn greet(net: &SimNet) -> Client {
     c
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wrong_magic_node_frames_its_version_with_btc_magic() {
     let net = misbehaving(Misbehaviour::WrongMagic).await;
     let mut c = greet(&net).await;
@@ -49,7 +54,7 @@ async fn wrong_magic_node_frames_its_version_with_btc_magic() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn other_network_magic_node_speaks_that_networks_magic() {
     let net = misbehaving(Misbehaviour::OtherNetworkMagic(Network::Testnet)).await;
     let mut c = greet(&net).await;
@@ -62,7 +67,7 @@ async fn other_network_magic_node_speaks_that_networks_magic() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bch_user_agent_node_advertises_bitcoin_abc() {
     let net = misbehaving(Misbehaviour::BchUserAgent).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -76,7 +81,7 @@ async fn bch_user_agent_node_advertises_bitcoin_abc() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn never_answer_version_node_stays_silent_but_reads() {
     let net = misbehaving(Misbehaviour::NeverAnswerVersion).await;
     let mut c = greet(&net).await;
@@ -93,7 +98,7 @@ async fn never_answer_version_node_stays_silent_but_reads() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn never_verack_node_answers_version_with_version_only() {
     let net = misbehaving(Misbehaviour::NeverVerack).await;
     let mut c = greet(&net).await;
@@ -114,7 +119,7 @@ async fn never_verack_node_answers_version_with_version_only() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stall_node_sends_half_a_frame_then_nothing() {
     let net = misbehaving(Misbehaviour::StallMidMessage).await;
     let mut c = greet(&net).await;
@@ -137,7 +142,7 @@ async fn stall_node_sends_half_a_frame_then_nothing() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn garbage_node_sends_bytes_that_are_no_frame() {
     let net = misbehaving(Misbehaviour::Garbage).await;
     let mut c = greet(&net).await;
@@ -152,7 +157,7 @@ async fn garbage_node_sends_bytes_that_are_no_frame() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn oversized_header_node_declares_a_32_mib_inv() {
     let net = misbehaving(Misbehaviour::OversizedHeader).await;
     let mut c = greet(&net).await;
@@ -168,7 +173,7 @@ async fn oversized_header_node_declares_a_32_mib_inv() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn disconnect_after_n_closes_after_n_messages() {
     let net = misbehaving(Misbehaviour::DisconnectAfter(3)).await;
     let mut c = greet(&net).await;
@@ -184,7 +189,7 @@ async fn disconnect_after_n_closes_after_n_messages() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn disconnect_after_zero_closes_at_once() {
     let net = misbehaving(Misbehaviour::DisconnectAfter(0)).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -192,7 +197,7 @@ async fn disconnect_after_zero_closes_at_once() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn never_pong_node_ignores_pings() {
     let net = misbehaving(Misbehaviour::NeverPong).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -212,7 +217,7 @@ async fn never_pong_node_ignores_pings() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flood_inv_node_sends_inv_back_to_back() {
     let net = misbehaving(Misbehaviour::FloodInv).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -226,7 +231,7 @@ async fn flood_inv_node_sends_inv_back_to_back() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn flood_addr_node_sends_loopback_addr_back_to_back() {
     let net = misbehaving(Misbehaviour::FloodAddr).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -243,7 +248,7 @@ async fn flood_addr_node_sends_loopback_addr_back_to_back() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn slow_reader_node_makes_a_large_write_block() {
     let net = SimNet::start(SimNetConfig::default().nodes(2).with_misbehaviour(
         0,
@@ -271,7 +276,7 @@ async fn slow_reader_node_makes_a_large_write_block() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reject_all_tx_node_rejects_every_transaction() {
     let net = misbehaving(Misbehaviour::RejectAllTx).await;
     let mut c = Client::connect(net.node(0).address()).await;
@@ -289,7 +294,7 @@ async fn reject_all_tx_node_rejects_every_transaction() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn misbehaviour_set_at_run_time_applies_to_new_connections() {
     let net = SimNet::start(SimNetConfig::default().nodes(1))
         .await
@@ -308,7 +313,7 @@ async fn misbehaviour_set_at_run_time_applies_to_new_connections() {
     net.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn misbehaving_outbound_dial_sends_garbage_first() {
     let net = misbehaving(Misbehaviour::Garbage).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -15,8 +15,23 @@ use tokio::net::TcpStream;
 
 /// How long a test waits for something the node should do at once.
 pub const WAIT: Duration = Duration::from_secs(5);
-/// How long a test watches for something the node must not do.
+/// How long a test watches for something the node must not do. On tokio's paused clock (which
+/// moves only when node and client both wait on timers) the window ends only once the node has
+/// nothing left to do.
 pub const QUIET: Duration = Duration::from_millis(300);
+/// The bound on a wait in a test on tokio's paused clock, in virtual time: longer than any
+/// timer a test waits for, it fires only when nothing else is left to happen.
+pub const PAUSED_WAIT: Duration = Duration::from_secs(2 * 3600);
+
+/// Asserts that `took` is `expected` to the resolution of tokio's timers (a deadline is rounded
+/// up to the next millisecond).
+#[track_caller]
+pub fn assert_at(took: Duration, expected: Duration) {
+    assert!(
+        took >= expected && took <= expected + Duration::from_millis(1),
+        "took {took:?}, expected {expected:?}"
+    );
+}
 
 /// What one read attempt produced.
 #[derive(Debug)]
@@ -84,6 +99,10 @@ impl Client {
     }
 
     pub fn from_stream(stream: TcpStream, network: Network) -> Client {
+        // As the node and the library do. With Nagle's algorithm a small write could wait for the
+        // acknowledgement of the previous one, which the kernel delays on a real-time timer: a
+        // test on tokio's paused clock would look idle meanwhile and jump to its next timer.
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         Client {
             stream,
             codec: MessageCodec::new(network),

@@ -67,13 +67,13 @@ impl Keepalive {
         }
     }
 
-    /// Changes the schedule (a configuration update); an outstanding ping keeps its nonce.
+    /// Changes the schedule (a configuration update): the next ping is due one new interval
+    /// from `now` at the latest. An outstanding ping keeps its nonce, and the next one still waits
+    /// for its pong.
     pub fn set_timing(&mut self, interval: Duration, timeout: Duration, now: Instant) {
         self.interval = interval;
         self.timeout = timeout;
-        if self.outstanding.is_none() {
-            self.next_ping_at = self.next_ping_at.min(now + interval);
-        }
+        self.next_ping_at = self.next_ping_at.min(now + interval);
     }
 
     /// Records that bytes arrived from the peer.
@@ -263,6 +263,25 @@ mod tests {
         k.on_pong(5, t0);
         k.set_timing(secs(10), TIMEOUT, t0 + secs(1));
         assert_eq!(k.next_deadline(), t0 + secs(11));
+    }
+
+    /// Regression: an update that arrived while a ping awaited its pong left the next ping on
+    /// the old schedule, a whole old interval after the last one.
+    #[test]
+    fn a_shorter_interval_while_a_ping_is_outstanding_applies_once_the_pong_arrives() {
+        let t0 = Instant::now();
+        let mut k = Keepalive::new(INTERVAL, TIMEOUT, t0);
+        k.on_tick(t0, || 5);
+        k.set_timing(secs(10), TIMEOUT, t0 + secs(1));
+        assert_eq!(
+            k.outstanding_nonce(),
+            Some(5),
+            "the outstanding ping is kept"
+        );
+        assert_eq!(k.on_tick(t0 + secs(11), || 6), KeepaliveAction::Idle);
+        k.on_pong(5, t0 + secs(12));
+        assert_eq!(k.next_deadline(), t0 + secs(11));
+        assert_eq!(k.on_tick(t0 + secs(12), || 6), KeepaliveAction::SendPing(6));
     }
 
     #[test]
