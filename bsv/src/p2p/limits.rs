@@ -113,3 +113,31 @@ pub const WRITER_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Peers at or above this version understand compact blocks; the node sends them `sendcmpct`
 /// (`SHORT_IDS_BLOCKS_VERSION`).
 pub const SHORT_IDS_BLOCKS_VERSION: i32 = 70014;
+
+// --- Timing and buffers of the manager and connections (our own choices) ---
+
+/// How often the supervisor re-checks the pool even when nothing happened.
+pub const REEVALUATE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often expired bans are lifted.
+pub const BAN_EXPIRY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long shutdown waits for connections to close before aborting them.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connections the kernel may hold completed for us before we accept them: the node's
+/// `listen(SOMAXCONN)` (Linux caps it at `net.core.somaxconn`). Tokio's and the standard
+/// library's `bind` use 128, so a burst of a few hundred dials overflowed the queue, the kernel
+/// dropped their SYNs, and those peers only got in on their retransmission a second or more
+/// later.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Over-capacity handshakes allowed at once; past this, extra sockets are closed unanswered so a
+/// flood cannot make us spend unbounded work on peers we will refuse anyway.
+pub const MAX_CONCURRENT_REFUSALS: usize = 256;
+
+/// Cap on queued control replies; past it the peer is not reading and is disconnected.
+pub const MAX_PRIORITY_BYTES: usize = 1024 * 1024;
+
+/// Free room kept in the read buffer before each read.
+pub const READ_ROOM: usize = 16 * 1024;

@@ -17,10 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 use super::{CodecError, MessageCodec, RawFrame};
+use crate::p2p::limits::READ_ROOM;
 use crate::p2p::Message;
-
-/// Free room kept in the read buffer before each read.
-const READ_ROOM: usize = 16 * 1024;
 
 /// Reads frames from the read half of a stream.
 #[derive(Debug)]

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// Cap on queued control replies; past it the peer is not reading and is disconnected.
-pub const MAX_PRIORITY_BYTES: usize = 1024 * 1024;
+use crate::p2p::limits::MAX_PRIORITY_BYTES;
 
 /// Why a frame could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

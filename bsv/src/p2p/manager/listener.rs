@@ -15,14 +15,8 @@ use tracing::{debug, info, warn};
 use super::Inner;
 use crate::p2p::connection::PeerConnection;
 use crate::p2p::events::{ControlEvent, InboundRejection};
+use crate::p2p::limits::{LISTEN_BACKLOG, MAX_CONCURRENT_REFUSALS};
 use crate::p2p::peer::{unix_now, Peer};
-
-/// Connections the kernel may hold completed for us before we accept them: the node's
-/// `listen(SOMAXCONN)` (Linux caps it at `net.core.somaxconn`). Tokio's and the standard
-/// library's `bind` use 128, so a burst of a few hundred dials overflowed the queue, the kernel
-/// dropped their SYNs, and those peers only got in on their retransmission a second or more
-/// later.
-pub(super) const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds the listener with the node's backlog ([`LISTEN_BACKLOG`]).
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -37,10 +31,6 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
-
-/// Over-capacity handshakes allowed at once; past this, extra sockets are closed unanswered so a
-/// flood cannot make us spend unbounded work on peers we will refuse anyway.
-const MAX_CONCURRENT_REFUSALS: usize = 256;
 
 pub(super) async fn run(inner: Arc<Inner>, listener: TcpListener, cancel: CancellationToken) {
     let refusals = Arc::new(Semaphore::new(MAX_CONCURRENT_REFUSALS));

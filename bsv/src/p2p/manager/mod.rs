@@ -39,20 +39,15 @@ use crate::p2p::connection::{
 };
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
-use crate::p2p::limits::REPORT_CHANNEL_CAPACITY;
+use crate::p2p::limits::{
+    BAN_EXPIRY_EVERY, REEVALUATE_EVERY, REPORT_CHANNEL_CAPACITY, SHUTDOWN_GRACE,
+};
 use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
 use crate::p2p::store::PeerStore;
 use crate::p2p::Message;
 use pool::{select_candidates, Exclusions};
 use slots::{Slot, Slots};
-
-/// How often the supervisor re-checks the pool even when nothing happened.
-const REEVALUATE_EVERY: Duration = Duration::from_secs(5);
-/// How often expired bans are lifted.
-const BAN_EXPIRY_EVERY: Duration = Duration::from_secs(60);
-/// How long shutdown waits for connections to close before aborting them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Applies a new log level (e.g. a `tracing_subscriber::reload` handle's `modify`), so that
 /// `update_config` can change `log_level` at run time. The application installs it with
