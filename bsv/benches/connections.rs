@@ -18,6 +18,7 @@
 //!
 //! ```text
 //! ulimit -n 20000; cargo bench -p bitcoinsv --bench connections [-- throughput|blocks|handshakes|memory]
+//! cargo bench -p bitcoinsv --features metrics --bench connections -- metrics
 //! ```
 //!
 //! Results are printed as Markdown table rows for `docs/BENCHMARKS.md`.
@@ -113,6 +114,55 @@ async fn one_connection(label: &str, msg: Message, count: usize, lossless: bool)
         elapsed.as_secs_f64(),
         rate
     )
+}
+
+/// Benchmark 5 (issue 13): the cost of metrics on benchmark 1's lossless `inv` stream. Runs
+/// alternate between no meter provider (the library's instruments are OpenTelemetry's no-ops)
+/// and an SDK provider that aggregates everything (a `ManualReader`, as an exporter would be fed),
+/// three of each in the same process, and report the medians and their ratio. Needs
+/// `--features metrics`.
+#[cfg(feature = "metrics")]
+async fn metrics_overhead(count: usize) -> Vec<String> {
+    use opentelemetry::global;
+    use opentelemetry::metrics::noop::NoopMeterProvider;
+    use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+    let inv = Message::Inv(vec![InvVect::tx(Hash([9; 32]))]);
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for round in 0..6 {
+        let with_sdk = round % 2 == 1;
+        let provider = with_sdk.then(|| {
+            let p = SdkMeterProvider::builder()
+                .with_reader(ManualReader::builder().build())
+                .build();
+            global::set_meter_provider(p.clone());
+            p
+        });
+        let t0 = Instant::now();
+        let _ = one_connection("small inv", inv.clone(), count, true).await;
+        let rate = count as f64 / t0.elapsed().as_secs_f64();
+        if let Some(p) = provider {
+            let _ = p.shutdown();
+            global::set_meter_provider(NoopMeterProvider::new());
+            on.push(rate);
+        } else {
+            off.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    vec![format!(
+        "| metrics overhead: {count} small `inv`s, lossless, median of 3 runs each | no provider {off:.0} msgs/s; SDK provider {on:.0} msgs/s | **{:+.1} %** |",
+        (on / off - 1.0) * 100.0
+    )]
+}
+
+#[cfg(not(feature = "metrics"))]
+async fn metrics_overhead(_count: usize) -> Vec<String> {
+    vec!["| metrics overhead | needs `--features metrics` | skipped |".into()]
 }
 
 /// Benchmark 2: block download from a simnet node.
@@ -293,6 +343,11 @@ fn main() {
                 one_connection("tx", tx.clone(), 1_000_000, true).await
             );
             println!("{}", one_connection("tx", tx, 1_000_000, false).await);
+        }
+        if wanted("metrics") {
+            for row in metrics_overhead(1_000_000).await {
+                println!("{row}");
+            }
         }
         if wanted("blocks") {
             println!("{}", block_download(100, 10_000).await);
