@@ -33,7 +33,7 @@ def load(path):
     # from the start).
     for (name, _), pts in series.items():
         if name.endswith(("_total", "_bucket", "_count", "_sum")) and pts[0][0] > 0:
-            pts.insert(0, (0.0, 0.0))
+            pts.insert(0, (-1.0, 0.0))
     return series
 
 
@@ -93,6 +93,7 @@ def quantiles(series, name, qs):
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     s = load(src)
+    end = max(p[-1][0] for p in s.values())
     fig, ax = plt.subplots(3, 2, figsize=(14, 12))
     fig.suptitle("bsv_p2p metrics: Manager (Fixed mode) against a 10-node simnet, 2 banned, "
                  "1 never pongs, 1 drops after 6 messages; manual ban half-way", fontsize=11)
@@ -108,7 +109,8 @@ def main():
     per_cmd = defaultdict(lambda: defaultdict(float))
     for _, (labels, pts) in pick(s, "bsv_p2p_messages_total").items():
         for t, v in rate(pts):
-            per_cmd[f'{labels["command"]} {labels["direction"]}'][t] += v
+            if t >= 0:
+                per_cmd[f'{labels["command"]} {labels["direction"]}'][t] += v
     top = sorted(per_cmd, key=lambda k: -max(per_cmd[k].values()))[:8]
     for k in top:
         pts = sorted(per_cmd[k].items())
@@ -137,7 +139,7 @@ def main():
 
     a = ax[2][0]
     for _, (labels, pts) in sorted(pick(s, "bsv_p2p_connection_ends_total").items()):
-        a.plot(*zip(*rate(pts)), label=f'{labels["reason"]} (established={labels["established"]})')
+        a.plot(*zip(*rate(pts)[1:]), label=f'{labels["reason"]} (established={labels["established"]})')
     a.set_title("Connection failures and ends/s by reason\nsum by (reason, established) (rate(bsv_p2p_connection_ends_total[10s]))")
     a.set_ylabel("per second")
     a.legend(fontsize=7)
@@ -155,6 +157,7 @@ def main():
     for row in ax:
         for a in row:
             a.set_xlabel("seconds since start")
+            a.set_xlim(0, end)
             a.grid(alpha=0.3)
             a.title.set_fontsize(9)
     fig.tight_layout()
