@@ -1,19 +1,21 @@
 //! Where log lines go and which: `RUST_LOG` (the `tracing_subscriber::EnvFilter` syntax, e.g.
 //! `RUST_LOG=bitcoinsv=debug`) wins; without it, `--log-level`, then the `log_level` of the
-//! `--config` file given, then `warn` (`error` for the live table of `monitor`, which redraws
-//! the terminal). Lines go to stderr, so stdout keeps each command's output.
+//! `--config` file given, then the command's default: `warn` for the long-running `simnet` and
+//! plain `monitor`, `error` under `monitor`'s live table (which redraws the terminal), `off` for
+//! the one-shot commands (they report their own failure as one line). Lines go to stderr, so
+//! stdout keeps each command's output.
 
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (a no-op if one is installed already).
-pub fn init(log_level: Option<&str>, config: Option<&Path>, live_table: bool) {
+pub fn init(log_level: Option<&str>, config: Option<&Path>, default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let level = log_level
             .map(str::to_string)
             .or_else(|| config.and_then(config_level))
-            .unwrap_or_else(|| if live_table { "error" } else { "warn" }.to_string());
+            .unwrap_or_else(|| default.to_string());
         EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("warn"))
     });
     let _ = tracing_subscriber::fmt()

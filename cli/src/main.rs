@@ -26,7 +26,8 @@ use crate::error::CliError;
 #[command(name = "bsvp2p", version, about, long_about = None)]
 struct Cli {
     /// Log level or filter (trace, debug, info, warn, error, off, or a RUST_LOG-style filter such
-    /// as `bitcoinsv=debug`); RUST_LOG overrides it [default: the config file's, else warn].
+    /// as `bitcoinsv=debug`); RUST_LOG overrides it [default: the config file's, else warn for
+    /// simnet and monitor, off for the others].
     #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
     #[command(subcommand)]
@@ -71,11 +72,14 @@ fn main() -> ExitCode {
         Command::Monitor(a) => a.config.config.as_deref(),
         _ => None,
     };
-    let live_table = match &cli.command {
-        Command::Monitor(a) => !a.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        _ => false,
+    let default_level = match &cli.command {
+        Command::Monitor(a) if !a.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            "error"
+        }
+        Command::Monitor(_) | Command::Simnet(_) => "warn",
+        _ => "off",
     };
-    logging::init(cli.log_level.as_deref(), config, live_table);
+    logging::init(cli.log_level.as_deref(), config, default_level);
     let result: Result<(), CliError> = match cli.command {
         Command::Broadcast(args) => commands::broadcast::run(args),
         Command::Config(args) => commands::config::run(args),
