@@ -10,6 +10,7 @@ mod commands;
 mod config_file;
 mod error;
 mod interrupt;
+mod logging;
 mod output;
 mod progress;
 mod session;
@@ -24,6 +25,11 @@ use crate::error::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "bsvp2p", version, about, long_about = None)]
 struct Cli {
+    /// Log level or filter (trace, debug, info, warn, error, off, or a RUST_LOG-style filter such
+    /// as `bitcoinsv=debug`); RUST_LOG overrides it [default: the config file's, else warn for
+    /// simnet and monitor, off for the others].
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +63,23 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    let config = match &cli.command {
+        Command::Broadcast(a) => a.config.config.as_deref(),
+        Command::Connect(a) => a.config.config.as_deref(),
+        Command::Crawl(a) => a.config.config.as_deref(),
+        Command::Getblock(a) => a.config.config.as_deref(),
+        Command::Headers(a) => a.config.config.as_deref(),
+        Command::Monitor(a) => a.config.config.as_deref(),
+        _ => None,
+    };
+    let default_level = match &cli.command {
+        Command::Monitor(a) if !a.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            "error"
+        }
+        Command::Monitor(_) | Command::Simnet(_) => "warn",
+        _ => "off",
+    };
+    logging::init(cli.log_level.as_deref(), config, default_level);
     let result: Result<(), CliError> = match cli.command {
         Command::Broadcast(args) => commands::broadcast::run(args),
         Command::Config(args) => commands::config::run(args),

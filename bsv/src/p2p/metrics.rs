@@ -269,7 +269,7 @@ mod imp {
                     .with_unit("{message}")
                     .build(),
                 bytes: m
-                    .u64_counter("bsv_p2p.bytes")
+                    .u64_counter("bsv_p2p.network.io")
                     .with_description("Bytes on the wire (frame headers included)")
                     .with_unit("By")
                     .build(),

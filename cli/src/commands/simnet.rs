@@ -53,15 +53,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Some(s) => Some(Duration::from_secs_f64(s)),
         None => None,
     };
-    // Logs go to stderr, filtered by RUST_LOG (default: warnings only), so stdout stays the
-    // list of addresses.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Logs go to stderr (main installs the subscriber: RUST_LOG, else --log-level, else
+    // warnings only), so stdout stays the list of addresses.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

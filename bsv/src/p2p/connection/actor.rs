@@ -256,7 +256,7 @@ impl Actor {
         };
         match &reason {
             DisconnectReason::Handshake(HandshakeFailure::OverCapacity) => {
-                info!("inbound peer refused: connection limit reached");
+                debug!("inbound peer refused: connection limit reached");
                 self.emit(ControlEvent::ConnectionRejectedCapacity {
                     peer_id: self.peer.id,
                     address: self.peer.socket_addr(),

@@ -3,6 +3,12 @@
 //! frames, feeds the machine messages, codec errors, bytes and ticks, and performs the
 //! [`Action`]s it returns: queue a frame, deliver to subscribers, update statistics, emit events,
 //! report facts. It decides nothing about the protocol.
+//!
+//! Tracing: the session runs inside its connection's `peer` span (the writer task too), and
+//! everything from socket open until the handshake completes or fails inside a `handshake` span
+//! (field `flow`). Nothing is logged per message above TRACE: what a peer can trigger at any rate
+//! (codec errors, undecodable messages, offences, busy rejects) is logged at TRACE and summed
+//! into one DEBUG line at most every [`NOISE_SUMMARY_EVERY`] per connection.
 
 use bytes::Bytes;
 use rand::Rng;
@@ -10,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use tracing::{debug, info, trace, warn, Instrument};
+use tracing::{debug, trace, warn, Instrument, Span};
 
 use super::actor::Actor;
 use super::link::Report;
@@ -38,6 +44,51 @@ pub(crate) struct SessionEnd {
     pub banned: bool,
 }
 
+/// How often at most a connection logs its [`Noise`] summary at DEBUG.
+pub(crate) const NOISE_SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a busy or hostile peer can make happen at any rate, counted so that it is logged as one
+/// DEBUG summary at most every [`NOISE_SUMMARY_EVERY`] (the first at once) instead of a line
+/// each.
+#[derive(Debug, Default)]
+struct Noise {
+    codec_errors: u64,
+    dropped_messages: u64,
+    offences: u64,
+    busy_rejects: u64,
+    last_summary: Option<Instant>,
+}
+
+impl Noise {
+    /// Logs the summary if one is due.
+    fn maybe_log(&mut self, now: Instant) {
+        if self
+            .last_summary
+            .is_none_or(|t| now.saturating_duration_since(t) >= NOISE_SUMMARY_EVERY)
+        {
+            self.log(now);
+        }
+    }
+
+    /// Logs the counts since the last summary, if any, and starts counting afresh.
+    fn log(&mut self, now: Instant) {
+        if self.codec_errors + self.dropped_messages + self.offences + self.busy_rejects == 0 {
+            return;
+        }
+        debug!(
+            codec_errors = self.codec_errors,
+            dropped_messages = self.dropped_messages,
+            offences = self.offences,
+            busy_rejects = self.busy_rejects,
+            "peer errors since last summary"
+        );
+        *self = Noise {
+            last_summary: Some(now),
+            ..Noise::default()
+        };
+    }
+}
+
 struct Session {
     protocol: PeerProtocol,
     /// Encodes what we send (the reader has its own decoder).
@@ -45,6 +96,7 @@ struct Session {
     outbox: Outbox,
     started: Instant,
     banned: bool,
+    noise: Noise,
 }
 
 impl Session {
@@ -117,8 +169,11 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         outbox,
         started,
         banned: false,
+        noise: Noise::default(),
     };
-    let end = session_loop(actor, &mut rd, &mut s).await;
+    let handshake = tracing::info_span!("handshake", flow = ?flow);
+    let end = session_loop(actor, &mut rd, &mut s, handshake).await;
+    s.noise.log(Instant::now());
     if let Ok(mut g) = actor.shared.session.lock() {
         *g = None;
     }
@@ -131,43 +186,68 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
     end
 }
 
+/// Runs the session until it ends; every step before the handshake completes runs inside
+/// `handshake`, which is closed (dropped) once it has.
 async fn session_loop(
     actor: &mut Actor,
     rd: &mut FrameReader<OwnedReadHalf>,
     s: &mut Session,
+    handshake: Span,
 ) -> SessionEnd {
-    let actions = s.protocol.start();
-    if let Some(end) = apply(actor, s, actions).await {
+    let actions = handshake.in_scope(|| s.protocol.start());
+    if let Some(end) = apply(actor, s, actions).instrument(handshake.clone()).await {
+        handshake.in_scope(|| debug!(error = %end.reason, "handshake failed"));
         return end;
     }
+    let mut handshake = Some(handshake);
     loop {
-        let deadline = s.protocol.deadline();
-        tokio::select! {
-            biased;
-            _ = actor.shared.cancel.cancelled() => return s.end(DisconnectReason::Requested),
-            r = rd.read_more() => {
-                match r {
-                    Ok(0) => return s.end(DisconnectReason::PeerClosed),
-                    Err(e) => return s.end(read_error(e)),
-                    Ok(n) => {
-                        actor.shared.stats.add_bytes_in(n);
-                        s.protocol.on_bytes_received(Instant::now());
-                    }
-                }
-                if let Some(end) = drain_frames(actor, rd, s).await {
-                    return end;
+        if handshake.is_some() && s.protocol.is_established() {
+            handshake = None;
+        }
+        let next = step(actor, rd, s);
+        let r = match &handshake {
+            Some(h) => next.instrument(h.clone()).await,
+            None => next.await,
+        };
+        if let Some(end) = r {
+            if let (Some(h), false) = (&handshake, end.connected) {
+                h.in_scope(|| debug!(error = %end.reason, "handshake failed"));
+            }
+            return end;
+        }
+    }
+}
+
+/// Waits for one thing to happen (bytes, a command, a timer, cancellation) and handles it.
+async fn step(
+    actor: &mut Actor,
+    rd: &mut FrameReader<OwnedReadHalf>,
+    s: &mut Session,
+) -> Option<SessionEnd> {
+    let deadline = s.protocol.deadline();
+    tokio::select! {
+        biased;
+        _ = actor.shared.cancel.cancelled() => Some(s.end(DisconnectReason::Requested)),
+        r = rd.read_more() => {
+            match r {
+                Ok(0) => return Some(s.end(DisconnectReason::PeerClosed)),
+                Err(e) => return Some(s.end(read_error(e))),
+                Ok(n) => {
+                    actor.shared.stats.add_bytes_in(n);
+                    s.protocol.on_bytes_received(Instant::now());
                 }
             }
-            cmd = actor.cmd_rx.recv() => {
-                match cmd {
-                    None => return s.end(DisconnectReason::Requested),
-                    Some(c) => if let Some(end) = on_command(actor, c, rd, s) { return end; },
-                }
+            drain_frames(actor, rd, s).await
+        }
+        cmd = actor.cmd_rx.recv() => {
+            match cmd {
+                None => Some(s.end(DisconnectReason::Requested)),
+                Some(c) => on_command(actor, c, rd, s),
             }
-            _ = sleep_until(deadline) => {
-                let actions = s.protocol.on_tick(Instant::now(), || rand::thread_rng().gen());
-                if let Some(end) = apply(actor, s, actions).await { return end; }
-            }
+        }
+        _ = sleep_until(deadline) => {
+            let actions = s.protocol.on_tick(Instant::now(), || rand::thread_rng().gen());
+            apply(actor, s, actions).await
         }
     }
 }
@@ -184,7 +264,9 @@ async fn drain_frames(
             Ok(Some(f)) => f,
             Ok(None) => return None,
             Err(e) => {
-                debug!(error = %e, "codec error");
+                trace!(error = %e, "codec error");
+                s.noise.codec_errors += 1;
+                s.noise.maybe_log(now);
                 let actions = s.protocol.on_codec_error(&e, now);
                 if let Some(end) = apply(actor, s, actions).await {
                     return Some(end);
@@ -210,7 +292,9 @@ async fn drain_frames(
                 s.protocol.on_message(msg, now)
             }
             Err(e) => {
-                debug!(error = %e, "dropping message");
+                trace!(command = %frame.header.command, error = %e, "dropping message");
+                s.noise.dropped_messages += 1;
+                s.noise.maybe_log(now);
                 s.protocol.on_codec_error(&e, now)
             }
         };
@@ -237,7 +321,9 @@ async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Opti
             }
             Action::Established(v) => established(actor, s, &v).await,
             Action::Misbehaving { offence, score } => {
-                debug!(score, reason = %offence, "peer misbehaved");
+                trace!(score, reason = %offence, "peer misbehaved");
+                s.noise.offences += 1;
+                s.noise.maybe_log(Instant::now());
                 actor.ctx.metrics.misbehavior(offence);
                 actor.shared.stats.set_score(score);
                 actor.emit(ControlEvent::PeerMisbehavior {
@@ -253,7 +339,9 @@ async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Opti
             Action::Disconnect(reason) => return Some(s.end(reason)),
             Action::Learned(l) => learned(actor, s, l),
             Action::BackOff(until) => {
-                info!("peer is too busy: holding back requests");
+                trace!("peer is too busy: holding back requests");
+                s.noise.busy_rejects += 1;
+                s.noise.maybe_log(Instant::now());
                 if let Ok(mut g) = actor.shared.busy_until.lock() {
                     *g = Some(until);
                 }
@@ -306,7 +394,7 @@ async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
     debug!(state = %ConnectionState::Connected, "connection state changed");
     actor.was_connected = true;
     actor.retry.on_handshake_complete();
-    info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
+    tracing::info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
     actor.emit(ControlEvent::HandshakeComplete {
         peer_id: actor.peer.id,
     });
@@ -410,6 +498,7 @@ fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEn
             return None;
         }
     };
+    trace!(command = m.command(), bytes = frame.len(), "sending");
     actor.shared.stats.count_sent(m.command(), frame.len());
     actor.ctx.metrics.message(false, m.command(), frame.len());
     match s.outbox.push_priority(frame) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn, Instrument};
 
 use super::Inner;
 use crate::p2p::connection::PeerConnection;
@@ -84,12 +84,15 @@ async fn admit(inner: &Arc<Inner>, stream: TcpStream, addr: SocketAddr, refusals
         }
         None => match refusals.clone().try_acquire_owned() {
             Ok(permit) => {
-                info!(peer_address = %addr, max_connections = config.max_connections, "at capacity: refusing inbound peer after handshake");
+                debug!(peer_address = %addr, max_connections = config.max_connections, "at capacity: refusing inbound peer after handshake");
                 let handle = PeerConnection::over_capacity(peer, stream, ctx);
-                inner.tracker.spawn(async move {
-                    handle.join().await;
-                    drop(permit);
-                });
+                inner.tracker.spawn(
+                    async move {
+                        handle.join().await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
             }
             Err(_) => {
                 debug!(peer_address = %addr, "at capacity and refusing many already: closing at once");

@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, trace, warn, Instrument};
 use uuid::Uuid;
 
 use crate::p2p::config::ManagerConfig;
@@ -97,6 +97,9 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// Peers in the store by status, refreshed by the supervisor, read by the metrics gauge.
     peer_counts: Mutex<Vec<(&'static str, u64)>>,
+    /// The `manager` span (`network`, `mode`): entered by every task the manager runs, so it is
+    /// the parent of every connection's `peer` span.
+    span: tracing::Span,
 }
 
 impl Inner {
@@ -161,7 +164,9 @@ impl Inner {
             l.insert(id, link);
         }
         let inner = self.clone();
-        self.tracker.spawn(async move {
+        let span = self.span.clone();
+        self.tracker.spawn(
+            async move {
             let outcome = handle.join().await;
             drop(slot);
             if let Ok(mut l) = inner.links.lock() {
@@ -187,7 +192,9 @@ impl Inner {
                 }
             }
             inner.wake.notify_one();
-        });
+        }
+            .instrument(span),
+        );
     }
 
     fn connected_count(&self) -> usize {
@@ -378,7 +385,8 @@ impl Inner {
                     *g = Some((local, cancel.clone()));
                 }
                 info!(address = %local, "listening for inbound peers");
-                self.tracker.spawn(listener::run(self.clone(), l, cancel));
+                self.tracker
+                    .spawn(listener::run(self.clone(), l, cancel).instrument(self.span.clone()));
             }
             Err(e) => {
                 error!(address = %addr, error = %e, "cannot bind the listener; continuing with outbound connections only");
@@ -475,6 +483,8 @@ impl Manager {
     }
 
     fn build(config: ManagerConfig, store: Arc<dyn PeerStore>, mode: Mode) -> Self {
+        let span = tracing::info_span!("manager", network = %config.network, mode = mode.name());
+        let _entered = span.enter();
         info!(
             network = %config.network,
             target_connections = config.target_connections,
@@ -509,6 +519,7 @@ impl Manager {
                 reports_rx: Mutex::new(Some(reports_rx)),
                 metrics: Metrics::from_global(),
                 peer_counts: Mutex::new(Vec::new()),
+                span: span.clone(),
             }),
         };
         let weak = Arc::downgrade(&manager.inner);
@@ -538,6 +549,11 @@ impl Manager {
     /// discovery (Normal mode) and the supervisor, and returns. Peers connect in the background;
     /// use [`Manager::wait_for_connections`] to wait for them.
     pub async fn start(&self) -> Result<()> {
+        let span = self.inner.span.clone();
+        self.start_in_span().instrument(span).await
+    }
+
+    async fn start_in_span(&self) -> Result<()> {
         let config = self.inner.config();
         config.validate()?;
         info!(
@@ -557,21 +573,34 @@ impl Manager {
             }
             // First discovery right away, in the background: a slow DNS must not delay start.
             let inner = self.inner.clone();
-            self.inner.tracker.spawn(async move {
-                tokio::select! {
-                    _ = inner.discover() => inner.wake.notify_one(),
-                    _ = inner.cancel.cancelled() => {}
+            self.inner.tracker.spawn(
+                async move {
+                    tokio::select! {
+                        _ = inner.discover() => inner.wake.notify_one(),
+                        _ = inner.cancel.cancelled() => {}
+                    }
                 }
-            });
+                .instrument(self.inner.span.clone()),
+            );
         }
         self.inner.start_listener().await;
-        self.inner.tracker.spawn(self.inner.clone().supervise());
+        self.inner.tracker.spawn(
+            self.inner
+                .clone()
+                .supervise()
+                .instrument(self.inner.span.clone()),
+        );
         Ok(())
     }
 
     /// Stops the listener, disconnects every peer cleanly, saves the store, and returns when
     /// every task the manager started has ended.
     pub async fn shutdown(&self) -> Result<()> {
+        let span = self.inner.span.clone();
+        self.shutdown_in_span().instrument(span).await
+    }
+
+    async fn shutdown_in_span(&self) -> Result<()> {
         info!(
             active_connections = self.inner.connected_count(),
             "Shutting down P2P Manager"
@@ -601,7 +630,7 @@ impl Manager {
 
     /// Sends `message` to one connected peer, waiting while its send queue is full.
     pub async fn send_message(&self, peer_id: Uuid, message: Message) -> Result<()> {
-        debug!(%peer_id, command = message.command(), "sending message");
+        trace!(%peer_id, command = message.command(), "sending message");
         let link = self
             .inner
             .links
@@ -614,7 +643,7 @@ impl Manager {
         };
         link.send_message(message)
             .await
-            .inspect_err(|e| error!(%peer_id, error = %e, "sending failed"))
+            .inspect_err(|e| warn!(%peer_id, error = %e, "sending failed"))
     }
 
     /// Sends `message` to every connected peer; returns how many accepted it.
