@@ -164,11 +164,8 @@ async fn a_manager_exports_its_metrics_over_otlp_with_the_service_name() {
     // A bare base URL: the library appends /v1/metrics.
     config.telemetry_endpoint = Some(format!("http://{addr}"));
     let guard = telemetry::install_with_interval(&config, Duration::from_millis(200)).unwrap();
-    let manager = Manager::with_fixed_peers(
-        config,
-        Arc::new(InMemoryPeerStore::new()),
-        net.addresses(),
-    );
+    let manager =
+        Manager::with_fixed_peers(config, Arc::new(InMemoryPeerStore::new()), net.addresses());
     manager.start().await.unwrap();
     manager.wait_for_connections(2, WAIT).await.unwrap();
 
@@ -204,7 +201,7 @@ async fn a_manager_exports_its_metrics_over_otlp_with_the_service_name() {
     );
     assert!(total(&req, "bsv_p2p.connection.attempts").unwrap() >= 2.0);
     assert!(total(&req, "bsv_p2p.messages").unwrap() > 0.0);
-    assert!(total(&req, "bsv_p2p.bytes").unwrap() > 0.0);
+    assert!(total(&req, "bsv_p2p.network.io").unwrap() > 0.0);
     let units: Vec<(String, String)> = req
         .resource_metrics
         .iter()

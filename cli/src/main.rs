@@ -13,6 +13,8 @@ mod interrupt;
 mod output;
 mod progress;
 mod session;
+#[cfg(feature = "metrics")]
+mod telemetry;
 
 use std::process::ExitCode;
 
