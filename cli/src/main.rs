@@ -14,6 +14,8 @@ mod logging;
 mod output;
 mod progress;
 mod session;
+#[cfg(feature = "metrics")]
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -64,7 +64,7 @@ async fn monitor_shows_connected_peers_and_saves_the_store_on_sigint() {
     let body = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(metrics).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut b = String::new();
         s.read_to_string(&mut b).unwrap();
@@ -73,7 +73,9 @@ async fn monitor_shows_connected_peers_and_saves_the_store_on_sigint() {
     .await
     .unwrap();
     assert!(
-        body.contains("bsvp2p_connections{direction=\"outbound\"} 2"),
+        body.contains(
+            "bsv_p2p_connections{direction=\"outbound\",state=\"connected\",otel_scope_name=\"bsv_p2p\"} 2"
+        ),
         "{body}"
     );
     let status = Command::new("kill")

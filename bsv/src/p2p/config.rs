@@ -245,11 +245,14 @@ pub struct ManagerConfig {
     pub event_channel_capacity: usize,
     /// Log level: trace, debug, info, warn, error or off.
     pub log_level: String,
-    /// Whether to export OpenTelemetry metrics and traces.
+    /// Whether to export metrics over OTLP even without `telemetry_endpoint` (then to
+    /// OpenTelemetry's `OTEL_EXPORTER_OTLP_ENDPOINT`, or `http://localhost:4318`). Read by
+    /// `p2p::telemetry` (feature `otlp`), not by the manager.
     pub enable_telemetry: bool,
-    /// OTLP endpoint to export to.
+    /// OTLP/HTTP endpoint to export metrics to: a collector's base URL (`/v1/metrics` is
+    /// appended) or the full URL. Read by `p2p::telemetry` (feature `otlp`).
     pub telemetry_endpoint: Option<String>,
-    /// Service name reported to OpenTelemetry.
+    /// Service name reported to OpenTelemetry (the resource's `service.name`).
     pub service_name: String,
     /// Most peers kept in the store.
     pub max_stored_peers: usize,

@@ -270,6 +270,8 @@ mod imp {
                     .build(),
                 bytes: m
                     .u64_counter("bsv_p2p.network.io")
+                    // Named after OpenTelemetry's `system.network.io` (a `bsv_p2p.bytes` in
+                    // bytes would be `bsv_p2p_bytes_bytes_total` in Prometheus).
                     .with_description("Bytes on the wire (frame headers included)")
                     .with_unit("By")
                     .build(),

@@ -29,6 +29,8 @@ pub mod messages;
 pub mod metrics;
 pub mod peer;
 pub mod store;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 
 pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};

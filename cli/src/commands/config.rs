@@ -48,8 +48,8 @@ const MANAGER_DOCS: &[Doc] = &[
     ("start_height", "Block height we announce.", None),
     ("event_channel_capacity", "Capacity of each broadcast channel (control events, bitcoin messages); slow receivers lose events beyond it.", None),
     ("log_level", "Log level: trace, debug, info, warn, error or off.", None),
-    ("enable_telemetry", "Export OpenTelemetry metrics and traces.", None),
-    ("telemetry_endpoint", "OTLP endpoint to export to; leave unset to disable export.", Some("\"http://127.0.0.1:4317\"")),
+    ("enable_telemetry", "Export OpenTelemetry metrics over OTLP even without telemetry_endpoint (then to OTEL_EXPORTER_OTLP_ENDPOINT or http://localhost:4318).", None),
+    ("telemetry_endpoint", "OTLP/HTTP endpoint (collector base URL; /v1/metrics is appended) to export metrics to; leave unset to disable export.", Some("\"http://127.0.0.1:4318\"")),
     ("service_name", "Service name reported to OpenTelemetry.", None),
     ("max_stored_peers", "Most peers kept in the store; the oldest Unknown, then Inaccessible, are evicted first.", None),
     ("inaccessible_retry_delay", "How long an Inaccessible peer rests before it may be tried again.", None),
@@ -140,7 +140,7 @@ mod tests {
         let c = ManagerConfig {
             dns_nameservers: Some(vec!["127.0.0.1:53".parse().unwrap()]),
             peer_store_path: Some("peers.json".into()),
-            telemetry_endpoint: Some("http://127.0.0.1:4317".into()),
+            telemetry_endpoint: Some("http://127.0.0.1:4318".into()),
             ..ManagerConfig::default()
         };
         let v = toml::Value::try_from(&c).unwrap();

@@ -1,7 +1,9 @@
 //! `bsvp2p monitor`: run the manager and watch it. On a terminal, a table of connected peers is
 //! redrawn in place every second above a scrolling list of events; otherwise every event and a
 //! periodic one-line status are printed as plain lines (for logs and pipes). `--metrics-addr`
-//! serves Prometheus metrics. Ctrl-C shuts the manager down cleanly and saves the peer store.
+//! serves the library's metrics in Prometheus' text format on `/metrics`, and a configured
+//! `telemetry_endpoint` gets them over OTLP ([`crate::telemetry`]). Ctrl-C shuts the manager
+//! down cleanly, saves the peer store and flushes the metrics.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -10,8 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::error::CliError;
@@ -28,7 +28,8 @@ pub struct Args {
     /// Accept inbound peers on this address.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
+    /// Serve Prometheus metrics at http://ADDR/metrics (needs the `metrics` feature, on by
+    /// default).
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<SocketAddr>,
     /// Where the peer store is kept (default: `bsvp2p-peers-<network>.json`).
@@ -69,6 +70,24 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     config
         .validate()
         .map_err(|e| CliError::Usage(e.to_string()))?;
+    // The meter provider goes in before the manager, which takes its instruments from it.
+    #[cfg(feature = "metrics")]
+    let (telemetry, metrics_listener) = {
+        let listener = match args.metrics_addr {
+            Some(addr) => Some(crate::telemetry::bind(addr).await?),
+            None => None,
+        };
+        (
+            crate::telemetry::Telemetry::install(&config, listener.is_some())?,
+            listener,
+        )
+    };
+    #[cfg(not(feature = "metrics"))]
+    if args.metrics_addr.is_some() {
+        return Err(CliError::Usage(
+            "--metrics-addr: this bsvp2p was built without the `metrics` feature".into(),
+        ));
+    }
     let store = Arc::new(InMemoryPeerStore::with_file(&path));
     let manager = Arc::new(if args.peers.is_empty() {
         Manager::new(config, store)
@@ -83,11 +102,10 @@ async fn monitor(args: Args) -> Result<(), CliError> {
         .start()
         .await
         .map_err(|e| CliError::Other(e.to_string()))?;
-    if let Some(addr) = args.metrics_addr {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            CliError::Usage(format!("--metrics-addr {addr}: {e}; choose a free port"))
-        })?;
-        tokio::spawn(serve_metrics(listener, manager.clone()));
+    #[cfg(feature = "metrics")]
+    if let Some(listener) = metrics_listener {
+        register_monitor_gauges(&manager);
+        telemetry.serve_prometheus(listener);
     }
     let live = !args.plain && std::io::stdout().is_terminal();
     let mode = if args.peers.is_empty() {
@@ -145,6 +163,8 @@ async fn monitor(args: Args) -> Result<(), CliError> {
             )))
         }
     }
+    #[cfg(feature = "metrics")]
+    telemetry.shutdown().await?;
     crate::output::line(&format!(
         "# stopped; peer store saved to {}",
         path.display()
@@ -246,76 +266,28 @@ fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
     crate::output::line(out.trim_end());
 }
 
-/// Answers every HTTP request with the metrics in Prometheus' text format.
-async fn serve_metrics(listener: TcpListener, manager: Arc<Manager>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
-        };
-        let manager = manager.clone();
-        tokio::spawn(async move {
-            let mut req = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(2), sock.read(&mut req)).await;
-            let body = metrics_text(&manager.connected_peers());
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
-    }
-}
-
-fn metrics_text(peers: &[ConnectionSnapshot]) -> String {
-    use std::collections::BTreeMap;
-    let inbound = peers
-        .iter()
-        .filter(|p| p.direction == bitcoinsv::p2p::Direction::Inbound)
-        .count();
-    let mut s = String::new();
-    s.push_str("# HELP bsvp2p_connections Established connections by direction.\n# TYPE bsvp2p_connections gauge\n");
-    s.push_str(&format!(
-        "bsvp2p_connections{{direction=\"inbound\"}} {inbound}\n"
-    ));
-    s.push_str(&format!(
-        "bsvp2p_connections{{direction=\"outbound\"}} {}\n",
-        peers.len() - inbound
-    ));
-    let (bin, bout): (u64, u64) = peers
-        .iter()
-        .fold((0, 0), |(a, b), p| (a + p.bytes_in, b + p.bytes_out));
-    s.push_str(
-        "# HELP bsvp2p_bytes Bytes exchanged with connected peers.\n# TYPE bsvp2p_bytes counter\n",
-    );
-    s.push_str(&format!(
-        "bsvp2p_bytes{{direction=\"in\"}} {bin}\nbsvp2p_bytes{{direction=\"out\"}} {bout}\n"
-    ));
-    let mut by_cmd: BTreeMap<(String, &str), u64> = BTreeMap::new();
-    for p in peers {
-        for (c, n) in &p.received {
-            *by_cmd.entry((c.clone(), "in")).or_default() += n.messages;
-        }
-        for (c, n) in &p.sent {
-            *by_cmd.entry((c.clone(), "out")).or_default() += n.messages;
-        }
-    }
-    s.push_str("# HELP bsvp2p_messages Messages exchanged with connected peers, by command.\n# TYPE bsvp2p_messages counter\n");
-    for ((c, d), n) in by_cmd {
-        s.push_str(&format!(
-            "bsvp2p_messages{{command=\"{c}\",direction=\"{d}\"}} {n}\n"
-        ));
-    }
-    let rtts: Vec<f64> = peers
-        .iter()
-        .filter_map(|p| p.rtt.map(|r| r.as_secs_f64()))
-        .collect();
-    if !rtts.is_empty() {
-        s.push_str("# HELP bsvp2p_ping_rtt_seconds Mean ping round-trip time.\n# TYPE bsvp2p_ping_rtt_seconds gauge\n");
-        s.push_str(&format!(
-            "bsvp2p_ping_rtt_seconds {}\n",
-            rtts.iter().sum::<f64>() / rtts.len() as f64
-        ));
-    }
-    s
+/// Monitor's own figure beside the library's instruments: the mean ping round-trip time of the
+/// peers connected now (the library's `bsv_p2p.ping.rtt` histogram covers every ping since the
+/// start).
+#[cfg(feature = "metrics")]
+fn register_monitor_gauges(manager: &Arc<Manager>) {
+    let manager = Arc::downgrade(manager);
+    opentelemetry::global::meter("bsvp2p")
+        .f64_observable_gauge("bsvp2p.monitor.ping.rtt.mean")
+        .with_description("Mean ping round-trip time of the peers connected now")
+        .with_unit("s")
+        .with_callback(move |o| {
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
+            let rtts: Vec<f64> = manager
+                .connected_peers()
+                .iter()
+                .filter_map(|p| p.rtt.map(|r| r.as_secs_f64()))
+                .collect();
+            if !rtts.is_empty() {
+                o.observe(rtts.iter().sum::<f64>() / rtts.len() as f64, &[]);
+            }
+        })
+        .build();
 }
