@@ -141,3 +141,12 @@ pub const MAX_PRIORITY_BYTES: usize = 1024 * 1024;
 
 /// Free room kept in the read buffer before each read.
 pub const READ_ROOM: usize = 16 * 1024;
+
+/// How often at most a connection logs its summary of peer-triggered errors at DEBUG (a busy or
+/// hostile peer must not flood the logs: each event alone is TRACE).
+pub const NOISE_SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// A connection adds its message counts to the shared metrics after this many messages...
+pub const METRICS_FLUSH_EVERY_MESSAGES: u32 = 1024;
+/// ...or after this long, whichever comes first (and when it ends): recording each message into
+/// an OpenTelemetry SDK cost 18 % of the throughput (docs/BENCHMARKS.md).
+pub const METRICS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -30,6 +30,7 @@ use crate::p2p::codec::{is_close, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, PeerConnectionCommand};
 use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
+use crate::p2p::metrics::Tally;
 use crate::p2p::peer::{unix_now, BanReason};
 use crate::p2p::Message;
 
@@ -44,8 +45,7 @@ pub(crate) struct SessionEnd {
     pub banned: bool,
 }
 
-/// How often at most a connection logs its [`Noise`] summary at DEBUG.
-pub(crate) const NOISE_SUMMARY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::p2p::limits::NOISE_SUMMARY_EVERY;
 
 /// What a busy or hostile peer can make happen at any rate, counted so that it is logged as one
 /// DEBUG summary at most every [`NOISE_SUMMARY_EVERY`] (the first at once) instead of a line
@@ -97,6 +97,8 @@ struct Session {
     started: Instant,
     banned: bool,
     noise: Noise,
+    /// Message counts not yet added to the metrics.
+    tally: Tally,
 }
 
 impl Session {
@@ -170,9 +172,11 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         started,
         banned: false,
         noise: Noise::default(),
+        tally: Tally::new(),
     };
     let handshake = tracing::info_span!("handshake", flow = ?flow);
     let end = session_loop(actor, &mut rd, &mut s, handshake).await;
+    actor.ctx.metrics.flush(&mut s.tally);
     s.noise.log(Instant::now());
     if let Ok(mut g) = actor.shared.session.lock() {
         *g = None;
@@ -279,7 +283,9 @@ async fn drain_frames(
             .shared
             .stats
             .count_received(&frame.header.command, size);
-        actor.ctx.metrics.message(true, &frame.header.command, size);
+        if s.tally.record(true, &frame.header.command, size) {
+            actor.ctx.metrics.flush(&mut s.tally);
+        }
         let actions = match frame.message() {
             Ok(msg) => {
                 trace!(command = %frame.header.command, bytes = size, "received");
@@ -500,7 +506,9 @@ fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEn
     };
     trace!(command = m.command(), bytes = frame.len(), "sending");
     actor.shared.stats.count_sent(m.command(), frame.len());
-    actor.ctx.metrics.message(false, m.command(), frame.len());
+    if s.tally.record(false, m.command(), frame.len()) {
+        actor.ctx.metrics.flush(&mut s.tally);
+    }
     match s.outbox.push_priority(frame) {
         Ok(()) => None,
         Err(OutboxError::PriorityFull) => Some(s.end(DisconnectReason::NotReading)),
