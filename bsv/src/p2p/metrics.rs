@@ -40,8 +40,9 @@ pub(crate) struct Tally {
     counts: [[(u64, u64); crate::p2p::connection::stats::COMMAND_KEYS]; 2],
     #[cfg(feature = "metrics")]
     pending: u32,
+    /// When the tally was last flushed (`None`: never, so the first message flushes at once).
     #[cfg(feature = "metrics")]
-    last_flush: tokio::time::Instant,
+    last_flush: Option<tokio::time::Instant>,
 }
 
 #[cfg(feature = "metrics")]
@@ -58,8 +59,21 @@ impl Tally {
             #[cfg(feature = "metrics")]
             pending: 0,
             #[cfg(feature = "metrics")]
-            last_flush: tokio::time::Instant::now(),
+            last_flush: None,
         }
+    }
+
+    /// When the counts recorded since the last flush are due, if there are any: a connection
+    /// that goes quiet still shows its last messages within `METRICS_FLUSH_EVERY`.
+    pub(crate) fn flush_due(&self) -> Option<tokio::time::Instant> {
+        #[cfg(feature = "metrics")]
+        if self.pending > 0 {
+            return Some(
+                self.last_flush
+                    .map_or_else(tokio::time::Instant::now, |l| l + FLUSH_EVERY),
+            );
+        }
+        None
     }
 
     /// Counts a message; true when it is time to flush.
@@ -78,8 +92,10 @@ impl Tally {
                 return true;
             }
             let now = tokio::time::Instant::now();
-            if now.saturating_duration_since(self.last_flush) >= FLUSH_EVERY {
-                self.last_flush = now;
+            if self
+                .last_flush
+                .is_none_or(|l| now.saturating_duration_since(l) >= FLUSH_EVERY)
+            {
                 return true;
             }
         }
@@ -200,29 +216,33 @@ impl Metrics {
     /// Adds a connection's tally of messages to the shared counters and empties it.
     pub(crate) fn flush(&self, _tally: &mut Tally) {
         #[cfg(feature = "metrics")]
-        if let Some(i) = &self.inner {
+        {
             for (d, counts) in _tally.counts.iter_mut().enumerate() {
                 for (k, (messages, bytes)) in counts.iter_mut().enumerate() {
                     if *messages == 0 {
                         continue;
                     }
-                    let attrs = [
-                        opentelemetry::KeyValue::new(
-                            "direction",
-                            if d == 0 { "in" } else { "out" },
-                        ),
-                        opentelemetry::KeyValue::new(
-                            "command",
-                            crate::p2p::connection::stats::command_at(k),
-                        ),
-                    ];
-                    i.messages.add(*messages, &attrs);
-                    i.bytes.add(*bytes, &attrs);
+                    if let Some(i) = &self.inner {
+                        let attrs = [
+                            opentelemetry::KeyValue::new(
+                                "direction",
+                                if d == 0 { "in" } else { "out" },
+                            ),
+                            opentelemetry::KeyValue::new(
+                                "command",
+                                crate::p2p::connection::stats::command_at(k),
+                            ),
+                        ];
+                        i.messages.add(*messages, &attrs);
+                        i.bytes.add(*bytes, &attrs);
+                    }
                     *messages = 0;
                     *bytes = 0;
                 }
             }
+            // Emptied even without instruments, so a due flush never stays due.
             _tally.pending = 0;
+            _tally.last_flush = Some(tokio::time::Instant::now());
         }
     }
 

@@ -228,7 +228,11 @@ async fn step(
     rd: &mut FrameReader<OwnedReadHalf>,
     s: &mut Session,
 ) -> Option<SessionEnd> {
-    let deadline = s.protocol.deadline();
+    let protocol_deadline = s.protocol.deadline();
+    let deadline = match s.tally.flush_due() {
+        Some(due) => protocol_deadline.min(due),
+        None => protocol_deadline,
+    };
     tokio::select! {
         biased;
         _ = actor.shared.cancel.cancelled() => Some(s.end(DisconnectReason::Requested)),
@@ -250,7 +254,14 @@ async fn step(
             }
         }
         _ = sleep_until(deadline) => {
-            let actions = s.protocol.on_tick(Instant::now(), || rand::thread_rng().gen());
+            let now = Instant::now();
+            if s.tally.flush_due().is_some_and(|due| now >= due) {
+                actor.ctx.metrics.flush(&mut s.tally);
+            }
+            if now < protocol_deadline {
+                return None;
+            }
+            let actions = s.protocol.on_tick(now, || rand::thread_rng().gen());
             apply(actor, s, actions).await
         }
     }
