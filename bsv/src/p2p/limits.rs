@@ -79,13 +79,11 @@ pub const INVALID_CHECKSUM_FREQUENCY: u32 = 100;
 /// Every this many `headers` announcements that do not connect cost +20
 /// (`MAX_UNCONNECTING_HEADERS`).
 pub const MAX_UNCONNECTING_HEADERS: u32 = 10;
-/// Announcements shorter than this that do not connect are answered with `getheaders` and
-/// counted as unconnecting (`ProcessHeadersMessage`).
-pub const MAX_BLOCKS_TO_ANNOUNCE: usize = 8;
-/// `authch`/`authresp` a peer may send at once before the rate limit applies: the node's leaky
-/// bucket (`src/net/authconn.h`) allows about six an hour.
+/// `authresp` messages a peer may send at once before the rate limit applies: the node's leaky
+/// bucket (`src/net/authconn.h`) allows about six an hour (measured: the 7th costs +10). The
+/// node applies the same bucket to `authch` only with a miner-ID database, which we never have.
 pub const AUTH_MESSAGE_BURST: u32 = 6;
-/// How fast the `authch`/`authresp` bucket drains: one message every ten minutes (six an hour).
+/// How fast the `authresp` bucket drains: one message every ten minutes (six an hour).
 pub const AUTH_MESSAGE_DRAIN: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long to hold back requests after `reject` 0x44 `REJECT_TOOBUSY`
 /// (`TOOBUSY_RETRY_DELAY`).

@@ -16,8 +16,6 @@
 
 use std::time::Duration;
 
-#[cfg(feature = "metrics")]
-use crate::p2p::connection::stats::command_key;
 use crate::p2p::connection::{Direction, DisconnectReason, Misbehavior};
 use crate::p2p::peer::BanReason;
 
@@ -196,20 +194,6 @@ impl Metrics {
         if let Some(i) = &self.inner {
             i.bans
                 .add(1, &[opentelemetry::KeyValue::new("reason", _reason.kind())]);
-        }
-    }
-
-    /// A message of `command` and `bytes` (header included) went in or out.
-    #[inline]
-    pub(crate) fn message(&self, _inbound: bool, _command: &str, _bytes: usize) {
-        #[cfg(feature = "metrics")]
-        if let Some(i) = &self.inner {
-            let attrs = [
-                opentelemetry::KeyValue::new("direction", if _inbound { "in" } else { "out" }),
-                opentelemetry::KeyValue::new("command", command_key(_command)),
-            ];
-            i.messages.add(1, &attrs);
-            i.bytes.add(_bytes as u64, &attrs);
         }
     }
 

@@ -78,7 +78,6 @@ fn spawn(
         session: Mutex::new(None),
         busy_until: Mutex::new(None),
         cancel: CancellationToken::new(),
-        metrics: ctx.metrics.clone(),
     });
     let (cmd_tx, cmd_rx) = mpsc::channel(CONNECTION_COMMAND_CAPACITY);
     let span = tracing::info_span!("peer", peer_id = %peer.id, peer_address = %address, direction = %direction, network = %ctx.network);

@@ -188,7 +188,6 @@ pub(crate) struct Shared {
     /// Requests wait until then after the peer said it is too busy (`REJECT_TOOBUSY`).
     pub busy_until: Mutex<Option<Instant>>,
     pub cancel: CancellationToken,
-    pub metrics: Metrics,
 }
 
 /// A cloneable view of a running connection: send, command, disconnect, read statistics.
@@ -260,7 +259,6 @@ impl PeerLink {
             .await
             .map_err(|_| not_connected(self.address))?;
         self.shared.stats.count_sent(message.command(), len);
-        self.shared.metrics.message(false, message.command(), len);
         Ok(())
     }
 

@@ -124,7 +124,7 @@ impl ChecksumRun {
     }
 }
 
-/// The node's leaky bucket for `authch`/`authresp`: a burst of [`AUTH_MESSAGE_BURST`] passes,
+/// The node's leaky bucket for `authresp`: a burst of [`AUTH_MESSAGE_BURST`] passes,
 /// then one message per [`AUTH_MESSAGE_DRAIN`].
 #[derive(Debug, Default)]
 pub(crate) struct LeakyBucket {

@@ -160,8 +160,15 @@ fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
 pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlow) -> SessionEnd {
     let (rd, wr) = stream.into_split();
     let outbox = Outbox::new(actor.ctx.send_queue_bytes);
-    let writer =
-        tokio::spawn(write_loop(wr, outbox.clone(), actor.shared.stats.clone()).in_current_span());
+    let writer = tokio::spawn(
+        write_loop(
+            wr,
+            outbox.clone(),
+            actor.shared.stats.clone(),
+            actor.ctx.metrics.clone(),
+        )
+        .in_current_span(),
+    );
     let started = Instant::now();
     let decoder = MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor));
     let mut rd = FrameReader::new(rd, decoder);
@@ -517,9 +524,6 @@ fn send_control(actor: &Actor, s: &mut Session, m: &Message) -> Option<SessionEn
     };
     trace!(command = m.command(), bytes = frame.len(), "sending");
     actor.shared.stats.count_sent(m.command(), frame.len());
-    if s.tally.record(false, m.command(), frame.len()) {
-        actor.ctx.metrics.flush(&mut s.tally);
-    }
     match s.outbox.push_priority(frame) {
         Ok(()) => None,
         Err(OutboxError::PriorityFull) => Some(s.end(DisconnectReason::NotReading)),
@@ -537,11 +541,16 @@ fn read_error(e: std::io::Error) -> DisconnectReason {
 }
 
 /// Drains the outbox into the socket until it is closed and empty or the socket fails.
+///
+/// Outgoing messages are counted for the metrics here, the one place every frame passes
+/// (control replies and the application's sends alike), into the writer's own tally.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     outbox: Outbox,
     stats: std::sync::Arc<ConnectionStats>,
+    metrics: crate::p2p::metrics::Metrics,
 ) {
+    let mut tally = Tally::new();
     while let Some((frame, permit)) = outbox.next().await {
         if let Err(e) = write_frame(&mut wr, &frame).await {
             debug!(error = %e, "write failed");
@@ -549,9 +558,29 @@ async fn write_loop(
             break;
         }
         stats.add_bytes_out(frame.len());
+        if tally.record(false, frame_command(&frame), frame.len()) {
+            metrics.flush(&mut tally);
+        }
         drop(permit);
     }
+    metrics.flush(&mut tally);
     let _ = wr.shutdown().await;
+}
+
+/// The command of a frame we encoded: the basic header's field, or for an `extmsg` header the
+/// command it carries (bytes 20..32).
+fn frame_command(frame: &[u8]) -> &str {
+    let field = |range: std::ops::Range<usize>| {
+        frame
+            .get(range)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(|s| s.trim_end_matches('\0'))
+            .unwrap_or("")
+    };
+    match field(4..16) {
+        crate::p2p::messages::commands::EXTMSG => field(20..32),
+        command => command,
+    }
 }
 
 async fn write_frame(wr: &mut OwnedWriteHalf, frame: &Bytes) -> std::io::Result<()> {

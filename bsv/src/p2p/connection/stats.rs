@@ -71,11 +71,11 @@ pub(crate) fn is_known_command(command: &str) -> bool {
     KNOWN_COMMANDS.contains(&command)
 }
 
-/// How many distinct keys [`command_key`] can return: the known commands plus `*other*`.
+/// How many keys commands are counted under: the known commands plus [`OTHER_COMMANDS`].
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) const COMMAND_KEYS: usize = KNOWN_COMMANDS.len() + 1;
 
-/// The index of [`command_key`]`(command)` among the [`COMMAND_KEYS`] keys.
+/// The index of the key `command` is counted under, among the [`COMMAND_KEYS`] keys.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn command_index(command: &str) -> usize {
     KNOWN_COMMANDS
@@ -88,17 +88,6 @@ pub(crate) fn command_index(command: &str) -> usize {
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn command_at(index: usize) -> &'static str {
     KNOWN_COMMANDS.get(index).copied().unwrap_or(OTHER_COMMANDS)
-}
-
-/// The key a command is counted under: its own name if known, [`OTHER_COMMANDS`] otherwise.
-/// Static, so metrics attributes cost no allocation and peers cannot invent new series.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) fn command_key(command: &str) -> &'static str {
-    KNOWN_COMMANDS
-        .iter()
-        .find(|c| **c == command)
-        .copied()
-        .unwrap_or(OTHER_COMMANDS)
 }
 
 /// Which side opened the connection.
