@@ -70,6 +70,14 @@ async fn make_things_happen(net: &SimNet, manager: &Manager) -> Result<(), Box<d
     manager
         .wait_for_connections(net.len(), Duration::from_secs(10))
         .await?;
+    // Our side counts a connection once it has the node's `verack`; the node announces only
+    // to peers whose `verack` it has read in turn. Wait for that too, so no announcement is
+    // made to a peer the node does not yet count.
+    for node in net.nodes() {
+        node.wait_for_stats(Duration::from_secs(10), |s| s.handshakes >= 1)
+            .await
+            .ok_or("a simnet node never completed its handshake with us")?;
+    }
     let block = net.mine_block();
     println!("(simnet) mined block {}", block.hash());
     let tx = demo_transaction();

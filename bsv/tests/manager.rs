@@ -436,6 +436,12 @@ async fn a_slow_broadcast_subscriber_lags_while_the_lossless_stream_loses_nothin
     let mut lossless = manager.subscribe_messages_lossless(8);
     manager.start().await.unwrap();
     manager.wait_for_connections(1, WAIT).await.unwrap();
+    // The node announces only to peers whose `verack` it has read (we count the connection
+    // on its `verack`, a moment earlier).
+    net.node(0)
+        .wait_for_stats(WAIT, |s| s.handshakes >= 1)
+        .await
+        .unwrap();
     // Ask for 300 `inv`s: one getblocks per 500-block window is not enough on a 1-block chain,
     // so mine blocks instead: each is announced (headers after our sendheaders).
     for _ in 0..300 {
