@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bitcoinsv::p2p::{ConnectionConfig, ManagerConfig, Network, P2pError, Whitelist};
+use bitcoinsv::p2p::{
+    AddressConfig, BlockFetchConfig, ConnectionConfig, HeaderChainConfig, ManagerConfig, Network,
+    P2pError, TransactionConfig, Whitelist,
+};
 
 fn manager_error(config: &ManagerConfig) -> String {
     match config.validate() {
@@ -191,6 +194,10 @@ fn toml_file_with_every_setting_round_trips() {
             max_recv_payload: 4 * 1024 * 1024,
             max_block_size: 1 << 40,
         },
+        header_chain: HeaderChainConfig::default(),
+        block_fetch: BlockFetchConfig::default(),
+        transactions: TransactionConfig::default(),
+        addresses: AddressConfig::default(),
     };
     c.validate().unwrap();
     let text = toml::to_string(&c).unwrap();

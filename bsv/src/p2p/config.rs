@@ -13,6 +13,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::p2p::services::addrs::AddressConfig;
+pub use crate::p2p::services::blocks::BlockFetchConfig;
+pub use crate::p2p::services::chain::HeaderChainConfig;
+pub use crate::p2p::services::txs::TransactionConfig;
+
 use super::bans::{UserAgentBanList, Whitelist, DEFAULT_BANNED_USER_AGENTS, MAX_USER_AGENT_LENGTH};
 use super::error::{P2pError, Result};
 use crate::bitcoin::Network;
@@ -261,6 +266,14 @@ pub struct ManagerConfig {
     pub inaccessible_retry_delay: Duration,
     /// Settings of each connection.
     pub connection: ConnectionConfig,
+    /// The header chain (`Manager::header_chain`).
+    pub header_chain: HeaderChainConfig,
+    /// Block fetching (`Manager::get_block`).
+    pub block_fetch: BlockFetchConfig,
+    /// Transaction broadcast and stream.
+    pub transactions: TransactionConfig,
+    /// Peer learning from `addr`.
+    pub addresses: AddressConfig,
 }
 
 impl Default for ManagerConfig {
@@ -304,6 +317,10 @@ impl ManagerConfig {
             max_stored_peers: DEFAULT_MAX_STORED_PEERS,
             inaccessible_retry_delay: DEFAULT_INACCESSIBLE_RETRY_DELAY,
             connection: ConnectionConfig::default(),
+            header_chain: HeaderChainConfig::default(),
+            block_fetch: BlockFetchConfig::default(),
+            transactions: TransactionConfig::default(),
+            addresses: AddressConfig::default(),
         }
     }
 
@@ -392,6 +409,10 @@ impl ManagerConfig {
                 LOG_LEVELS.join(", ")
             ));
         }
+        self.header_chain.check()?;
+        self.block_fetch.check()?;
+        self.transactions.check()?;
+        self.addresses.check()?;
         if self
             .telemetry_endpoint
             .as_ref()
@@ -453,6 +474,10 @@ struct ManagerConfigFile {
     #[serde(with = "humantime_serde")]
     inaccessible_retry_delay: Duration,
     connection: ConnectionConfig,
+    header_chain: HeaderChainConfig,
+    block_fetch: BlockFetchConfig,
+    transactions: TransactionConfig,
+    addresses: AddressConfig,
 }
 
 impl Default for ManagerConfigFile {
@@ -486,6 +511,10 @@ impl Default for ManagerConfigFile {
             max_stored_peers: d.max_stored_peers,
             inaccessible_retry_delay: d.inaccessible_retry_delay,
             connection: d.connection,
+            header_chain: d.header_chain,
+            block_fetch: d.block_fetch,
+            transactions: d.transactions,
+            addresses: d.addresses,
         }
     }
 }
@@ -521,6 +550,10 @@ impl From<ManagerConfigFile> for ManagerConfig {
             max_stored_peers: f.max_stored_peers,
             inaccessible_retry_delay: f.inaccessible_retry_delay,
             connection: f.connection,
+            header_chain: f.header_chain,
+            block_fetch: f.block_fetch,
+            transactions: f.transactions,
+            addresses: f.addresses,
         }
     }
 }

@@ -100,6 +100,14 @@ pub const MAX_MONEY: i64 = 21_000_000 * 100_000_000;
 pub const DEFAULT_SEND_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Commands a connection buffers before the manager's sends wait.
 pub const CONNECTION_COMMAND_CAPACITY: usize = 64;
+/// Inputs (peer up/down, messages) the services' hub buffers before connections wait for it
+/// (they stop reading their sockets meanwhile, as for a lossless subscriber). Ours: the node
+/// processes each peer's messages in its own thread and has no such queue.
+pub const SERVICE_CHANNEL_CAPACITY: usize = 4096;
+/// How often the services check their timeouts and retries. Ours; the node's message handler
+/// wakes every 100 ms (`CConnman::ThreadMessageHandler`), a second is plenty for timeouts
+/// measured in seconds.
+pub const SERVICE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// Reports (facts) from connections the manager buffers before connections wait for it.
 pub const REPORT_CHANNEL_CAPACITY: usize = 1024;
 /// Stream policies we advertise in `protoconf`: we open no extra streams (docs/PROTOCOL.md §7).

@@ -28,6 +28,7 @@ pub mod manager;
 pub mod messages;
 pub mod metrics;
 pub mod peer;
+pub(crate) mod services;
 pub mod store;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
@@ -36,7 +37,10 @@ pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
 pub use client::{PeerClient, PeerClientOptions};
 pub use codec::{CodecError, MessageCodec, RawFrame, RecvLimits};
-pub use config::{ConnectionConfig, ManagerConfig};
+pub use config::{
+    AddressConfig, BlockFetchConfig, ConnectionConfig, HeaderChainConfig, ManagerConfig,
+    TransactionConfig,
+};
 pub use connection::{
     ConnectionSnapshot, ConnectionState, Direction, DisconnectReason, HandshakeFailure,
     Misbehavior, PeerHandle, PeerLink, ProtocolViolation,

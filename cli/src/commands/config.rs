@@ -72,6 +72,47 @@ const CONNECTION_DOCS: &[Doc] = &[
     ("max_block_size", "Largest block message accepted, in bytes.", None),
 ];
 
+/// The header chain's settings (`[header_chain]`).
+const HEADER_CHAIN_DOCS: &[Doc] = &[];
+
+/// Block fetching's settings (`[block_fetch]`).
+const BLOCK_FETCH_DOCS: &[Doc] = &[];
+
+/// The transaction services' settings (`[transactions]`).
+const TRANSACTIONS_DOCS: &[Doc] = &[];
+
+/// Peer learning's settings (`[addresses]`).
+const ADDRESSES_DOCS: &[Doc] = &[];
+
+/// The tables below the manager's settings: key, heading comment, settings.
+const SECTIONS: &[(&str, &str, &[Doc])] = &[
+    (
+        "connection",
+        "Settings of each peer connection.",
+        CONNECTION_DOCS,
+    ),
+    (
+        "header_chain",
+        "The header chain (Manager::header_chain, bsvp2p headers and monitor).",
+        HEADER_CHAIN_DOCS,
+    ),
+    (
+        "block_fetch",
+        "Block fetching (Manager::get_block, bsvp2p getblock).",
+        BLOCK_FETCH_DOCS,
+    ),
+    (
+        "transactions",
+        "Transaction broadcast and the transaction stream.",
+        TRANSACTIONS_DOCS,
+    ),
+    (
+        "addresses",
+        "Peer learning from addr messages.",
+        ADDRESSES_DOCS,
+    ),
+];
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let config = args.config.load()?;
@@ -96,14 +137,16 @@ pub fn commented_toml(config: &ManagerConfig) -> Result<String, CliError> {
         "# written as \"90s\", \"20m\", \"1h\".".to_string(),
     ];
     write_settings(&mut out, root, MANAGER_DOCS)?;
-    let connection = root
-        .get("connection")
-        .and_then(toml::Value::as_table)
-        .ok_or_else(|| CliError::Other("the configuration has no [connection] table".into()))?;
-    out.push(String::new());
-    out.push("# Settings of each peer connection.".into());
-    out.push("[connection]".into());
-    write_settings(&mut out, connection, CONNECTION_DOCS)?;
+    for (key, heading, docs) in SECTIONS {
+        let table = root
+            .get(*key)
+            .and_then(toml::Value::as_table)
+            .ok_or_else(|| CliError::Other(format!("the configuration has no [{key}] table")))?;
+        out.push(String::new());
+        out.push(format!("# {heading}"));
+        out.push(format!("[{key}]"));
+        write_settings(&mut out, table, docs)?;
+    }
     Ok(out.join("\n"))
 }
 
@@ -145,21 +188,24 @@ mod tests {
         };
         let v = toml::Value::try_from(&c).unwrap();
         let root = v.as_table().unwrap();
-        for key in root.keys().filter(|k| *k != "connection") {
+        let is_section = |k: &str| SECTIONS.iter().any(|(s, ..)| *s == k);
+        for key in root.keys().filter(|k| !is_section(k)) {
             assert!(
                 MANAGER_DOCS.iter().any(|(k, ..)| k == key),
                 "{key} has no comment"
             );
         }
-        assert_eq!(root.len() - 1, MANAGER_DOCS.len());
-        let conn = root["connection"].as_table().unwrap();
-        for key in conn.keys() {
-            assert!(
-                CONNECTION_DOCS.iter().any(|(k, ..)| k == key),
-                "{key} has no comment"
-            );
+        assert_eq!(root.len() - SECTIONS.len(), MANAGER_DOCS.len());
+        for (section, _, docs) in SECTIONS {
+            let table = root[*section].as_table().unwrap();
+            for key in table.keys() {
+                assert!(
+                    docs.iter().any(|(k, ..)| k == key),
+                    "[{section}] {key} has no comment"
+                );
+            }
+            assert_eq!(table.len(), docs.len(), "[{section}]");
         }
-        assert_eq!(conn.len(), CONNECTION_DOCS.len());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::{
     ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFailure, HandshakeFlow,
     RetryDecision, RetryPolicy, RetryState, StateMachine,
 };
-use crate::p2p::events::{ControlEvent, PeerConnectionCommand};
+use crate::p2p::events::ControlEvent;
 use crate::p2p::limits::CONNECTION_COMMAND_CAPACITY;
 use crate::p2p::peer::Peer;
 
@@ -107,7 +107,7 @@ pub(crate) struct Actor {
     pub(crate) peer: Peer,
     pub(crate) ctx: ConnectionContext,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) cmd_rx: mpsc::Receiver<PeerConnectionCommand>,
+    pub(crate) cmd_rx: mpsc::Receiver<super::link::Mailbox>,
     pub(crate) machine: StateMachine,
     pub(crate) retry: RetryState,
     pub(crate) was_connected: bool,

@@ -125,6 +125,7 @@ fn harness(config: ConnectionConfig) -> Harness {
         event_capacity: 1000,
         metrics: crate::p2p::metrics::Metrics::default(),
         tap: None,
+        services: None,
     };
     Harness {
         ctx,

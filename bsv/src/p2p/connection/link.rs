@@ -28,6 +28,28 @@ use crate::p2p::peer::{BanReason, PeerStatus};
 use crate::p2p::store::BanOutcome;
 use crate::p2p::Message;
 
+/// What a connection's mailbox carries: the manager's settings changes, and offences the
+/// services found in this peer's messages, which the connection's `PeerProtocol` scores (the
+/// score and the ban decision stay in one place).
+#[derive(Debug)]
+#[allow(dead_code)] // Offences come from the services as they land.
+pub(crate) enum Mailbox {
+    /// New connection settings.
+    UpdateConfig(ConnectionConfig),
+    /// A rule the peer broke that only a service can see.
+    Offence(Offence),
+}
+
+/// An offence found outside the connection, in what the peer's messages mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Constructed by the services as they land.
+pub(crate) enum Offence {
+    /// A `headers` announcement that does not connect to our chain (every tenth costs +20).
+    UnconnectingHeaders,
+    /// A rule of the catalogue, scored as the node scores it.
+    Rule(crate::p2p::connection::Misbehavior),
+}
+
 /// What we advertise in our `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LocalVersion {
@@ -108,6 +130,9 @@ pub(crate) struct ConnectionContext {
     /// Sees every message received, handshake and keepalive included, before the connection
     /// acts on it (for tools such as `bsvp2p connect`).
     pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
+    /// The manager's services (header chain, blocks, transactions, addresses): told when the
+    /// handshake completes and given the messages they use.
+    pub services: Option<crate::p2p::services::ServiceTx>,
 }
 
 impl ConnectionContext {
@@ -137,6 +162,7 @@ impl ConnectionContext {
             event_capacity: config.event_channel_capacity.max(1),
             metrics: Metrics::default(),
             tap: None,
+            services: None,
         })
     }
 }
@@ -196,7 +222,7 @@ pub struct PeerLink {
     pub(crate) peer_id: Uuid,
     pub(crate) address: SocketAddr,
     pub(crate) direction: Direction,
-    pub(crate) cmd_tx: mpsc::Sender<PeerConnectionCommand>,
+    pub(crate) cmd_tx: mpsc::Sender<Mailbox>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -271,15 +297,46 @@ impl PeerLink {
                 Ok(())
             }
             PeerConnectionCommand::SendMessage(m) => self.send_message(m).await,
-            cmd @ PeerConnectionCommand::UpdateConfig(_) => {
-                self.cmd_tx
-                    .send(cmd)
-                    .await
-                    .map_err(|_| P2pError::ChannelClosed {
-                        channel: format!("connection {}", self.peer_id),
-                    })
-            }
+            PeerConnectionCommand::UpdateConfig(c) => self
+                .cmd_tx
+                .send(Mailbox::UpdateConfig(c))
+                .await
+                .map_err(|_| P2pError::ChannelClosed {
+                    channel: format!("connection {}", self.peer_id),
+                }),
         }
+    }
+
+    /// Queues `message` only if the connection's send queue has room now; `Ok(false)` when it is
+    /// full (the peer is slow to read). For the services, which must not wait on one peer.
+    #[allow(dead_code)]
+    pub(crate) fn try_send_message(&self, message: &Message) -> Result<bool> {
+        let (outbox, frame) = {
+            let guard = self
+                .shared
+                .session
+                .lock()
+                .map_err(|_| not_connected(self.address))?;
+            let Some((outbox, codec)) = guard.as_ref() else {
+                return Err(not_connected(self.address));
+            };
+            (outbox.clone(), codec.encode_to_bytes(message)?)
+        };
+        let len = frame.len();
+        let queued = outbox
+            .try_push_bulk(frame)
+            .map_err(|_| not_connected(self.address))?;
+        if queued {
+            self.shared.stats.count_sent(message.command(), len);
+        }
+        Ok(queued)
+    }
+
+    /// Tells the connection's protocol machine that the peer broke a rule only a service can
+    /// see; the machine scores it (and bans at the threshold). Dropped if the mailbox is full.
+    #[allow(dead_code)]
+    pub(crate) fn penalize(&self, offence: Offence) {
+        let _ = self.cmd_tx.try_send(Mailbox::Offence(offence));
     }
 
     /// Asks the actor to close cleanly (no restart).

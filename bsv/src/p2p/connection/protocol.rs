@@ -307,12 +307,20 @@ impl PeerProtocol {
 
     /// The application found that a `headers` announcement from this peer does not connect to
     /// its chain; every tenth costs +20 (`too-many-unconnected-headers`).
-    #[allow(dead_code)] // Fed by the header chain (services issue).
     pub(crate) fn on_unconnecting_headers(&mut self) -> Vec<Action> {
         if self.closed || !self.unconnecting.on_unconnecting() {
             return Vec::new();
         }
         self.misbehave(Misbehavior::TooManyUnconnectedHeaders)
+    }
+
+    /// A service found that the peer broke `offence` (e.g. a header without proof of work):
+    /// scored as any other offence.
+    pub(crate) fn on_offence(&mut self, offence: Misbehavior) -> Vec<Action> {
+        if self.closed {
+            return Vec::new();
+        }
+        self.misbehave(offence)
     }
 
     /// A payload that does not parse: `reject` 0x01 "error parsing message", except where the

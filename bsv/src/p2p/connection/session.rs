@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, trace, warn, Instrument, Span};
 
 use super::actor::Actor;
-use super::link::Report;
+use super::link::{Mailbox, Offence, Report};
 use super::protocol::{Action, Learned, PeerProtocol, ProtocolSettings};
 use super::{
     ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFlow, Outbox,
@@ -27,11 +27,12 @@ use super::{
 };
 use crate::bitcoin::NetAddress;
 use crate::p2p::codec::{is_close, FrameReader, MessageCodec, RecvLimits};
-use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, PeerConnectionCommand};
+use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
 use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
 use crate::p2p::metrics::Tally;
 use crate::p2p::peer::{unix_now, BanReason};
+use crate::p2p::services::ServiceInput;
 use crate::p2p::Message;
 
 /// How a session ended.
@@ -257,7 +258,10 @@ async fn step(
         cmd = actor.cmd_rx.recv() => {
             match cmd {
                 None => Some(s.end(DisconnectReason::Requested)),
-                Some(c) => on_command(actor, c, rd, s),
+                Some(c) => match on_command(actor, c, rd, s) {
+                    Some(actions) => apply(actor, s, actions).await,
+                    None => None,
+                },
             }
         }
         _ = sleep_until(deadline) => {
@@ -378,6 +382,18 @@ async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Opti
 /// Hands a message to the lossless subscribers (waiting for room: reading pauses and TCP pushes
 /// back) and to the broadcast channel. Fails when the connection is cancelled meanwhile.
 async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
+    if let Some(services) = &actor.ctx.services {
+        if crate::p2p::services::wants(&message) {
+            let input = ServiceInput::Message {
+                peer_id: actor.peer.id,
+                message: message.clone(),
+            };
+            tokio::select! {
+                r = services.send(input) => { let _ = r; }
+                _ = actor.shared.cancel.cancelled() => return Err(()),
+            }
+        }
+    }
     let event = BitcoinMessageEvent {
         peer_id: actor.peer.id,
         message,
@@ -426,6 +442,15 @@ async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
         peer_id: actor.peer.id,
         is_inbound: actor.shared.stats.direction() == Direction::Inbound,
     });
+    if let Some(services) = &actor.ctx.services {
+        let up = ServiceInput::PeerUp {
+            peer_id: actor.peer.id,
+        };
+        tokio::select! {
+            _ = services.send(up) => {}
+            _ = actor.shared.cancel.cancelled() => {}
+        }
+    }
     if let Some(reports) = &actor.ctx.reports {
         let report = Report::Established {
             peer_id: actor.peer.id,
@@ -492,13 +517,12 @@ fn learned(actor: &Actor, s: &mut Session, l: Learned) {
 
 fn on_command(
     actor: &mut Actor,
-    cmd: PeerConnectionCommand,
+    cmd: Mailbox,
     rd: &mut FrameReader<OwnedReadHalf>,
     s: &mut Session,
-) -> Option<SessionEnd> {
+) -> Option<Vec<Action>> {
     match cmd {
-        PeerConnectionCommand::Disconnect => Some(s.end(DisconnectReason::Requested)),
-        PeerConnectionCommand::UpdateConfig(c) => {
+        Mailbox::UpdateConfig(c) => {
             debug!("connection settings updated");
             actor.ctx.config = c;
             rd.codec_mut().set_recv_limits(recv_limits(actor));
@@ -509,8 +533,10 @@ fn on_command(
             );
             None
         }
-        // Never queued here: `PeerLink::command` sends it as `PeerLink::send_message` does.
-        PeerConnectionCommand::SendMessage(_) => None,
+        Mailbox::Offence(Offence::UnconnectingHeaders) => {
+            Some(s.protocol.on_unconnecting_headers())
+        }
+        Mailbox::Offence(Offence::Rule(m)) => Some(s.protocol.on_offence(m)),
     }
 }
 

@@ -294,6 +294,11 @@ impl ConnectionStats {
         }
     }
 
+    /// What the peer told us, once the handshake completed.
+    pub fn details(&self) -> Option<PeerDetails> {
+        self.record.lock().ok()?.details.clone()
+    }
+
     pub(crate) fn update_details(&self, f: impl FnOnce(&mut PeerDetails)) {
         if let Ok(mut r) = self.record.lock() {
             f(r.details.get_or_insert_with(PeerDetails::default));

@@ -44,6 +44,7 @@ use crate::p2p::limits::{
 };
 use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
+use crate::p2p::services::{Hub, ManagerServices, Peers, ServiceInput, ServiceTx};
 use crate::p2p::store::PeerStore;
 use crate::p2p::Message;
 use pool::{select_candidates, Exclusions};
@@ -78,7 +79,14 @@ pub(crate) struct Inner {
     control_tx: broadcast::Sender<ControlEvent>,
     message_tx: broadcast::Sender<BitcoinMessageEvent>,
     sinks: MessageSinks,
-    links: Mutex<HashMap<Uuid, PeerLink>>,
+    links: Arc<Mutex<HashMap<Uuid, PeerLink>>>,
+    /// The services' hub until `start` spawns it; then `None`.
+    hub: Mutex<Option<Hub>>,
+    /// Where connections feed the services.
+    services_tx: ServiceTx,
+    /// The services, for the public handles.
+    #[allow(dead_code)]
+    pub(crate) services: ManagerServices,
     slots: Slots,
     nonces: NonceRegistry,
     cancel: CancellationToken,
@@ -138,6 +146,7 @@ impl Inner {
                 ctx.metrics = self.metrics.clone();
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
+                ctx.services = Some(self.services_tx.clone());
                 Some(ctx)
             }
             Err(e) => {
@@ -174,6 +183,11 @@ impl Inner {
             }
             debug!(peer_id = %id, peer_address = %addr, state = %outcome.state, error = %outcome.reason, "connection ended");
             let failed = outcome.state == ConnectionState::Failed;
+            // After the connection's last message, so a service never hears of a peer again.
+            let _ = inner
+                .services_tx
+                .send(ServiceInput::PeerDown { peer_id: id })
+                .await;
             // Fails at once if the supervisor has stopped: nothing is waiting for the fact then.
             let _ = inner
                 .reports_tx
@@ -497,6 +511,11 @@ impl Manager {
         let (control_tx, _) = broadcast::channel(capacity);
         let (message_tx, _) = broadcast::channel(capacity);
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_CHANNEL_CAPACITY);
+        let links = Arc::new(Mutex::new(HashMap::new()));
+        let peers = Peers::new(links.clone());
+        let (mut hub, services_tx) = Hub::new(peers.clone());
+        let services = ManagerServices::new(&config, peers, reports_tx.clone());
+        services.register(&mut hub);
         let manager = Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
@@ -504,7 +523,10 @@ impl Manager {
                 control_tx,
                 message_tx,
                 sinks: MessageSinks::default(),
-                links: Mutex::new(HashMap::new()),
+                links,
+                hub: Mutex::new(Some(hub)),
+                services_tx,
+                services,
                 slots: Slots::default(),
                 nonces: NonceRegistry::default(),
                 cancel: CancellationToken::new(),
@@ -581,6 +603,12 @@ impl Manager {
                     }
                 }
                 .instrument(self.inner.span.clone()),
+            );
+        }
+        if let Some(hub) = self.inner.hub.lock().ok().and_then(|mut h| h.take()) {
+            self.inner.tracker.spawn(
+                hub.run(self.inner.cancel.clone())
+                    .instrument(self.inner.span.clone()),
             );
         }
         self.inner.start_listener().await;
