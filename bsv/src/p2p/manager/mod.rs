@@ -85,7 +85,6 @@ pub(crate) struct Inner {
     /// Where connections feed the services.
     services_tx: ServiceTx,
     /// The services, for the public handles.
-    #[allow(dead_code)]
     pub(crate) services: ManagerServices,
     slots: Slots,
     nonces: NonceRegistry,
@@ -893,6 +892,19 @@ impl Manager {
     /// The operating mode.
     pub fn mode(&self) -> &Mode {
         &self.inner.mode
+    }
+
+    /// The manager's services, for their public methods (`header_chain`, `get_block`, ...),
+    /// which live beside each service in `p2p::services`.
+    #[allow(dead_code)]
+    pub(crate) fn services(&self) -> &ManagerServices {
+        &self.inner.services
+    }
+
+    /// Whether the manager has been shut down (or dropped its tasks).
+    #[allow(dead_code)]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 
     /// Peers stored with a status of this kind.
