@@ -165,6 +165,14 @@ pub enum P2pError {
     /// Any other I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+
+    /// A block could not be fetched (`Manager::get_block`).
+    #[error(transparent)]
+    BlockFetch(#[from] crate::p2p::services::blocks::BlockFetchError),
+
+    /// A transaction service refused or failed a request (`Manager::request_mempool`, ...).
+    #[error(transparent)]
+    Transaction(#[from] crate::p2p::services::txs::TransactionError),
 }
 
 impl P2pError {

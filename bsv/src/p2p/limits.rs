@@ -156,3 +156,49 @@ pub const METRICS_FLUSH_EVERY_MESSAGES: u32 = 1024;
 /// ...or after this long, whichever comes first (and when it ends): recording each message into
 /// an OpenTelemetry SDK cost 18 % of the throughput (docs/BENCHMARKS.md).
 pub const METRICS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Blocks we ask one peer for at once: the node's `MAX_BLOCKS_IN_TRANSIT_PER_PEER`
+/// (`src/net/net_processing.h`); more would queue behind each other on its one send queue.
+pub const MAX_BLOCKS_IN_TRANSIT_PER_PEER: usize = 16;
+/// How long one peer has to deliver a requested block before the fetch moves to the next peer.
+/// The node sends nothing for a block it lacks (§3.4), so silence is the usual "not found".
+/// The node's own stall timeout is 10 s without progress (`-blockstallingtimeout`); we see no
+/// progress inside a message, so we allow more for a large block.
+pub const BLOCK_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `Manager::get_block` waits in all, over every attempt.
+pub const BLOCK_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// Block hashes remembered per peer from its `inv`/`headers` announcements (oldest forgotten
+/// first): a peer cannot make us hold more than this many hashes (32 bytes each).
+pub const ANNOUNCED_BLOCKS_PER_PEER: usize = 1024;
+/// Block fetches waiting for a peer at once (each a hash and its waiters); past it
+/// `get_block` fails at once instead of queueing.
+pub const MAX_PENDING_BLOCK_FETCHES: usize = 4096;
+
+/// How long we keep serving a broadcast transaction to peers' `getdata`: the node's relay
+/// memory of 15 min (`SendTxnInventory`, `src/net/net_processing.cpp`, `mapRelay` expiry).
+pub const TX_RELAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Bytes of broadcast transactions the relay cache holds at most (oldest evicted first).
+pub const TX_RELAY_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// How long `broadcast_transaction` collects answers by default.
+pub const BROADCAST_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// After every announced peer has answered and a relay-back was seen, how long a broadcast
+/// still waits for late `reject`s (the node sends them once validation finishes, §3.7).
+pub const BROADCAST_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+/// A requested transaction not delivered by then is asked of another announcer: the node's
+/// `TXN_REREQUEST_INTERVAL` (`src/net/net.h`).
+pub const TXN_REREQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// An announced transaction not delivered by then is forgotten: the node's
+/// `TXN_EXPIRY_INTERVAL` (`src/net/net.h`).
+pub const TXN_EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Transaction ids the stream remembers having delivered (oldest forgotten first), so each is
+/// delivered once even when several peers announce it.
+pub const TX_SEEN_CAPACITY: usize = 200_000;
+/// Announced transactions the stream remembers while it cannot request them (back-pressure) or
+/// waits for them; past it further announcements are ignored until room frees (a later
+/// announcement of the same txid is taken again).
+pub const MAX_PENDING_TX_ANNOUNCEMENTS: usize = 100_000;
+/// Bytes of delivered transactions a stream subscriber may hold undropped before we stop
+/// requesting more.
+pub const TX_STREAM_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Most transactions asked for in one `getdata` by the stream.
+pub const MAX_TX_GETDATA_BATCH: usize = 1000;

@@ -249,6 +249,36 @@ impl Metrics {
         }
     }
 
+    /// `get_block` returned a verified block of `_bytes` serialized bytes.
+    #[inline]
+    pub(crate) fn block_fetched(&self, _bytes: usize) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.blocks_fetched.add(1, &[]);
+            i.block_bytes.add(_bytes as u64, &[]);
+        }
+    }
+
+    /// A block-fetch attempt failed for `_reason` (`AttemptOutcome::kind`).
+    #[inline]
+    pub(crate) fn block_fetch_failed(&self, _reason: &'static str) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.block_failures
+                .add(1, &[opentelemetry::KeyValue::new("reason", _reason)]);
+        }
+    }
+
+    /// One peer's outcome in a transaction broadcast (`PeerOutcome::kind`).
+    #[inline]
+    pub(crate) fn broadcast_outcome(&self, _outcome: &'static str) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.broadcasts
+                .add(1, &[opentelemetry::KeyValue::new("outcome", _outcome)]);
+        }
+    }
+
     /// Registers the manager's gauges: `connections` reads the live connections as
     /// (state, direction) pairs, `peers` the peer counts by status; both are called at each
     /// collection.
@@ -305,6 +335,10 @@ mod imp {
         pub bytes: Counter<u64>,
         pub overflow: Counter<u64>,
         pub backpressure: Counter<u64>,
+        pub blocks_fetched: Counter<u64>,
+        pub block_bytes: Counter<u64>,
+        pub block_failures: Counter<u64>,
+        pub broadcasts: Counter<u64>,
     }
 
     impl Instruments {
@@ -380,6 +414,26 @@ mod imp {
                         "Times a connection stopped reading until a lossless subscriber had room",
                     )
                     .with_unit("{wait}")
+                    .build(),
+                blocks_fetched: m
+                    .u64_counter("bsv_p2p.blocks.fetched")
+                    .with_description("Blocks fetched and verified by get_block")
+                    .with_unit("{block}")
+                    .build(),
+                block_bytes: m
+                    .u64_counter("bsv_p2p.blocks.fetched.size")
+                    .with_description("Serialized bytes of the blocks get_block fetched")
+                    .with_unit("By")
+                    .build(),
+                block_failures: m
+                    .u64_counter("bsv_p2p.blocks.fetch_failures")
+                    .with_description("Failed block-fetch attempts, by reason")
+                    .with_unit("{attempt}")
+                    .build(),
+                broadcasts: m
+                    .u64_counter("bsv_p2p.tx.broadcast.peers")
+                    .with_description("Per-peer outcomes of transaction broadcasts")
+                    .with_unit("{peer}")
                     .build(),
             }
         }

@@ -54,6 +54,10 @@ pub use events::{
 pub use manager::{LogLevelHandler, Manager, Mode};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
+pub use services::blocks::{
+    Attempt, AttemptOutcome, BlockFetchError, BlockFetchOptions, FetchedBlock,
+};
+pub use services::txs::TransactionError;
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};

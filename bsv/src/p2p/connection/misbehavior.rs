@@ -65,6 +65,12 @@ pub enum Misbehavior {
     InvalidCmpctBlockTxns,
     /// A `getblocktxn` index past the end of the block: +100.
     OutOfBoundTxIndex,
+    /// A `block` whose transactions do not hash to its header's merkle root (`CheckBlock`,
+    /// `src/validation.cpp`: `state.DoS(100, .., "bad-txnmrklroot", corruptionPossible=true)`).
+    /// The node charges the 100 through `BlockChecked` whatever the corruption flag; the flag
+    /// only stops it marking the block hash invalid, so it will take the block from another
+    /// peer. The library mirrors both: +100, and the fetch moves on to the next peer.
+    BadTxnMerkleRoot,
     /// A user agent matching the ban list (`ProcessVersionMessage`, `IsClientUABanned`): the
     /// threshold at once. The library bans such peers directly (`BanReason::BannedUserAgent`).
     InvalidUserAgent,
@@ -88,7 +94,8 @@ impl Misbehavior {
             | InvalidFilterAdd
             | InvalidCmpctBlock
             | InvalidCmpctBlockTxns
-            | OutOfBoundTxIndex => 100,
+            | OutOfBoundTxIndex
+            | BadTxnMerkleRoot => 100,
             OversizedHeader | InvalidUserAgent => BAN_SCORE_THRESHOLD,
         }
     }
@@ -120,6 +127,7 @@ impl Misbehavior {
             InvalidCmpctBlock => "invalid-cmpctblk",
             InvalidCmpctBlockTxns => "invalid-cmpctblk-txns",
             OutOfBoundTxIndex => "out-of-bound-tx-index",
+            BadTxnMerkleRoot => "bad-txnmrklroot",
             OversizedHeader => "Oversized header detected",
             InvalidUserAgent => "invalid-UA",
         }

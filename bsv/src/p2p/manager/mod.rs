@@ -673,17 +673,25 @@ impl Manager {
             .inspect_err(|e| warn!(%peer_id, error = %e, "sending failed"))
     }
 
-    /// Sends `message` to every connected peer; returns how many accepted it.
+    /// Sends `message` to every connected peer; returns how many accepted it. The sends run
+    /// concurrently, so a peer that does not read (its send queue full) delays only itself:
+    /// the others get the message at once and the call returns when the slowest has it queued
+    /// or failed.
     pub async fn broadcast_message(&self, message: Message) -> usize {
-        let mut n = 0;
-        for l in self.inner.links() {
-            if l.stats().state() == ConnectionState::Connected
-                && l.send_message(message.clone()).await.is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
+        let sends = self
+            .inner
+            .links()
+            .into_iter()
+            .filter(|l| l.stats().state() == ConnectionState::Connected)
+            .map(|l| {
+                let message = message.clone();
+                async move { l.send_message(message).await.is_ok() }
+            });
+        futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
     }
 
     /// Bans the peer's IP (every port) for `ban_duration`, disconnects every connection from it,

@@ -32,3 +32,17 @@ impl TxService {
 }
 
 impl Service for TxService {}
+
+/// Why a transaction service refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransactionError {
+    /// The peer would disconnect us for a legacy `mempool` request.
+    #[error("peer {peer_id} does not allow mempool requests: {reason}")]
+    MempoolRefused {
+        /// The peer.
+        peer_id: uuid::Uuid,
+        /// Why.
+        reason: String,
+    },
+}

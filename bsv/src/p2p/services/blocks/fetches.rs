@@ -1,0 +1,424 @@
+//! The state of block fetching: the fetches under way (one per hash, however many callers wait
+//! for it), which peer each is asked of, how many blocks each peer has in flight, and the
+//! block hashes each peer announced. Driven by the hub (messages, peers going down, ticks) and
+//! by `get_block` (new fetches); every method runs under the service's lock and never waits.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::debug;
+use uuid::Uuid;
+
+use super::{Attempt, AttemptOutcome, BlockFetchConfig, BlockFetchError, FetchedBlock};
+use crate::bitcoin::{Block, BlockError, Encode, Hash, InvVect};
+use crate::p2p::connection::link::Offence;
+use crate::p2p::connection::Misbehavior;
+use crate::p2p::limits::{MAX_PENDING_BLOCK_FETCHES, NODE_NETWORK};
+use crate::p2p::metrics::Metrics;
+use crate::p2p::services::Peers;
+use crate::p2p::Message;
+
+/// What a waiting caller receives.
+pub(crate) type FetchResult = Result<FetchedBlock, BlockFetchError>;
+/// A caller's end of a fetch.
+pub(crate) type Waiter = oneshot::Receiver<FetchResult>;
+
+/// `NODE_NETWORK_LIMITED` (BIP159): serves recent blocks.
+const NODE_NETWORK_LIMITED: u64 = 0x400;
+
+/// The peer a fetch is currently asking.
+#[derive(Debug)]
+struct Asked {
+    peer_id: Uuid,
+    address: SocketAddr,
+    sent: Instant,
+}
+
+/// One block being fetched.
+#[derive(Debug)]
+struct Fetch {
+    waiters: Vec<oneshot::Sender<FetchResult>>,
+    tried: Vec<Attempt>,
+    asked: Option<Asked>,
+    preferred: Option<Uuid>,
+    attempt_timeout: Duration,
+}
+
+/// Hashes a peer announced, oldest first, bounded.
+#[derive(Debug, Default)]
+struct Announced {
+    order: VecDeque<Hash>,
+    set: HashSet<Hash>,
+}
+
+/// Every fetch and what we know of the peers.
+#[derive(Debug)]
+pub(crate) struct Fetches {
+    fetches: HashMap<Hash, Fetch>,
+    in_flight: HashMap<Uuid, usize>,
+    announced: HashMap<Uuid, Announced>,
+    max_in_flight: usize,
+    announcements_per_peer: usize,
+}
+
+impl Fetches {
+    /// No fetch under way.
+    pub(crate) fn new(config: &BlockFetchConfig) -> Self {
+        Fetches {
+            fetches: HashMap::new(),
+            in_flight: HashMap::new(),
+            announced: HashMap::new(),
+            max_in_flight: config.max_in_flight_per_peer,
+            announcements_per_peer: config.announcements_per_peer,
+        }
+    }
+
+    /// Adds a caller to the fetch of `hash`, starting it if it is new.
+    pub(crate) fn join(
+        &mut self,
+        hash: Hash,
+        waiter: oneshot::Sender<FetchResult>,
+        preferred: Option<Uuid>,
+        attempt_timeout: Duration,
+        _now: Instant,
+    ) {
+        if let Some(f) = self.fetches.get_mut(&hash) {
+            f.waiters.push(waiter);
+            return;
+        }
+        if self.fetches.len() >= MAX_PENDING_BLOCK_FETCHES {
+            let _ = waiter.send(Err(BlockFetchError::TooManyFetches { hash }));
+            return;
+        }
+        self.fetches.insert(
+            hash,
+            Fetch {
+                waiters: vec![waiter],
+                tried: Vec::new(),
+                asked: None,
+                preferred,
+                attempt_timeout,
+            },
+        );
+    }
+
+    /// The attempts of the fetch of `hash` so far.
+    pub(crate) fn tried(&self, hash: &Hash) -> Vec<Attempt> {
+        self.fetches
+            .get(hash)
+            .map(|f| f.tried.clone())
+            .unwrap_or_default()
+    }
+
+    /// `peer_id` announced `hashes`: remember them, and ask it for any that a fetch waits for.
+    pub(crate) fn announced(
+        &mut self,
+        peer_id: Uuid,
+        hashes: impl Iterator<Item = Hash>,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
+        let cap = self.announcements_per_peer;
+        let a = self.announced.entry(peer_id).or_default();
+        let mut any = false;
+        for h in hashes {
+            if a.set.insert(h) {
+                a.order.push_back(h);
+                any = true;
+            }
+            while a.order.len() > cap {
+                if let Some(old) = a.order.pop_front() {
+                    a.set.remove(&old);
+                }
+            }
+        }
+        if any {
+            self.pump(peers, metrics, now);
+        }
+    }
+
+    /// A `block` arrived from `peer_id`: completes the fetch asking it, or moves it on.
+    pub(crate) fn on_block(
+        &mut self,
+        peer_id: Uuid,
+        block: &Block,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
+        let hash = block.hash();
+        let Some(fetch) = self.fetches.get_mut(&hash) else {
+            return; // Not asked for (e.g. a late answer after a timeout): ignored.
+        };
+        let Some(asked) = fetch.asked.take_if(|a| a.peer_id == peer_id) else {
+            return;
+        };
+        release(&mut self.in_flight, peer_id);
+        // The header hash is the hash asked for (we looked the fetch up by it); what remains
+        // is that the transactions are the header's (`CheckBlock`, `src/validation.cpp`).
+        match block.check_merkle_root() {
+            Ok(()) => {
+                let Some(fetch) = self.fetches.remove(&hash) else {
+                    return;
+                };
+                metrics.block_fetched(block.encoded_len());
+                let fetched = FetchedBlock {
+                    block: Arc::new(block.clone()),
+                    peer_id,
+                    address: asked.address,
+                    failed_attempts: fetch.tried,
+                };
+                for w in fetch.waiters {
+                    let _ = w.send(Ok(fetched.clone()));
+                }
+                // A slot freed at this peer.
+                self.pump(peers, metrics, now);
+            }
+            Err(e) => {
+                let outcome = match e {
+                    BlockError::MerkleMismatch { expected, computed } => {
+                        AttemptOutcome::MerkleMismatch { expected, computed }
+                    }
+                    // An empty block has no merkle root to match.
+                    _ => AttemptOutcome::MerkleMismatch {
+                        expected: block.header.merkle_root,
+                        computed: block.compute_merkle_root(),
+                    },
+                };
+                peers.penalize(peer_id, Offence::Rule(Misbehavior::BadTxnMerkleRoot));
+                self.failed(hash, asked, outcome, metrics);
+                self.pump(peers, metrics, now);
+            }
+        }
+    }
+
+    /// `peer_id` answered `notfound` for `hash`.
+    pub(crate) fn on_notfound(
+        &mut self,
+        peer_id: Uuid,
+        hash: &Hash,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
+        let Some(asked) = self
+            .fetches
+            .get_mut(hash)
+            .and_then(|f| f.asked.take_if(|a| a.peer_id == peer_id))
+        else {
+            return;
+        };
+        release(&mut self.in_flight, peer_id);
+        self.failed(*hash, asked, AttemptOutcome::NotFound, metrics);
+        self.pump(peers, metrics, now);
+    }
+
+    /// `peer_id` answered a `getdata` with `reject` 0x44: it sends that instead of the block,
+    /// and serves blocks in request order (§3.4), so the oldest request to it is the one
+    /// refused.
+    pub(crate) fn on_too_busy(
+        &mut self,
+        peer_id: Uuid,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
+        let oldest = self
+            .fetches
+            .iter()
+            .filter_map(|(h, f)| f.asked.as_ref().map(|a| (h, a)))
+            .filter(|(_, a)| a.peer_id == peer_id)
+            .min_by_key(|(_, a)| a.sent)
+            .map(|(h, _)| *h);
+        let Some(hash) = oldest else { return };
+        let Some(asked) = self.fetches.get_mut(&hash).and_then(|f| f.asked.take()) else {
+            return;
+        };
+        release(&mut self.in_flight, peer_id);
+        self.failed(hash, asked, AttemptOutcome::TooBusy, metrics);
+        self.pump(peers, metrics, now);
+    }
+
+    /// `peer_id`'s connection ended: its requests move on.
+    pub(crate) fn on_peer_down(
+        &mut self,
+        peer_id: Uuid,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) {
+        self.announced.remove(&peer_id);
+        self.in_flight.remove(&peer_id);
+        let hashes: Vec<Hash> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.asked.as_ref().is_some_and(|a| a.peer_id == peer_id))
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in hashes {
+            if let Some(asked) = self.fetches.get_mut(&hash).and_then(|f| f.asked.take()) {
+                self.failed(hash, asked, AttemptOutcome::Disconnected, metrics);
+            }
+        }
+        self.pump(peers, metrics, now);
+    }
+
+    /// Attempts past their timeout move on; fetches nobody waits for any more end.
+    pub(crate) fn on_tick(&mut self, peers: &Peers, metrics: &Metrics, now: Instant) {
+        self.fetches.retain(|_, f| {
+            f.waiters.retain(|w| !w.is_closed());
+            if f.waiters.is_empty() {
+                if let Some(a) = &f.asked {
+                    release(&mut self.in_flight, a.peer_id);
+                }
+                return false;
+            }
+            true
+        });
+        let late: Vec<Hash> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| {
+                f.asked
+                    .as_ref()
+                    .is_some_and(|a| now.duration_since(a.sent) >= f.attempt_timeout)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in late {
+            if let Some(f) = self.fetches.get_mut(&hash) {
+                let after = f.attempt_timeout;
+                if let Some(asked) = f.asked.take() {
+                    release(&mut self.in_flight, asked.peer_id);
+                    self.failed(hash, asked, AttemptOutcome::Silent { after }, metrics);
+                }
+            }
+        }
+        self.pump(peers, metrics, now);
+    }
+
+    /// Records a failed attempt.
+    fn failed(&mut self, hash: Hash, asked: Asked, outcome: AttemptOutcome, metrics: &Metrics) {
+        debug!(%hash, peer = %asked.address, %outcome, "block fetch attempt failed");
+        metrics.block_fetch_failed(outcome.kind());
+        if let Some(f) = self.fetches.get_mut(&hash) {
+            f.tried.push(Attempt {
+                peer_id: asked.peer_id,
+                address: asked.address,
+                outcome,
+            });
+        }
+    }
+
+    /// Asks a peer for every fetch not asking one; ends the fetches no peer is left to ask.
+    pub(crate) fn pump(&mut self, peers: &Peers, metrics: &Metrics, now: Instant) {
+        let idle: Vec<Hash> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.asked.is_none())
+            .map(|(h, _)| *h)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let connected: Vec<(Uuid, SocketAddr)> = peers
+            .connected()
+            .into_iter()
+            .filter(|p| p.details.services & (NODE_NETWORK | NODE_NETWORK_LIMITED) != 0)
+            .map(|p| (p.peer_id, p.address))
+            .collect();
+        for hash in idle {
+            loop {
+                match self.choose(&hash, &connected) {
+                    Choice::Ask(peer_id, address) => {
+                        let getdata = Message::GetData(vec![InvVect::block(hash)]);
+                        let asked = Asked {
+                            peer_id,
+                            address,
+                            sent: now,
+                        };
+                        if peers.try_send(peer_id, &getdata) {
+                            *self.in_flight.entry(peer_id).or_default() += 1;
+                            if let Some(f) = self.fetches.get_mut(&hash) {
+                                f.asked = Some(asked);
+                            }
+                            break;
+                        }
+                        self.failed(hash, asked, AttemptOutcome::NotSent, metrics);
+                    }
+                    Choice::Wait => break,
+                    Choice::GiveUp => {
+                        if let Some(f) = self.fetches.remove(&hash) {
+                            let err = BlockFetchError::BlockNotFound {
+                                hash,
+                                tried: f.tried,
+                            };
+                            for w in f.waiters {
+                                let _ = w.send(Err(err.clone()));
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next peer to ask for `hash`.
+    fn choose(&self, hash: &Hash, connected: &[(Uuid, SocketAddr)]) -> Choice {
+        let Some(f) = self.fetches.get(hash) else {
+            return Choice::Wait;
+        };
+        let untried: Vec<&(Uuid, SocketAddr)> = connected
+            .iter()
+            .filter(|(id, _)| !f.tried.iter().any(|a| a.peer_id == *id))
+            .collect();
+        if untried.is_empty() {
+            // Nobody left: give up once someone was asked; with no peer yet, wait for one.
+            return if f.tried.is_empty() {
+                Choice::Wait
+            } else {
+                Choice::GiveUp
+            };
+        }
+        let free = |id: &Uuid| self.in_flight.get(id).copied().unwrap_or(0) < self.max_in_flight;
+        let has = |id: &Uuid| self.announced.get(id).is_some_and(|a| a.set.contains(hash));
+        let rank = |id: &Uuid| {
+            if Some(*id) == f.preferred {
+                0
+            } else if has(id) {
+                1
+            } else {
+                2
+            }
+        };
+        untried
+            .iter()
+            .filter(|(id, _)| free(id))
+            .min_by_key(|(id, _)| rank(id))
+            .map_or(Choice::Wait, |(id, a)| Choice::Ask(*id, *a))
+    }
+}
+
+/// What to do with an idle fetch.
+enum Choice {
+    Ask(Uuid, SocketAddr),
+    /// Every untried peer is busy (or none is connected yet).
+    Wait,
+    /// Every peer was asked.
+    GiveUp,
+}
+
+fn release(in_flight: &mut HashMap<Uuid, usize>, peer_id: Uuid) {
+    if let Some(n) = in_flight.get_mut(&peer_id) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            in_flight.remove(&peer_id);
+        }
+    }
+}

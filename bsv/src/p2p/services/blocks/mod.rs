@@ -1,0 +1,247 @@
+//! Block fetching (`Manager::get_block`): asks a peer that has the block, moves on to the next
+//! peer when one stays silent, answers `notfound` or is too busy, verifies what arrives, and
+//! shares one fetch between concurrent callers of the same hash.
+//!
+//! The node sends nothing for a block it does not have (`ProcessGetData`,
+//! `src/net/net_processing.cpp`; docs/PROTOCOL.md §3.4), so each attempt has a timeout. Peers
+//! are asked in this order: the caller's preferred peer, peers that announced the hash (by
+//! `inv` or `headers`, remembered per peer up to `ANNOUNCED_BLOCKS_PER_PEER`), then every other
+//! peer that serves blocks (`NODE_NETWORK`); at most `MAX_BLOCKS_IN_TRANSIT_PER_PEER` blocks are
+//! requested from one peer at once, as the node limits itself. A block whose transactions do not
+//! hash to its merkle root costs the peer 100, as `CheckBlock` charges `bad-txnmrklroot`, and
+//! the next peer is asked.
+
+mod error;
+mod fetches;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub use error::{Attempt, AttemptOutcome, BlockFetchError};
+
+use super::{Peers, PeerView, Service};
+use crate::bitcoin::{Block, Hash};
+use crate::p2p::config::ManagerConfig;
+use crate::p2p::error::Result;
+use crate::p2p::limits::{
+    ANNOUNCED_BLOCKS_PER_PEER, BLOCK_ATTEMPT_TIMEOUT, BLOCK_FETCH_TIMEOUT,
+    MAX_BLOCKS_IN_TRANSIT_PER_PEER,
+};
+use crate::p2p::metrics::Metrics;
+use crate::p2p::{Manager, Message};
+use fetches::{Fetches, Waiter};
+
+/// Settings of block fetching (`[block_fetch]` in a configuration file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockFetchConfig {
+    /// Seconds one peer has to deliver a requested block before the next peer is asked.
+    pub attempt_timeout_secs: u64,
+    /// Seconds `get_block` waits in all, over every attempt.
+    pub timeout_secs: u64,
+    /// Blocks requested from one peer at once (the node's `MAX_BLOCKS_IN_TRANSIT_PER_PEER`).
+    pub max_in_flight_per_peer: usize,
+    /// Block hashes remembered per peer from its announcements.
+    pub announcements_per_peer: usize,
+}
+
+impl Default for BlockFetchConfig {
+    fn default() -> Self {
+        BlockFetchConfig {
+            attempt_timeout_secs: BLOCK_ATTEMPT_TIMEOUT.as_secs(),
+            timeout_secs: BLOCK_FETCH_TIMEOUT.as_secs(),
+            max_in_flight_per_peer: MAX_BLOCKS_IN_TRANSIT_PER_PEER,
+            announcements_per_peer: ANNOUNCED_BLOCKS_PER_PEER,
+        }
+    }
+}
+
+impl BlockFetchConfig {
+    /// Checks the settings.
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        if self.attempt_timeout_secs == 0 {
+            return Err("block_fetch.attempt_timeout_secs must be at least 1".into());
+        }
+        if self.timeout_secs == 0 {
+            return Err("block_fetch.timeout_secs must be at least 1".into());
+        }
+        if self.max_in_flight_per_peer == 0 {
+            return Err("block_fetch.max_in_flight_per_peer must be at least 1".into());
+        }
+        if self.announcements_per_peer == 0 {
+            return Err("block_fetch.announcements_per_peer must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Options of one [`Manager::get_block_with`] call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockFetchOptions {
+    /// The overall timeout (default: `block_fetch.timeout_secs`).
+    pub timeout: Option<Duration>,
+    /// Each peer's timeout (default: `block_fetch.attempt_timeout_secs`).
+    pub attempt_timeout: Option<Duration>,
+    /// A peer to ask first, by connection id.
+    pub preferred_peer: Option<Uuid>,
+}
+
+/// A fetched, verified block and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct FetchedBlock {
+    /// The block (shared by every caller that asked for it at the same time).
+    pub block: Arc<Block>,
+    /// The peer that delivered it.
+    pub peer_id: Uuid,
+    /// Its address.
+    pub address: SocketAddr,
+    /// The peers asked before it and what each did.
+    pub failed_attempts: Vec<Attempt>,
+}
+
+/// The service behind the manager's block fetching.
+#[derive(Debug)]
+pub(crate) struct BlockService {
+    peers: Peers,
+    config: BlockFetchConfig,
+    metrics: Metrics,
+    state: Mutex<Fetches>,
+}
+
+impl BlockService {
+    /// The service for a manager configured by `config`.
+    pub(crate) fn new(config: &ManagerConfig, peers: Peers) -> Self {
+        BlockService {
+            peers,
+            config: config.block_fetch.clone(),
+            metrics: Metrics::from_global(),
+            state: Mutex::new(Fetches::new(&config.block_fetch)),
+        }
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&mut Fetches) -> R) -> R {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut state)
+    }
+
+    /// Starts (or joins) the fetch of `hash`; the receiver gets its end.
+    ///
+    /// The request path hands the caller a [`Waiter`] that resolves to a whole block. When
+    /// big blocks are streamed (issue: big blocks), the waiter is where a stream of the block's
+    /// parts would be delivered instead: the peer selection, attempts and verification stay.
+    fn start(&self, hash: Hash, options: &BlockFetchOptions) -> Waiter {
+        let attempt_timeout = options
+            .attempt_timeout
+            .unwrap_or(Duration::from_secs(self.config.attempt_timeout_secs));
+        let now = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        self.with_state(|s| {
+            s.join(hash, tx, options.preferred_peer, attempt_timeout, now);
+            s.pump(&self.peers, &self.metrics, now);
+        });
+        rx
+    }
+
+    /// Fetches `hash` with `options` (see [`Manager::get_block_with`]).
+    pub(crate) async fn fetch(
+        &self,
+        hash: Hash,
+        options: BlockFetchOptions,
+    ) -> std::result::Result<FetchedBlock, BlockFetchError> {
+        let timeout = options
+            .timeout
+            .unwrap_or(Duration::from_secs(self.config.timeout_secs));
+        let rx = self.start(hash, &options);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BlockFetchError::Stopped { hash }),
+            Err(_) => Err(BlockFetchError::Timeout {
+                hash,
+                after: timeout,
+                tried: self.with_state(|s| s.tried(&hash)),
+            }),
+        }
+    }
+}
+
+impl Service for BlockService {
+    fn on_peer_up(&self, _peers: &Peers, _peer: &PeerView) {
+        // A new peer may be the one a waiting fetch needs.
+        self.with_state(|s| s.pump(&self.peers, &self.metrics, Instant::now()));
+    }
+
+    fn on_message(&self, peers: &Peers, peer_id: Uuid, message: &Message) {
+        let now = Instant::now();
+        self.with_state(|s| match message {
+            Message::Inv(items) => s.announced(
+                peer_id,
+                items
+                    .iter()
+                    .filter(|i| i.inv_type == crate::bitcoin::InvType::Block)
+                    .map(|i| i.hash),
+                peers,
+                &self.metrics,
+                now,
+            ),
+            Message::Headers(headers) => s.announced(
+                peer_id,
+                headers.iter().map(|h| h.hash()),
+                peers,
+                &self.metrics,
+                now,
+            ),
+            Message::Block(block) => s.on_block(peer_id, block, peers, &self.metrics, now),
+            Message::NotFound(items) => {
+                for i in items
+                    .iter()
+                    .filter(|i| i.inv_type == crate::bitcoin::InvType::Block)
+                {
+                    s.on_notfound(peer_id, &i.hash, peers, &self.metrics, now);
+                }
+            }
+            Message::Reject(r)
+                if r.message == "getdata" && r.code == crate::p2p::RejectCode::TooBusy =>
+            {
+                s.on_too_busy(peer_id, peers, &self.metrics, now)
+            }
+            _ => {}
+        });
+    }
+
+    fn on_peer_down(&self, peers: &Peers, peer_id: Uuid) {
+        self.with_state(|s| s.on_peer_down(peer_id, peers, &self.metrics, Instant::now()));
+    }
+
+    fn on_tick(&self, peers: &Peers, now: Instant) {
+        self.with_state(|s| s.on_tick(peers, &self.metrics, now));
+    }
+}
+
+impl Manager {
+    /// Fetches the block `hash` from a peer that has it, verified (its hash and merkle root),
+    /// with the configured timeouts (`[block_fetch]`). Moves to the next peer when one stays
+    /// silent, answers `notfound` or `reject` 0x44, or sends a corrupt block; concurrent calls
+    /// for the same hash share one fetch. See [`Manager::get_block_with`].
+    pub async fn get_block(&self, hash: Hash) -> Result<Block> {
+        let fetched = self
+            .get_block_with(hash, BlockFetchOptions::default())
+            .await?;
+        Ok(Arc::try_unwrap(fetched.block).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// [`Manager::get_block`] with `options` (overall and per-peer timeouts, a preferred
+    /// peer); also says which peer delivered the block and what the peers asked before it did.
+    pub async fn get_block_with(
+        &self,
+        hash: Hash,
+        options: BlockFetchOptions,
+    ) -> Result<FetchedBlock> {
+        Ok(self.services().blocks.fetch(hash, options).await?)
+    }
+}
