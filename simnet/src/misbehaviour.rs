@@ -64,6 +64,15 @@ pub enum Misbehaviour {
     /// Answer every `tx` with `reject` (code 0x10 `REJECT_INVALID`, reason
     /// `bad-txns-inputs-missingorspent`, the txid) and never accept or relay it.
     RejectAllTx,
+    /// Never answer a block `getdata` (as the node does for a block it does not have, §3.4,
+    /// but for every block); transactions are served as usual.
+    SilentOnBlockGetData,
+    /// Answer every block `getdata` with `notfound` (the node never does; other
+    /// implementations may).
+    NotFoundBlocks,
+    /// Serve blocks whose coinbase is altered, so the transactions no longer hash to the
+    /// header's merkle root (`bad-txnmrklroot`); the header, and so the hash, are the real ones.
+    CorruptBlocks,
 }
 
 impl Misbehaviour {
@@ -85,6 +94,9 @@ impl Misbehaviour {
             Misbehaviour::FloodAddr => "flood-addr",
             Misbehaviour::SlowReader { .. } => "slow-reader",
             Misbehaviour::RejectAllTx => "reject-all-tx",
+            Misbehaviour::SilentOnBlockGetData => "silent-on-block-getdata",
+            Misbehaviour::NotFoundBlocks => "notfound-blocks",
+            Misbehaviour::CorruptBlocks => "corrupt-blocks",
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoinsv::bitcoin::{
-    BlockHeader, BlockLocator, Hash, InvType, InvVect, NetAddress, TimestampedNetAddress,
+    Block, BlockHeader, BlockLocator, Hash, InvType, InvVect, NetAddress, TimestampedNetAddress,
     Transaction,
 };
 use bitcoinsv::p2p::limits::{
@@ -601,8 +601,21 @@ impl PeerState {
                 // A compact-block request far from the tip gets a full block; the simnet
                 // always answers with the full block.
                 InvType::Block | InvType::CompactBlock => {
+                    match self.mode {
+                        Misbehaviour::SilentOnBlockGetData => continue,
+                        Misbehaviour::NotFoundBlocks => {
+                            notfound.push(*item);
+                            continue;
+                        }
+                        _ => {}
+                    }
                     if let Some(block) = ctx.chain.block(&item.hash) {
-                        out.push(Action::Send(Message::Block((*block).clone())));
+                        let block = if self.mode == Misbehaviour::CorruptBlocks {
+                            corrupt(&block)
+                        } else {
+                            (*block).clone()
+                        };
+                        out.push(Action::Send(Message::Block(block)));
                         if self.hash_continue == Some(item.hash) {
                             self.hash_continue = None;
                             out.push(Action::Send(Message::Inv(vec![InvVect::block(
@@ -719,6 +732,21 @@ impl PeerState {
             _ => Vec::new(),
         }
     }
+}
+
+/// `block` with its first transaction's lock time changed: same header (and hash), but the
+/// transactions no longer hash to its merkle root.
+fn corrupt(block: &Block) -> Block {
+    let mut block = block.clone();
+    if let Some(first) = block.transactions.first_mut() {
+        *first = Transaction::new(
+            first.version(),
+            first.inputs().to_vec(),
+            first.outputs().to_vec(),
+            first.lock_time().wrapping_add(1),
+        );
+    }
+    block
 }
 
 #[cfg(test)]
