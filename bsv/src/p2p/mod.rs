@@ -57,7 +57,10 @@ pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
 pub use services::blocks::{
     Attempt, AttemptOutcome, BlockFetchError, BlockFetchOptions, FetchedBlock,
 };
-pub use services::txs::TransactionError;
+pub use services::txs::{
+    BroadcastOptions, BroadcastReport, Delivery, PeerReport, TransactionError, TransactionEvent,
+    TxRejection,
+};
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};
