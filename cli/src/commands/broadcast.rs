@@ -1,29 +1,24 @@
-//! `bsvp2p broadcast`: hand a transaction to peers the way a node does (docs/PROTOCOL.md §9.11) and
-//! report, per peer, whether it asked for the transaction and whether it rejected it.
+//! `bsvp2p broadcast`: hand a transaction to peers through the library's broadcast
+//! (`Manager::broadcast_transaction_with`, docs/PROTOCOL.md §9.11) and print its per-peer
+//! report: announced or skipped (why), asked for or not, rejected (code and reason), announced
+//! back by other peers (evidence it propagated).
 //!
-//! To each peer, in parallel: announce the txid with `inv` (MSG_TX); answer the peer's `getdata`
-//! with the `tx`; if the peer has not asked by the end of `--wait`, push the `tx` unasked and
-//! listen a little longer. A `reject` naming the txid is reported with its code and reason. The
-//! node never reports "already in mempool" or "conflict", so no reject means no *reported*
-//! failure, not proof of acceptance.
+//! The node never reports "already in mempool" or "conflict", so no reject means no *reported*
+//! failure, not proof of acceptance; a relay-back is the evidence of acceptance.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Hash, InvType, InvVect, Transaction};
-use bitcoinsv::p2p::{ManagerConfig, Message, Reject};
+use bitcoinsv::bitcoin::Transaction;
+use bitcoinsv::p2p::{BroadcastOptions, BroadcastReport, Message};
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{parse_address, parse_seconds};
+use super::{fixed_peers, parse_address, parse_seconds};
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
-use crate::session::{RecvEnd, Session};
 
-/// After pushing a transaction nobody asked for, how long to listen for its `reject`.
-const PUSH_GRACE: Duration = Duration::from_secs(2);
 /// Peers used when they come from DNS seeds (the manager's default outbound count).
 const DNS_PEERS: usize = 8;
 
@@ -38,45 +33,19 @@ pub struct Args {
     pub peers: Vec<SocketAddr>,
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// How long each peer has to ask for the transaction, and to reject it, in seconds.
+    /// How long to connect and then collect the peers' answers, each, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub wait: Duration,
+    /// Push the `tx` unannounced instead of announcing it by `inv`.
+    #[arg(long)]
+    pub push: bool,
+    /// The transaction's fee rate in satoshis per 1000 bytes: peers whose `feefilter` is
+    /// higher are skipped.
+    #[arg(long, value_name = "SAT_PER_KB")]
+    pub fee_rate: Option<i64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// How the transaction reached a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Delivery {
-    /// The peer asked for it with `getdata` and got it.
-    OnRequest,
-    /// The peer never asked; it was pushed unasked.
-    Pushed,
-    /// It was not sent (the peer could not be reached or left).
-    NotSent,
-}
-
-/// What happened with one peer.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerOutcome {
-    /// The peer.
-    pub peer: SocketAddr,
-    /// Whether the peer asked for the transaction.
-    pub requested: bool,
-    /// How the transaction was delivered.
-    pub delivery: Delivery,
-    /// The peer's `reject` for this transaction, if any.
-    pub reject: Option<Reject>,
-    /// What went wrong with the connection, if anything.
-    pub error: Option<String>,
-}
-
-impl PeerOutcome {
-    fn accepted(&self) -> bool {
-        self.delivery != Delivery::NotSent && self.reject.is_none()
-    }
 }
 
 /// Runs the subcommand.
@@ -84,7 +53,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let config = args.config.load()?;
     let tx = read_tx(&args.tx)?;
     let txid = tx.txid();
-    let outcomes = super::runtime()?.block_on(async {
+    let (report, failures) = super::runtime()?.block_on(async {
         let peers = if args.peers.is_empty() {
             let mut all = super::dns_seed_addresses(&config, "pass --peer ADDR").await?;
             all.truncate(DNS_PEERS);
@@ -92,134 +61,69 @@ pub fn run(args: Args) -> Result<(), CliError> {
         } else {
             args.peers.clone()
         };
-        let tasks: Vec<_> = peers
-            .into_iter()
-            .map(|p| {
-                let (c, t, wait) = (config.clone(), tx.clone(), args.wait);
-                tokio::spawn(async move { to_peer(&c, p, t, wait).await })
-            })
-            .collect();
-        let mut outcomes = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            if let Ok(o) = t.await {
-                outcomes.push(o);
-            }
-        }
-        Ok::<_, CliError>(outcomes)
+        let connected =
+            fixed_peers::connect(config, peers, Instant::now() + args.wait).await?;
+        let options = BroadcastOptions {
+            push: args.push,
+            fee_rate: args.fee_rate,
+            window: args.wait,
+            ..BroadcastOptions::default()
+        };
+        let report = connected
+            .manager
+            .broadcast_transaction_with(tx, options)
+            .await;
+        let _ = connected.manager.shutdown().await;
+        let report = report.map_err(|e| CliError::Other(e.to_string()))?;
+        Ok::<_, CliError>((report, connected.failures))
     })?;
-    print(&args, txid, &outcomes);
-    if outcomes.iter().any(PeerOutcome::accepted) {
+    print(&args, &report, &failures);
+    let took = report
+        .peers
+        .iter()
+        .any(|p| p.sent() && p.rejected.is_none());
+    if took {
         return Ok(());
     }
-    let why: Vec<String> = outcomes
-        .iter()
-        .map(|o| match (&o.reject, &o.error) {
-            (Some(r), _) => format!("{} rejected it ({} {})", o.peer, r.code, r.reason),
-            (None, Some(e)) => e.clone(),
-            (None, None) => format!("{} did not take it", o.peer),
-        })
-        .collect();
+    let why: Vec<String> = report.peers.iter().map(ToString::to_string).collect();
     Err(CliError::Other(format!(
         "no peer took transaction {txid}: {}",
         why.join("; ")
     )))
 }
 
-fn print(args: &Args, txid: Hash, outcomes: &[PeerOutcome]) {
+fn print(args: &Args, report: &BroadcastReport, failures: &[String]) {
     if args.json {
-        let v = serde_json::json!({ "txid": txid, "peers": outcomes });
+        let peers: Vec<_> = report
+            .peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "peer": p.address,
+                    "delivery": p.delivery.to_string(),
+                    "requested": p.requested,
+                    "reject": p.rejected.as_ref().map(|r| serde_json::json!({
+                        "code": r.code.to_u8(),
+                        "reason": r.reason,
+                    })),
+                    "announced_back": p.announced_back,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "txid": report.txid,
+            "peers": peers,
+            "connection_failures": failures,
+            "completed_early": report.completed_early,
+        });
         crate::output::line(&v.to_string());
         return;
     }
-    let mut lines = vec![format!("transaction {txid}")];
-    for o in outcomes {
-        let delivery = match o.delivery {
-            Delivery::OnRequest => "requested and sent",
-            Delivery::Pushed => "not requested, pushed",
-            Delivery::NotSent => "not sent",
-        };
-        let mut line = format!("{:<22} {delivery}", o.peer.to_string());
-        if let Some(r) = &o.reject {
-            line.push_str(&format!(", rejected: {} {:?}", r.code, r.reason));
-        }
-        if let Some(e) = &o.error {
-            line.push_str(&format!(", {e}"));
-        }
-        lines.push(line);
+    let mut text = report.to_string();
+    for f in failures {
+        text.push_str(&format!("\nnot connected: {f}"));
     }
-    crate::output::line(&lines.join("\n"));
-}
-
-/// Announces, serves or pushes `tx` to one peer and collects its answer.
-async fn to_peer(
-    config: &ManagerConfig,
-    peer: SocketAddr,
-    tx: Transaction,
-    wait: Duration,
-) -> PeerOutcome {
-    let txid = tx.txid();
-    let mut o = PeerOutcome {
-        peer,
-        requested: false,
-        delivery: Delivery::NotSent,
-        reject: None,
-        error: None,
-    };
-    let mut session = match Session::open(config, peer).await {
-        Ok(s) => s,
-        Err(e) => {
-            o.error = Some(e.to_string());
-            return o;
-        }
-    };
-    if let Err(e) = session.send(Message::Inv(vec![InvVect::tx(txid)])).await {
-        o.error = Some(e.to_string());
-        session.close().await;
-        return o;
-    }
-    let mut deadline = Instant::now() + wait;
-    loop {
-        match session.recv(deadline).await {
-            Ok(Message::GetData(items))
-                if items
-                    .iter()
-                    .any(|i| i.inv_type == InvType::Tx && i.hash == txid) =>
-            {
-                o.requested = true;
-                if o.delivery == Delivery::NotSent {
-                    match session.send(Message::Tx(tx.clone())).await {
-                        Ok(()) => o.delivery = Delivery::OnRequest,
-                        Err(e) => {
-                            o.error = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(Message::Reject(r)) if r.hash == Some(txid) => {
-                o.reject = Some(r);
-                break;
-            }
-            Ok(_) => {}
-            Err(RecvEnd::Timeout) if o.delivery == Delivery::NotSent => {
-                match session.send(Message::Tx(tx.clone())).await {
-                    Ok(()) => o.delivery = Delivery::Pushed,
-                    Err(e) => {
-                        o.error = Some(e.to_string());
-                        break;
-                    }
-                }
-                deadline = Instant::now() + PUSH_GRACE.min(wait);
-            }
-            Err(RecvEnd::Timeout) => break,
-            Err(RecvEnd::Closed(why)) => {
-                o.error = Some(why);
-                break;
-            }
-        }
-    }
-    session.close().await;
-    o
+    crate::output::line(&text);
 }
 
 /// Reads a transaction from hex or from a file holding hex text or raw bytes; the bytes must be

@@ -1,24 +1,27 @@
-//! `bsvp2p getblock`: download one block from one peer with `getdata` (MSG_BLOCK), verify that
-//! it is the block asked for (its header hashes to HASH, meets its proof of work, and its
-//! transactions hash to the header's merkle root), print a summary, and optionally save the raw
-//! bytes.
+//! `bsvp2p getblock`: download one block from one peer through the library's block fetching
+//! (`Manager::get_block_with`), which verifies that it is the block asked for (its header
+//! hashes to HASH and its transactions hash to the header's merkle root); the command also
+//! checks its proof of work, prints a summary, and optionally saves the raw bytes.
 //!
-//! A node sends nothing at all for a block it does not have (no `notfound`, docs/PROTOCOL.md §3.4),
-//! so the wait is bounded and the timeout message says what it most likely means.
+//! `--timeout` bounds the whole command, handshake included. A node sends nothing at all for a
+//! block it does not have (no `notfound`, docs/PROTOCOL.md §3.4), so silence is reported as
+//! that; anything else the peer did (a malformed block, `notfound`, too busy, a corrupt block)
+//! is reported as what it was.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Block, Encode, Hash, InvVect};
-use bitcoinsv::p2p::{Message, RejectCode};
+use bitcoinsv::bitcoin::{Block, Encode, Hash};
+use bitcoinsv::p2p::{AttemptOutcome, BlockFetchOptions, ManagerConfig, P2pError};
 use bytes::BytesMut;
 use serde_json::json;
+use tokio::time::Instant;
 
-use super::{parse_address, parse_seconds};
+use super::{fixed_peers, parse_address, parse_seconds};
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
-use crate::session::{RecvEnd, Session};
 
 /// Arguments of `bsvp2p getblock`.
 #[derive(Debug, clap::Args)]
@@ -37,7 +40,7 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
-    /// How long to wait for the block, in seconds.
+    /// How long the whole command may take, handshake included, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub timeout: Duration,
 }
@@ -77,12 +80,7 @@ pub fn coinbase_height(block: &Block) -> Option<u64> {
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let config = args.config.load()?;
-    let block = super::runtime()?.block_on(async {
-        let mut session = Session::open(&config, args.address).await?;
-        let result = fetch(&args, &mut session).await;
-        session.close().await;
-        result
-    })?;
+    let block = super::runtime()?.block_on(fetch(config, &args))?;
     let mut raw = BytesMut::with_capacity(block.encoded_len());
     block.encode(&mut raw);
     if let Some(path) = &args.out {
@@ -127,52 +125,52 @@ pub fn run(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn fetch(args: &Args, session: &mut Session) -> Result<Block, CliError> {
-    session
-        .send(Message::GetData(vec![InvVect::block(args.hash)]))
-        .await?;
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    loop {
-        match session.recv(deadline).await {
-            Ok(Message::Block(block)) => {
-                let got = block.hash();
-                if got != args.hash {
-                    return Err(CliError::Other(format!(
-                        "{} sent block {got}, not {}",
-                        session.address(),
-                        args.hash
-                    )));
-                }
-                block.validate().map_err(|e| {
-                    CliError::Other(format!("block {got} from {}: {e}", session.address()))
-                })?;
-                return Ok(block);
-            }
-            Ok(Message::Reject(r)) if r.code == RejectCode::TooBusy => {
-                return Err(CliError::Other(format!(
-                    "{} is too busy to send the block ({}); try again in a few seconds",
-                    session.address(),
-                    r.reason
-                )))
-            }
-            Ok(Message::NotFound(items)) if items.iter().any(|i| i.hash == args.hash) => {
-                return Err(CliError::Other(format!(
-                    "{} does not have block {}",
-                    session.address(),
-                    args.hash
-                )))
-            }
-            Ok(_) => {}
-            Err(RecvEnd::Timeout) => {
-                return Err(CliError::Other(format!(
-                    "no block {} from {} within {:?}: a node sends nothing for a block it does \
-                     not have; check the hash and the network",
-                    args.hash,
-                    session.address(),
-                    args.timeout
-                )))
-            }
-            Err(RecvEnd::Closed(why)) => return Err(CliError::Other(why)),
+/// Connects (within `--timeout`) and fetches the block with `Manager::get_block_with`,
+/// which verifies it; the rest of `--timeout` bounds the fetch.
+async fn fetch(config: ManagerConfig, args: &Args) -> Result<Block, CliError> {
+    let deadline = Instant::now() + args.timeout;
+    let connected = fixed_peers::connect(config, vec![args.address], deadline).await?;
+    let manager = connected.manager;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let options = BlockFetchOptions {
+        timeout: Some(left),
+        attempt_timeout: Some(left),
+        preferred_peer: None,
+    };
+    let result = manager.get_block_with(args.hash, options).await;
+    let _ = manager.shutdown().await;
+    let fetched = result.map_err(|e| CliError::Other(explain(&e, args)))?;
+    // Proof of work too (the service checks the hash and the merkle root).
+    fetched.block.validate().map_err(|e| {
+        CliError::Other(format!(
+            "block {} from {}: {e}",
+            args.hash, fetched.address
+        ))
+    })?;
+    Ok(Arc::try_unwrap(fetched.block).unwrap_or_else(|b| (*b).clone()))
+}
+
+/// The error as the user needs it: what the peer actually did.
+fn explain(e: &P2pError, args: &Args) -> String {
+    let P2pError::BlockFetch(f) = e else {
+        return e.to_string();
+    };
+    let Some(last) = f.tried().last() else {
+        return e.to_string();
+    };
+    match &last.outcome {
+        AttemptOutcome::Silent { after } => format!(
+            "no block {} from {} within {after:?}: a node sends nothing for a block it does \
+             not have; check the hash and the network",
+            args.hash, last.address
+        ),
+        AttemptOutcome::TooBusy => format!(
+            "{} is too busy to send the block (reject 0x44); try again in a few seconds",
+            last.address
+        ),
+        AttemptOutcome::NotFound => {
+            format!("{} does not have block {} (notfound)", last.address, args.hash)
         }
+        other => format!("block {} from {}: {other}", args.hash, last.address),
     }
 }

@@ -6,6 +6,7 @@ pub mod connect;
 pub mod crawl;
 pub mod decode;
 pub mod demo;
+pub mod fixed_peers;
 pub mod getblock;
 pub mod headers;
 pub mod monitor;

@@ -50,6 +50,10 @@ pub enum AttemptOutcome {
         /// The root of the transactions received.
         computed: Hash,
     },
+    /// It sent a `block` message that did not parse (the connection answered `reject` 0x01
+    /// "error parsing message" and dropped it). Detected when the peer had no other block in
+    /// flight; otherwise such an attempt is reported as [`AttemptOutcome::Silent`].
+    Malformed,
     /// The connection ended before the block arrived.
     Disconnected,
     /// Its send queue was full, so the request could not even be queued.
@@ -64,6 +68,7 @@ impl AttemptOutcome {
             AttemptOutcome::NotFound => "notfound",
             AttemptOutcome::TooBusy => "too_busy",
             AttemptOutcome::MerkleMismatch { .. } => "merkle_mismatch",
+            AttemptOutcome::Malformed => "malformed",
             AttemptOutcome::Disconnected => "disconnected",
             AttemptOutcome::NotSent => "not_sent",
         }
@@ -83,6 +88,9 @@ impl fmt::Display for AttemptOutcome {
                 f,
                 "sent a corrupt block: merkle root {computed} of its transactions, {expected} \
                  in its header (bad-txnmrklroot)"
+            ),
+            AttemptOutcome::Malformed => f.write_str(
+                "sent a malformed block message that did not parse (we answered reject 0x01)",
             ),
             AttemptOutcome::Disconnected => f.write_str("disconnected before sending the block"),
             AttemptOutcome::NotSent => f.write_str("not reading: the request could not be queued"),

@@ -36,6 +36,10 @@ struct Asked {
     peer_id: Uuid,
     address: SocketAddr,
     sent: Instant,
+    /// `block` messages received from the peer when it was asked, if it had no other block
+    /// in flight: a `block` counted after that, but never delivered to us, is one that did
+    /// not parse (the connection answered it with `reject` 0x01 and dropped it).
+    blocks_before: Option<u64>,
 }
 
 /// One block being fetched.
@@ -106,12 +110,27 @@ impl Fetches {
         );
     }
 
-    /// The attempts of the fetch of `hash` so far.
-    pub(crate) fn tried(&self, hash: &Hash) -> Vec<Attempt> {
-        self.fetches
-            .get(hash)
-            .map(|f| f.tried.clone())
-            .unwrap_or_default()
+    /// The attempts of the fetch of `hash` so far, the one under way included (as what it
+    /// looks like now: silent so far, or a malformed block received).
+    pub(crate) fn tried(&self, hash: &Hash, peers: &Peers, now: Instant) -> Vec<Attempt> {
+        let Some(f) = self.fetches.get(hash) else {
+            return Vec::new();
+        };
+        let mut tried = f.tried.clone();
+        if let Some(a) = &f.asked {
+            let outcome = match a.blocks_before {
+                Some(n) if blocks_received(peers, a.peer_id) > n => AttemptOutcome::Malformed,
+                _ => AttemptOutcome::Silent {
+                    after: now.duration_since(a.sent),
+                },
+            };
+            tried.push(Attempt {
+                peer_id: a.peer_id,
+                address: a.address,
+                outcome,
+            });
+        }
+        tried
     }
 
     /// `peer_id` announced `hashes`: remember them, and ask it for any that a fetch waits for.
@@ -295,7 +314,13 @@ impl Fetches {
                 let after = f.attempt_timeout;
                 if let Some(asked) = f.asked.take() {
                     release(&mut self.in_flight, asked.peer_id);
-                    self.failed(hash, asked, AttemptOutcome::Silent { after }, metrics);
+                    let outcome = match asked.blocks_before {
+                        Some(n) if blocks_received(peers, asked.peer_id) > n => {
+                            AttemptOutcome::Malformed
+                        }
+                        _ => AttemptOutcome::Silent { after },
+                    };
+                    self.failed(hash, asked, outcome, metrics);
                 }
             }
         }
@@ -337,10 +362,12 @@ impl Fetches {
                 match self.choose(&hash, &connected) {
                     Choice::Ask(peer_id, address) => {
                         let getdata = Message::GetData(vec![InvVect::block(hash)]);
+                        let alone = !self.in_flight.contains_key(&peer_id);
                         let asked = Asked {
                             peer_id,
                             address,
                             sent: now,
+                            blocks_before: alone.then(|| blocks_received(peers, peer_id)),
                         };
                         if peers.try_send(peer_id, &getdata) {
                             *self.in_flight.entry(peer_id).or_default() += 1;
@@ -412,6 +439,14 @@ enum Choice {
     Wait,
     /// Every peer was asked.
     GiveUp,
+}
+
+/// `block` messages received from `peer_id` so far (parsed or not).
+fn blocks_received(peers: &Peers, peer_id: Uuid) -> u64 {
+    peers
+        .link(peer_id)
+        .and_then(|l| l.stats().snapshot().received.get("block").map(|c| c.messages))
+        .unwrap_or(0)
 }
 
 fn release(in_flight: &mut HashMap<Uuid, usize>, peer_id: Uuid) {

@@ -164,7 +164,7 @@ impl BlockService {
             Err(_) => Err(BlockFetchError::Timeout {
                 hash,
                 after: timeout,
-                tried: self.with_state(|s| s.tried(&hash)),
+                tried: self.with_state(|s| s.tried(&hash, &self.peers, Instant::now())),
             }),
         }
     }
