@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use bitcoinsv::bitcoin::{Block, Decode, InvVect, Reader};
 use bitcoinsv::p2p::Message;
@@ -273,7 +274,7 @@ async fn broadcast_is_requested_and_relayed_to_a_client_of_another_node() {
     let p = &report["peers"][0];
     assert_eq!(p["peer"], peer);
     assert_eq!(p["requested"], true);
-    assert_eq!(p["delivery"], "on_request");
+    assert_eq!(p["delivery"], "announced (inv)");
     assert_eq!(p["reject"], Value::Null);
     assert!(net.mempool_contains(&txid));
     // The simnet relays by inv: a client of the other node hears of it.
@@ -312,14 +313,56 @@ async fn broadcast_reports_the_reject_of_every_peer_and_fails() {
     .await;
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
-        report.contains("requested and sent, rejected: REJECT_INVALID (0x10) \"bad-txns-inputs-missingorspent\""),
+        report.contains(&format!(
+            "{peer}: announced (inv), requested, rejected 0x10 bad-txns-inputs-missingorspent"
+        )),
         "{report}"
     );
     assert_one_line_error(
         &out,
-        &format!("no peer took transaction {}: {peer} rejected it", tx.txid()),
+        &format!(
+            "no peer took transaction {}: {peer}: announced (inv), requested, rejected 0x10",
+            tx.txid()
+        ),
     );
     assert!(!net.mempool_contains(&tx.txid()));
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn getblock_timeout_bounds_the_handshake_with_a_silent_peer() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(2)
+            .with_misbehaviour(0, Misbehaviour::NeverAnswerVersion),
+    )
+    .await
+    .unwrap();
+    let addr = net.node(0).address().to_string();
+    let hash = net.chain().hash_at(1).unwrap().to_string();
+    let started = std::time::Instant::now();
+    let out = bsvp2p(&["getblock", &addr, &hash, "--network", "regtest", "--timeout", "2"]).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_one_line_error(&out, "no handshake completed before the timeout");
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn getblock_from_a_peer_serving_a_corrupt_block_says_so() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(2)
+            .with_misbehaviour(0, Misbehaviour::CorruptBlocks),
+    )
+    .await
+    .unwrap();
+    let addr = net.node(0).address().to_string();
+    let hash = net.chain().hash_at(1).unwrap().to_string();
+    let out = bsvp2p(&["getblock", &addr, &hash, "--network", "regtest", "--timeout", "5"]).await;
+    assert_one_line_error(&out, "sent a corrupt block");
     net.shutdown().await;
 }
 

@@ -165,6 +165,6 @@ async fn a_transaction_file_in_hex_or_raw_bytes_is_read() {
     for f in [hex_file.as_str(), raw_file.to_str().unwrap()] {
         // The file parses; only the (refusing) peer makes the command fail.
         let out = bsvp2p(&["broadcast", f, "--peer", &refusing]).await;
-        assert_one_line_error(&out, &format!("no peer took transaction {}", tx.txid()));
+        assert_one_line_error(&out, &format!("transaction {} not broadcast", tx.txid()));
     }
 }

@@ -61,8 +61,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         } else {
             args.peers.clone()
         };
-        let connected =
-            fixed_peers::connect(config, peers, Instant::now() + args.wait).await?;
+        let connected = fixed_peers::connect(config, peers, Instant::now() + args.wait)
+            .await
+            .map_err(|e| CliError::Other(format!("transaction {txid} not broadcast: {e}")))?;
         let options = BroadcastOptions {
             push: args.push,
             fee_rate: args.fee_rate,

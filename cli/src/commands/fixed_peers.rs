@@ -63,7 +63,7 @@ pub async fn connect(
             failures.join("; ")
         };
         return Err(CliError::Other(format!(
-            "could not connect to {}: {why}",
+            "cannot connect to {}: {why}",
             shown.join(", ")
         )));
     }
