@@ -195,8 +195,18 @@ fn toml_file_with_every_setting_round_trips() {
             max_block_size: 1 << 40,
         },
         header_chain: HeaderChainConfig::default(),
-        block_fetch: BlockFetchConfig::default(),
-        transactions: TransactionConfig::default(),
+        block_fetch: BlockFetchConfig {
+            attempt_timeout: Duration::from_secs(45),
+            timeout: Duration::from_secs(3 * MIN),
+            max_in_flight_per_peer: 8,
+            announcements_per_peer: 512,
+        },
+        transactions: TransactionConfig {
+            relay_cache_bytes: 1 << 20,
+            seen_capacity: 1000,
+            max_pending_announcements: 500,
+            stream_queue_bytes: 1 << 22,
+        },
         addresses: AddressConfig::default(),
     };
     c.validate().unwrap();
@@ -207,15 +217,18 @@ fn toml_file_with_every_setting_round_trips() {
         "ping_timeout = \"5m\"",
         "whitelist = [\"10.0.0.0/8\", \"2001:db8::1\"]",
         "[connection]",
+        "attempt_timeout = \"45s\"",
+        "[transactions]",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     let back: ManagerConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, c);
 
-    // Every setting is written out: 26 manager settings and 13 connection settings.
+    // Every setting is written out: 26 manager settings, 13 connection settings, 4 of block
+    // fetching and 4 of the transaction services.
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 4 + 4, "{text}");
 }
 
 #[test]

@@ -76,10 +76,20 @@ const CONNECTION_DOCS: &[Doc] = &[
 const HEADER_CHAIN_DOCS: &[Doc] = &[];
 
 /// Block fetching's settings (`[block_fetch]`).
-const BLOCK_FETCH_DOCS: &[Doc] = &[];
+const BLOCK_FETCH_DOCS: &[Doc] = &[
+    ("attempt_timeout", "How long one peer has to deliver a requested block before the next is asked (a node sends nothing for a block it lacks).", None),
+    ("timeout", "How long get_block waits in all, over every peer asked.", None),
+    ("max_in_flight_per_peer", "Blocks requested from one peer at once (the node's MAX_BLOCKS_IN_TRANSIT_PER_PEER is 16).", None),
+    ("announcements_per_peer", "Block hashes remembered per peer from its inv/headers announcements, to ask peers that have a block first.", None),
+];
 
 /// The transaction services' settings (`[transactions]`).
-const TRANSACTIONS_DOCS: &[Doc] = &[];
+const TRANSACTIONS_DOCS: &[Doc] = &[
+    ("relay_cache_bytes", "Bytes of broadcast transactions kept to answer peers' getdata (each for 15 minutes, the node's relay memory).", None),
+    ("seen_capacity", "Transaction ids the stream remembers having delivered, so each is delivered once.", None),
+    ("max_pending_announcements", "Announced transactions the stream remembers while it cannot request them yet (back-pressure).", None),
+    ("stream_queue_bytes", "Bytes of undropped events a stream subscriber may hold before requests pause.", None),
+];
 
 /// Peer learning's settings (`[addresses]`).
 const ADDRESSES_DOCS: &[Doc] = &[];

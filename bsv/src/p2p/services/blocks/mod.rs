@@ -41,10 +41,12 @@ use fetches::{Fetches, Waiter};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockFetchConfig {
-    /// Seconds one peer has to deliver a requested block before the next peer is asked.
-    pub attempt_timeout_secs: u64,
-    /// Seconds `get_block` waits in all, over every attempt.
-    pub timeout_secs: u64,
+    /// How long one peer has to deliver a requested block before the next peer is asked.
+    #[serde(with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// How long `get_block` waits in all, over every attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
     /// Blocks requested from one peer at once (the node's `MAX_BLOCKS_IN_TRANSIT_PER_PEER`).
     pub max_in_flight_per_peer: usize,
     /// Block hashes remembered per peer from its announcements.
@@ -54,8 +56,8 @@ pub struct BlockFetchConfig {
 impl Default for BlockFetchConfig {
     fn default() -> Self {
         BlockFetchConfig {
-            attempt_timeout_secs: BLOCK_ATTEMPT_TIMEOUT.as_secs(),
-            timeout_secs: BLOCK_FETCH_TIMEOUT.as_secs(),
+            attempt_timeout: BLOCK_ATTEMPT_TIMEOUT,
+            timeout: BLOCK_FETCH_TIMEOUT,
             max_in_flight_per_peer: MAX_BLOCKS_IN_TRANSIT_PER_PEER,
             announcements_per_peer: ANNOUNCED_BLOCKS_PER_PEER,
         }
@@ -65,11 +67,11 @@ impl Default for BlockFetchConfig {
 impl BlockFetchConfig {
     /// Checks the settings.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
-        if self.attempt_timeout_secs == 0 {
-            return Err("block_fetch.attempt_timeout_secs must be at least 1".into());
+        if self.attempt_timeout.is_zero() {
+            return Err("block_fetch.attempt_timeout must be above zero".into());
         }
-        if self.timeout_secs == 0 {
-            return Err("block_fetch.timeout_secs must be at least 1".into());
+        if self.timeout.is_zero() {
+            return Err("block_fetch.timeout must be above zero".into());
         }
         if self.max_in_flight_per_peer == 0 {
             return Err("block_fetch.max_in_flight_per_peer must be at least 1".into());
@@ -84,9 +86,9 @@ impl BlockFetchConfig {
 /// Options of one [`Manager::get_block_with`] call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BlockFetchOptions {
-    /// The overall timeout (default: `block_fetch.timeout_secs`).
+    /// The overall timeout (default: `block_fetch.timeout`).
     pub timeout: Option<Duration>,
-    /// Each peer's timeout (default: `block_fetch.attempt_timeout_secs`).
+    /// Each peer's timeout (default: `block_fetch.attempt_timeout`).
     pub attempt_timeout: Option<Duration>,
     /// A peer to ask first, by connection id.
     pub preferred_peer: Option<Uuid>,
@@ -138,7 +140,7 @@ impl BlockService {
     fn start(&self, hash: Hash, options: &BlockFetchOptions) -> Waiter {
         let attempt_timeout = options
             .attempt_timeout
-            .unwrap_or(Duration::from_secs(self.config.attempt_timeout_secs));
+            .unwrap_or(self.config.attempt_timeout);
         let now = Instant::now();
         let (tx, rx) = oneshot::channel();
         self.with_state(|s| {
@@ -156,7 +158,7 @@ impl BlockService {
     ) -> std::result::Result<FetchedBlock, BlockFetchError> {
         let timeout = options
             .timeout
-            .unwrap_or(Duration::from_secs(self.config.timeout_secs));
+            .unwrap_or(self.config.timeout);
         let rx = self.start(hash, &options);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
