@@ -768,3 +768,6 @@ async fn the_misbehaviour_check_sees_a_charge_the_node_logs_for_us() {
 /// The misbehaviour catalogue against the node, one raw connection per rule.
 #[path = "real_node/rules.rs"]
 mod rules;
+/// The transfer services (block fetching, transaction broadcast) against the node.
+#[path = "real_node/transfer.rs"]
+mod transfer;
