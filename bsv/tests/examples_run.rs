@@ -61,7 +61,13 @@ fn examples_dir() -> &'static Path {
 }
 
 /// The examples every test here runs.
-const EXAMPLES: [&str; 4] = ["simple_client", "fixed_peers", "event_monitor", "crawler"];
+const EXAMPLES: [&str; 5] = [
+    "simple_client",
+    "fixed_peers",
+    "event_monitor",
+    "crawler",
+    "broadcaster",
+];
 
 /// Whether every example binary in `dir` is newer than every source it is built from (the
 /// library, the simnet, the examples and their manifests): then `cargo test` has just built
@@ -186,6 +192,15 @@ fn event_monitor_sees_connections_messages_and_a_lost_peer() {
         .lines()
         .any(|l| l.contains("message headers: ") || l.contains("message inv of ")));
     assert!(out.lines().any(|l| l.contains("message inv of ")));
+}
+
+#[test]
+fn broadcaster_prints_the_per_peer_report_with_a_reject_and_a_relay_back() {
+    let out = run("broadcaster");
+    assert!(out.contains("rejected 0x10 bad-txns-inputs-missingorspent"), "{out}");
+    let last = line(&out, "broadcaster: ");
+    assert!(last.contains(" 1 rejected, "), "{last}");
+    assert!(!last.ends_with(" 0 relayed back"), "{last}");
 }
 
 #[test]
