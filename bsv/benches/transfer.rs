@@ -19,9 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitcoinsv::bitcoin::{BlockLocator, Hash, InvVect};
-use bitcoinsv::p2p::{
-    InMemoryPeerStore, Manager, ManagerConfig, Message, Network, PeerClient,
-};
+use bitcoinsv::p2p::{InMemoryPeerStore, Manager, ManagerConfig, Message, Network, PeerClient};
 
 use support::{ChildSpec, SimnetProcess, Summary};
 
@@ -83,7 +81,8 @@ async fn compare(txs_per_block: u32) -> String {
         .into_iter()
         .take(BLOCKS)
         .collect();
-    let manager = Manager::with_fixed_peers(config(), Arc::new(InMemoryPeerStore::new()), vec![addr]);
+    let manager =
+        Manager::with_fixed_peers(config(), Arc::new(InMemoryPeerStore::new()), vec![addr]);
     manager.start().await.expect("manager");
     manager
         .wait_for_connections(1, Duration::from_secs(10))

@@ -52,7 +52,9 @@ fn peer_at(manager: &Manager, address: SocketAddr) -> Uuid {
 }
 
 fn block_hash(net: &SimNet, height: u32) -> Hash {
-    net.chain().hash_at(height).expect("the simnet has the block")
+    net.chain()
+        .hash_at(height)
+        .expect("the simnet has the block")
 }
 
 /// Fetches `hash` asking the node `first` before any other.
@@ -169,9 +171,7 @@ async fn at_most_sixteen_blocks_are_in_flight_to_one_peer() {
     let mut fetches = Vec::new();
     for height in 1..=20 {
         let (m, hash, o) = (manager.clone(), block_hash(&net, height), options.clone());
-        fetches.push(tokio::spawn(
-            async move { m.get_block_with(hash, o).await },
-        ));
+        fetches.push(tokio::spawn(async move { m.get_block_with(hash, o).await }));
     }
     let node = net.node(0);
     node.wait_for_stats(WAIT, |s| s.received("getdata") >= 16)

@@ -197,7 +197,10 @@ fn event_monitor_sees_connections_messages_and_a_lost_peer() {
 #[test]
 fn broadcaster_prints_the_per_peer_report_with_a_reject_and_a_relay_back() {
     let out = run("broadcaster");
-    assert!(out.contains("rejected 0x10 bad-txns-inputs-missingorspent"), "{out}");
+    assert!(
+        out.contains("rejected 0x10 bad-txns-inputs-missingorspent"),
+        "{out}"
+    );
     let last = line(&out, "broadcaster: ");
     assert!(last.contains(" 1 rejected, "), "{last}");
     assert!(!last.ends_with(" 0 relayed back"), "{last}");

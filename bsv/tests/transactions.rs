@@ -125,7 +125,10 @@ async fn the_stream_delivers_each_of_1000_transactions_announced_by_5_nodes_exac
     }
     let mut got = HashSet::new();
     while got.len() < 1000 {
-        let e = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(got.insert(e.transaction.txid()), "delivered twice");
     }
     assert_eq!(got, sent);
@@ -147,7 +150,10 @@ async fn a_slow_subscriber_loses_nothing() {
     }
     let mut got = HashSet::new();
     while got.len() < 300 {
-        let e = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        let e = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(got.insert(e.transaction.txid()), "delivered twice");
         // A slow reader: 100 ms per transaction.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -342,7 +342,16 @@ async fn getblock_timeout_bounds_the_handshake_with_a_silent_peer() {
     let addr = net.node(0).address().to_string();
     let hash = net.chain().hash_at(1).unwrap().to_string();
     let started = std::time::Instant::now();
-    let out = bsvp2p(&["getblock", &addr, &hash, "--network", "regtest", "--timeout", "2"]).await;
+    let out = bsvp2p(&[
+        "getblock",
+        &addr,
+        &hash,
+        "--network",
+        "regtest",
+        "--timeout",
+        "2",
+    ])
+    .await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_one_line_error(&out, "no handshake completed before the timeout");
@@ -361,7 +370,16 @@ async fn getblock_from_a_peer_serving_a_corrupt_block_says_so() {
     .unwrap();
     let addr = net.node(0).address().to_string();
     let hash = net.chain().hash_at(1).unwrap().to_string();
-    let out = bsvp2p(&["getblock", &addr, &hash, "--network", "regtest", "--timeout", "5"]).await;
+    let out = bsvp2p(&[
+        "getblock",
+        &addr,
+        &hash,
+        "--network",
+        "regtest",
+        "--timeout",
+        "5",
+    ])
+    .await;
     assert_one_line_error(&out, "sent a corrupt block");
     net.shutdown().await;
 }

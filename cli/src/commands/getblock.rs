@@ -142,10 +142,7 @@ async fn fetch(config: ManagerConfig, args: &Args) -> Result<Block, CliError> {
     let fetched = result.map_err(|e| CliError::Other(explain(&e, args)))?;
     // Proof of work too (the service checks the hash and the merkle root).
     fetched.block.validate().map_err(|e| {
-        CliError::Other(format!(
-            "block {} from {}: {e}",
-            args.hash, fetched.address
-        ))
+        CliError::Other(format!("block {} from {}: {e}", args.hash, fetched.address))
     })?;
     Ok(Arc::try_unwrap(fetched.block).unwrap_or_else(|b| (*b).clone()))
 }
@@ -169,7 +166,10 @@ fn explain(e: &P2pError, args: &Args) -> String {
             last.address
         ),
         AttemptOutcome::NotFound => {
-            format!("{} does not have block {} (notfound)", last.address, args.hash)
+            format!(
+                "{} does not have block {} (notfound)",
+                last.address, args.hash
+            )
         }
         other => format!("block {} from {}: {other}", args.hash, last.address),
     }

@@ -445,7 +445,13 @@ enum Choice {
 fn blocks_received(peers: &Peers, peer_id: Uuid) -> u64 {
     peers
         .link(peer_id)
-        .and_then(|l| l.stats().snapshot().received.get("block").map(|c| c.messages))
+        .and_then(|l| {
+            l.stats()
+                .snapshot()
+                .received
+                .get("block")
+                .map(|c| c.messages)
+        })
         .unwrap_or(0)
 }
 

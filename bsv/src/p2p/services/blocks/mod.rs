@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 pub use error::{Attempt, AttemptOutcome, BlockFetchError};
 
-use super::{Peers, PeerView, Service};
+use super::{PeerView, Peers, Service};
 use crate::bitcoin::{Block, Hash};
 use crate::p2p::config::ManagerConfig;
 use crate::p2p::error::Result;
@@ -156,9 +156,7 @@ impl BlockService {
         hash: Hash,
         options: BlockFetchOptions,
     ) -> std::result::Result<FetchedBlock, BlockFetchError> {
-        let timeout = options
-            .timeout
-            .unwrap_or(self.config.timeout);
+        let timeout = options.timeout.unwrap_or(self.config.timeout);
         let rx = self.start(hash, &options);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,

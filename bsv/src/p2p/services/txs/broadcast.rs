@@ -229,9 +229,11 @@ impl Live {
     /// Every peer sent to has answered (asked for it or rejected it; a pushed `tx` needs no
     /// request) and some peer announced it back.
     pub(crate) fn settled(&self) -> bool {
-        let answered = self.peers.values().filter(|p| p.sent()).all(|p| {
-            p.rejected.is_some() || p.requested || p.delivery == Delivery::Pushed
-        });
+        let answered = self
+            .peers
+            .values()
+            .filter(|p| p.sent())
+            .all(|p| p.rejected.is_some() || p.requested || p.delivery == Delivery::Pushed);
         answered && self.peers.values().any(|p| p.announced_back)
     }
 

@@ -20,9 +20,7 @@ use tokio::time::Instant;
 use tracing::warn;
 use uuid::Uuid;
 
-pub use broadcast::{
-    BroadcastOptions, BroadcastReport, Delivery, PeerReport, TxRejection,
-};
+pub use broadcast::{BroadcastOptions, BroadcastReport, Delivery, PeerReport, TxRejection};
 pub use stream::TransactionEvent;
 
 use super::{Peers, Service};
@@ -158,7 +156,12 @@ impl TxService {
             .peers
             .connected()
             .into_iter()
-            .filter(|p| options.peers.as_ref().is_none_or(|w| w.contains(&p.peer_id)))
+            .filter(|p| {
+                options
+                    .peers
+                    .as_ref()
+                    .is_none_or(|w| w.contains(&p.peer_id))
+            })
             .collect();
         if targets.is_empty() {
             return Err(TransactionError::NoPeers {
@@ -250,11 +253,7 @@ impl TxService {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let report = self.with_state(|s| {
-            s.live
-                .remove(&id)
-                .map(|l| l.report(started, early))
-        });
+        let report = self.with_state(|s| s.live.remove(&id).map(|l| l.report(started, early)));
         let report = report.ok_or_else(|| P2pError::ChannelClosed {
             channel: "transaction broadcast".into(),
         })?;
@@ -303,8 +302,7 @@ impl Service for TxService {
                         }
                     }
                 }
-                s.stream
-                    .on_inv(peer_id, txids.map(|i| i.hash), peers, now);
+                s.stream.on_inv(peer_id, txids.map(|i| i.hash), peers, now);
             }
             Message::Tx(tx) => s.stream.on_tx(peer_id, tx, peers, now),
             Message::GetData(items) => self.on_getdata(s, peer_id, items),

@@ -284,9 +284,7 @@ impl Stream {
             .iter_mut()
             .filter_map(|(h, p)| {
                 p.announcers.retain(|a| *a != peer_id);
-                p.asked
-                    .is_some_and(|(who, _)| who == peer_id)
-                    .then_some(*h)
+                p.asked.is_some_and(|(who, _)| who == peer_id).then_some(*h)
             })
             .collect();
         for txid in asked {
