@@ -910,6 +910,26 @@ mod tests {
     }
 
     #[test]
+    fn block_getdata_modes_stay_silent_answer_notfound_or_serve_a_corrupt_block() {
+        let f = Fixture::new(3);
+        let hash = f.chain.hash_at(2).unwrap();
+        let ask = || Message::GetData(vec![InvVect::block(hash)]);
+        let in_mode = |mode: Misbehaviour| {
+            let mut s = connected(&f);
+            s.mode = mode;
+            s.on_message(ask(), &f.ctx(), Instant::now())
+        };
+        assert!(in_mode(Misbehaviour::SilentOnBlockGetData).is_empty());
+        assert_eq!(sent(&in_mode(Misbehaviour::NotFoundBlocks)), ["notfound"]);
+        let a = in_mode(Misbehaviour::CorruptBlocks);
+        let Some(Action::Send(Message::Block(b))) = a.first() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(b.hash(), hash);
+        assert!(b.check_merkle_root().is_err());
+    }
+
+    #[test]
     fn getaddr_is_answered_once_and_only_inbound() {
         let f = Fixture::new(1);
         let mut s = connected(&f);

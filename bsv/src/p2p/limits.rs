@@ -200,5 +200,11 @@ pub const MAX_PENDING_TX_ANNOUNCEMENTS: usize = 100_000;
 /// Bytes of delivered transactions a stream subscriber may hold undropped before we stop
 /// requesting more.
 pub const TX_STREAM_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Announcers remembered per pending transaction, to re-request from: the first few are
+/// enough (ours; the node keeps every announcer's request queue, `CNode::AskFor`).
+pub const ANNOUNCERS_PER_TX: usize = 8;
+/// The `NODE_NETWORK_LIMITED` service bit (BIP159, `src/protocol.h`): serves recent blocks, so
+/// block fetching may ask it.
+pub const NODE_NETWORK_LIMITED: u64 = 0x400;
 /// Most transactions asked for in one `getdata` by the stream.
 pub const MAX_TX_GETDATA_BATCH: usize = 1000;

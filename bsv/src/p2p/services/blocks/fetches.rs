@@ -17,7 +17,7 @@ use super::{Attempt, AttemptOutcome, BlockFetchConfig, BlockFetchError, FetchedB
 use crate::bitcoin::{Block, BlockError, Encode, Hash, InvVect};
 use crate::p2p::connection::link::Offence;
 use crate::p2p::connection::Misbehavior;
-use crate::p2p::limits::{MAX_PENDING_BLOCK_FETCHES, NODE_NETWORK};
+use crate::p2p::limits::{MAX_PENDING_BLOCK_FETCHES, NODE_NETWORK, NODE_NETWORK_LIMITED};
 use crate::p2p::metrics::Metrics;
 use crate::p2p::services::Peers;
 use crate::p2p::Message;
@@ -26,9 +26,6 @@ use crate::p2p::Message;
 pub(crate) type FetchResult = Result<FetchedBlock, BlockFetchError>;
 /// A caller's end of a fetch.
 pub(crate) type Waiter = oneshot::Receiver<FetchResult>;
-
-/// `NODE_NETWORK_LIMITED` (BIP159): serves recent blocks.
-const NODE_NETWORK_LIMITED: u64 = 0x400;
 
 /// The peer a fetch is currently asking.
 #[derive(Debug)]

@@ -17,12 +17,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::bitcoin::{Hash, InvVect, Transaction};
-use crate::p2p::limits::{MAX_TX_GETDATA_BATCH, TXN_EXPIRY_INTERVAL, TXN_REREQUEST_INTERVAL};
+use crate::p2p::limits::{
+    ANNOUNCERS_PER_TX, MAX_TX_GETDATA_BATCH, TXN_EXPIRY_INTERVAL, TXN_REREQUEST_INTERVAL,
+};
 use crate::p2p::services::Peers;
 use crate::p2p::Message;
-
-/// Announcers remembered per pending transaction (the first few are enough to re-request).
-const ANNOUNCERS_PER_TX: usize = 8;
 
 /// A transaction announced by a peer, delivered once to each subscriber.
 #[derive(Debug)]
