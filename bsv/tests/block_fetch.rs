@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use bitcoinsv::bitcoin::Hash;
 use bitcoinsv::p2p::{
-    AttemptOutcome, BlockFetchError, BlockFetchOptions, InMemoryPeerStore, Manager, ManagerConfig,
-    Network, P2pError,
+    AttemptOutcome, BlockFetchError, BlockFetchOptions, ControlEvent, InMemoryPeerStore, Manager,
+    ManagerConfig, Network, P2pError,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 /// The bound on any wait, in virtual time.
@@ -120,6 +121,7 @@ async fn get_block_moves_to_the_next_peer_after_the_first_stays_silent() {
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_block_is_reported_typed_and_the_next_peers_block_is_returned() {
     let (net, manager) = setup(2, &[(0, Misbehaviour::CorruptBlocks)]).await;
+    let mut events = manager.subscribe_control_events();
     let hash = block_hash(&net, 3);
     let fetched = fetch_preferring(&net, &manager, 0, hash).await;
     assert_eq!(*fetched.block, *net.chain().block(&hash).unwrap());
@@ -132,6 +134,19 @@ async fn a_corrupt_block_is_reported_typed_and_the_next_peers_block_is_returned(
         "{first}"
     );
     assert!(first.to_string().contains("bad-txnmrklroot"), "{first}");
+    // Charged 100, as the node charges `bad-txnmrklroot`: the corrupting node is banned.
+    let banned = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(ControlEvent::PeerBanned { ip, .. }) => return ip,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("event channel closed"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(banned, net.node(0).address().ip());
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }
