@@ -52,6 +52,7 @@ pub use events::{
     BitcoinMessageEvent, ControlEvent, InboundRejection, MessageSinks, PeerConnectionCommand,
 };
 pub use manager::{LogLevelHandler, Manager, Mode};
+pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
 #[cfg(feature = "sqlite")]
