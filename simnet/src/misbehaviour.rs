@@ -64,6 +64,13 @@ pub enum Misbehaviour {
     /// Answer every `tx` with `reject` (code 0x10 `REJECT_INVALID`, reason
     /// `bad-txns-inputs-missingorspent`, the txid) and never accept or relay it.
     RejectAllTx,
+    /// Once the handshake completes, announce (by `headers`) one header on genesis whose hash
+    /// does not meet its target: the node's `high-hash` (+50) for a peer that checks.
+    BadPowHeader,
+    /// Once the handshake completes, send this many `headers` announcements of one header each
+    /// whose parent nobody knows (the peer answers each with `getheaders` and counts it; the
+    /// node charges +20 for every 10th).
+    UnconnectingHeaders(u32),
 }
 
 impl Misbehaviour {
@@ -85,6 +92,8 @@ impl Misbehaviour {
             Misbehaviour::FloodAddr => "flood-addr",
             Misbehaviour::SlowReader { .. } => "slow-reader",
             Misbehaviour::RejectAllTx => "reject-all-tx",
+            Misbehaviour::BadPowHeader => "bad-pow-header",
+            Misbehaviour::UnconnectingHeaders(_) => "unconnecting-headers",
         }
     }
 }
