@@ -194,7 +194,15 @@ fn toml_file_with_every_setting_round_trips() {
             max_recv_payload: 4 * 1024 * 1024,
             max_block_size: 1 << 40,
         },
-        header_chain: HeaderChainConfig::default(),
+        header_chain: HeaderChainConfig {
+            enabled: true,
+            sync_timeout: Duration::from_secs(45),
+            store_path: Some("headers.dat".into()),
+            checkpoint: Some(bitcoinsv::p2p::Checkpoint {
+                height: 0,
+                header: Network::Regtest.genesis_header(),
+            }),
+        },
         block_fetch: BlockFetchConfig::default(),
         transactions: TransactionConfig::default(),
         addresses: AddressConfig::default(),

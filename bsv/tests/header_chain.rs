@@ -67,7 +67,10 @@ fn total_sent(net: &SimNet, command: &str) -> u64 {
 }
 
 fn total_received(net: &SimNet, command: &str) -> u64 {
-    net.nodes().iter().map(|n| n.stats().received(command)).sum()
+    net.nodes()
+        .iter()
+        .map(|n| n.stats().received(command))
+        .sum()
 }
 
 async fn synced(net: &SimNet, manager: &Manager) -> HeaderChain {

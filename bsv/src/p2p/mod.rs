@@ -52,9 +52,9 @@ pub use events::{
     BitcoinMessageEvent, ControlEvent, InboundRejection, MessageSinks, PeerConnectionCommand,
 };
 pub use manager::{LogLevelHandler, Manager, Mode};
-pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
+pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};

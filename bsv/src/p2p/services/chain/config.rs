@@ -101,8 +101,10 @@ mod tests {
         assert!(text.contains("header = \"0100000000000000"), "{text}");
         let back: HeaderChainConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
-        assert!(toml::from_str::<HeaderChainConfig>("[checkpoint]\nheight = 1\nheader = \"00\"")
-            .is_err());
+        assert!(
+            toml::from_str::<HeaderChainConfig>("[checkpoint]\nheight = 1\nheader = \"00\"")
+                .is_err()
+        );
     }
 
     #[test]

@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn fast_and_slow_paths_agree() {
-        for bits in [0x1d00ffff, 0x207fffff, 0x1800ffff, 0x18012345, 0x1b04864c, 0x14008000] {
+        for bits in [
+            0x1d00ffff, 0x207fffff, 0x1800ffff, 0x18012345, 0x1b04864c, 0x14008000,
+        ] {
             let h = with_bits(bits);
             let target = h.target().unwrap();
             assert_eq!(header_work(&h), slow_work(&target), "{bits:#x}");
