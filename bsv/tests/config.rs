@@ -221,9 +221,10 @@ fn toml_file_with_every_setting_round_trips() {
     let back: ManagerConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, c);
 
-    // Every setting is written out: 26 manager settings and 13 connection settings.
+    // Every setting is written out: 26 manager settings, 13 connection settings and 5
+    // header chain lines (enabled, sync_timeout, store_path, checkpoint height and header).
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 5, "{text}");
 }
 
 #[test]
