@@ -61,7 +61,13 @@ fn examples_dir() -> &'static Path {
 }
 
 /// The examples every test here runs.
-const EXAMPLES: [&str; 4] = ["simple_client", "fixed_peers", "event_monitor", "crawler"];
+const EXAMPLES: [&str; 5] = [
+    "simple_client",
+    "fixed_peers",
+    "event_monitor",
+    "crawler",
+    "block_listener",
+];
 
 /// Whether every example binary in `dir` is newer than every source it is built from (the
 /// library, the simnet, the examples and their manifests): then `cargo test` has just built
@@ -186,6 +192,20 @@ fn event_monitor_sees_connections_messages_and_a_lost_peer() {
         .lines()
         .any(|l| l.contains("message headers: ") || l.contains("message inv of ")));
     assert!(out.lines().any(|l| l.contains("message inv of ")));
+}
+
+#[test]
+fn block_listener_prints_new_tips_and_the_simnet_reorg() {
+    let out = run("block_listener");
+    assert!(out.contains("synced: tip 50 "), "{out}");
+    // Two mined blocks (51, 52), then three blocks on 50 replace them: depth 2.
+    assert!(out.lines().any(|l| l.starts_with("new tip 51 ")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("reorg at 50, depth 2: ")),
+        "{out}"
+    );
+    let last = line(&out, "block_listener: ");
+    assert!(last.contains(" 1 reorgs, tip 53 "), "{last}");
 }
 
 #[test]
