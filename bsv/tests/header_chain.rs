@@ -351,3 +351,39 @@ async fn ten_unconnecting_announcements_cost_twenty_and_each_gets_getheaders() {
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_longer_batch_that_does_not_connect_costs_ten_as_prev_blk_not_found() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(5)
+            .with_misbehaviour(0, Misbehaviour::UnconnectingBatch),
+    )
+    .await
+    .unwrap();
+    let mut c = config();
+    c.header_chain.enabled = true;
+    let addrs = net.addresses();
+    let store = Arc::new(InMemoryPeerStore::new());
+    store
+        .create(Peer::new(addrs[0].ip(), addrs[0].port()))
+        .await
+        .unwrap();
+    let manager = Manager::with_fixed_peers(c, store, addrs);
+    let mut control = manager.subscribe_control_events();
+    manager.start().await.unwrap();
+    let e = next_control_event(&mut control, |e| {
+        matches!(e, ControlEvent::PeerMisbehavior { .. })
+    })
+    .await;
+    match e {
+        ControlEvent::PeerMisbehavior { reason, score, .. } => {
+            assert_eq!(reason, Misbehavior::PrevBlkNotFound);
+            assert_eq!(score, 10);
+        }
+        other => panic!("{other:?}"),
+    }
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}

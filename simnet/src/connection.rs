@@ -497,6 +497,21 @@ impl Connection {
                     })
                     .collect()
             }
+            Misbehaviour::UnconnectingBatch => {
+                let mut rng = rand::thread_rng();
+                let mut prev = Hash(rng.gen());
+                let batch = (0..9)
+                    .map(|_| {
+                        let h = bitcoinsv::bitcoin::BlockHeader {
+                            prev_hash: prev,
+                            ..genesis
+                        };
+                        prev = h.hash();
+                        h
+                    })
+                    .collect();
+                vec![Action::Send(Message::Headers(batch))]
+            }
             _ => Vec::new(),
         }
     }

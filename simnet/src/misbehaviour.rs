@@ -71,6 +71,10 @@ pub enum Misbehaviour {
     /// whose parent nobody knows (the peer answers each with `getheaders` and counts it; the
     /// node charges +20 for every 10th).
     UnconnectingHeaders(u32),
+    /// Once the handshake completes, send one `headers` of 9 headers (more than an
+    /// announcement's 8) that chain to each other but whose first's parent nobody knows: the
+    /// node's `prev-blk-not-found` (+10).
+    UnconnectingBatch,
 }
 
 impl Misbehaviour {
@@ -94,6 +98,7 @@ impl Misbehaviour {
             Misbehaviour::RejectAllTx => "reject-all-tx",
             Misbehaviour::BadPowHeader => "bad-pow-header",
             Misbehaviour::UnconnectingHeaders(_) => "unconnecting-headers",
+            Misbehaviour::UnconnectingBatch => "unconnecting-batch",
         }
     }
 }
