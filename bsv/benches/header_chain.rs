@@ -40,7 +40,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: as for `GlobalAlloc::realloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -89,7 +92,9 @@ async fn main() {
         let mut count = 0usize;
         for f in &frames {
             let mut buf = BytesMut::from(&f[..]);
-            if let Ok(Some(Message::Headers(h))) = MessageCodec::new(Network::Regtest).decode(&mut buf) {
+            if let Ok(Some(Message::Headers(h))) =
+                MessageCodec::new(Network::Regtest).decode(&mut buf)
+            {
                 count += h.len();
             }
         }

@@ -387,3 +387,41 @@ async fn a_longer_batch_that_does_not_connect_costs_ten_as_prev_blk_not_found() 
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_sync_peer_is_replaced_after_the_sync_timeout() {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(2)
+            .blocks(50)
+            .with_misbehaviour(0, Misbehaviour::IgnoreGetHeaders),
+    )
+    .await
+    .unwrap();
+    // The answering node is down at first, so the silent one becomes the sync peer.
+    net.stop_node(1).await.unwrap();
+    let mut c = config();
+    let timeout_after = Duration::from_secs(5);
+    c.header_chain.sync_timeout = timeout_after;
+    c.connection.initial_backoff = Duration::from_secs(1);
+    c.connection.max_retries = 100;
+    let manager = manager_for(&net, c).await;
+    manager.wait_for_connections(1, WAIT).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let chain = manager.header_chain();
+    net.node(0)
+        .wait_for_stats(WAIT, |s| s.received("getheaders") >= 1)
+        .await
+        .expect("the silent node is asked first");
+    net.restart_node(1).await.unwrap();
+    let tip = chain.sync(WAIT).await.unwrap();
+    assert_eq!(tip.hash, net.chain().tip_hash());
+    assert!(
+        started.elapsed() >= timeout_after,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(net.node(1).stats().received("getheaders") >= 1);
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}

@@ -75,6 +75,9 @@ pub enum Misbehaviour {
     /// announcement's 8) that chain to each other but whose first's parent nobody knows: the
     /// node's `prev-blk-not-found` (+10).
     UnconnectingBatch,
+    /// Never answer `getheaders`, as a node in initial block download does (everything else is
+    /// normal).
+    IgnoreGetHeaders,
 }
 
 impl Misbehaviour {
@@ -99,6 +102,7 @@ impl Misbehaviour {
             Misbehaviour::BadPowHeader => "bad-pow-header",
             Misbehaviour::UnconnectingHeaders(_) => "unconnecting-headers",
             Misbehaviour::UnconnectingBatch => "unconnecting-batch",
+            Misbehaviour::IgnoreGetHeaders => "ignore-getheaders",
         }
     }
 }

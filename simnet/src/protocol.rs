@@ -482,6 +482,8 @@ impl PeerState {
             Message::Addr(a) if a.len() > MAX_ADDR => {
                 self.misbehave(Misbehavior::OversizedAddr, out);
             }
+            // A node in initial block download does not answer at all (§3.5).
+            Message::GetHeaders(_) if self.mode == Misbehaviour::IgnoreGetHeaders => {}
             Message::GetHeaders(locator) => self.on_getheaders(&locator, ctx, out),
             Message::GetBlocks(locator) => self.on_getblocks(&locator, ctx, out),
             Message::GetData(items) => self.on_getdata(&items, ctx, out),
