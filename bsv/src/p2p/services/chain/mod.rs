@@ -446,8 +446,7 @@ impl ChainService {
     fn on_inv(&self, st: &mut State, peer: Uuid, items: &[crate::bitcoin::InvVect]) {
         let unknown = items
             .iter()
-            .filter(|i| i.inv_type == InvType::Block && !st.index.contains(&i.hash))
-            .next_back();
+            .rfind(|i| i.inv_type == InvType::Block && !st.index.contains(&i.hash));
         let Some(item) = unknown else { return };
         let tip = st.index.tip_height();
         if let Some(p) = st.peers.get_mut(&peer) {

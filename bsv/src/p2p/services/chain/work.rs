@@ -46,7 +46,7 @@ pub(crate) fn header_work(header: &BlockHeader) -> u128 {
     // Fast path, every real network: target = m · 2^s with s ≥ 136, so 2^(256−s) fits a u128.
     // ⌊2²⁵⁶/(m·2^s + 1)⌋ equals ⌊2^(256−s)/m⌋ unless m divides 2^(256−s) exactly (m a power
     // of two), where the +1 takes one off.
-    if exponent >= 20 && exponent <= 34 {
+    if (20..=34).contains(&exponent) {
         let s = 8 * (exponent - 3);
         let numerator = 1u128 << (256 - s);
         let q = numerator / mantissa;
