@@ -425,3 +425,29 @@ async fn a_silent_sync_peer_is_replaced_after_the_sync_timeout() {
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_is_the_start_and_nothing_below_it_is_fetched() {
+    let net = SimNet::start(SimNetConfig::default().nodes(1).blocks(300))
+        .await
+        .unwrap();
+    let mut c = config();
+    c.header_chain.checkpoint = Some(bitcoinsv::p2p::Checkpoint {
+        height: 100,
+        header: net.chain().header_at(100).unwrap(),
+    });
+    let manager = manager_for(&net, c).await;
+    manager.wait_for_connections(1, WAIT).await.unwrap();
+    let chain = synced(&net, &manager).await;
+    assert_eq!(chain.len(), 201);
+    assert_eq!(chain.header_at(99), None);
+    assert_eq!(
+        chain.header_at(100).map(|h| h.hash),
+        net.chain().hash_at(100)
+    );
+    assert_eq!(chain.locator().last(), net.chain().hash_at(100).as_ref());
+    // Work counts from the checkpoint (2 per regtest header).
+    assert_eq!(chain.tip().chain_work, 2 * 201);
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}
