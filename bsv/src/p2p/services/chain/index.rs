@@ -3,7 +3,7 @@
 //! to headers; `src/validation.cpp`).
 //!
 //! A header is accepted when its parent is known and it has valid proof of work
-//! ([`super::work::meets_pow`]); difficulty retargeting is **not** checked (the node's
+//! ([`super::work::meets_pow_hashed`]); difficulty retargeting is **not** checked (the node's
 //! `ContextualCheckBlockHeader` "bad-diffbits"), nor timestamps, so a peer could feed us a
 //! branch at minimum difficulty — it still costs real hashes, and only more total work than the
 //! honest chain would move our tip. The tip is the header with the most cumulative work; on a
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::work::{header_work, meets_pow};
+use super::work::{header_work, meets_pow_hashed};
 use crate::bitcoin::{BlockHeader, Hash};
 
 /// One accepted header.
@@ -41,13 +41,13 @@ pub(crate) enum Refusal {
     HighHash,
 }
 
-/// What [`ChainIndex::accept`] did with a header.
+/// What [`ChainIndex::accept`] did with a header (at the height given).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Accepted {
     /// Already known: nothing changed.
-    Known,
+    Known(u32),
     /// New; the tip may have moved.
-    New,
+    New(u32),
 }
 
 /// A change of the best chain.
@@ -192,13 +192,13 @@ impl ChainIndex {
         peer: Option<Uuid>,
     ) -> Result<Accepted, Refusal> {
         let hash = header.hash();
-        if self.entries.contains_key(&hash) {
-            return Ok(Accepted::Known);
+        if let Some(known) = self.entries.get(&hash) {
+            return Ok(Accepted::Known(known.height));
         }
         let Some(parent) = self.entries.get(&header.prev_hash).copied() else {
             return Err(Refusal::Unconnected);
         };
-        if !meets_pow(header, &self.pow_limit) {
+        if !meets_pow_hashed(header, &hash, &self.pow_limit) {
             return Err(Refusal::HighHash);
         }
         let source = self.slot(peer);
@@ -213,7 +213,7 @@ impl ChainIndex {
         if entry.work > tip_work {
             self.set_tip(hash, &entry);
         }
-        Ok(Accepted::New)
+        Ok(Accepted::New(entry.height))
     }
 
     /// Makes `hash` the tip and rewrites the best chain above the fork.
@@ -439,8 +439,8 @@ mod tests {
             bad.nonce += 1;
         }
         assert_eq!(idx.accept(&bad, None), Err(Refusal::HighHash));
-        assert_eq!(idx.accept(&main[0], None), Ok(Accepted::New));
-        assert_eq!(idx.accept(&main[0], None), Ok(Accepted::Known));
+        assert_eq!(idx.accept(&main[0], None), Ok(Accepted::New(1)));
+        assert_eq!(idx.accept(&main[0], None), Ok(Accepted::Known(1)));
     }
 
     #[test]

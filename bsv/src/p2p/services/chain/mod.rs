@@ -349,16 +349,15 @@ impl ChainService {
         let mut last_height = None;
         for h in headers {
             match st.index.accept(h, Some(peer)) {
-                Ok(accepted) => {
-                    if accepted == Accepted::New {
-                        if let Some(f) = st.file.as_mut() {
-                            if let Err(e) = f.append(h) {
-                                warn!(error = %e, "header file append failed; no longer saving headers");
-                                st.file = None;
-                            }
+                Ok(Accepted::Known(height)) => last_height = Some(height),
+                Ok(Accepted::New(height)) => {
+                    if let Some(f) = st.file.as_mut() {
+                        if let Err(e) = f.append(h) {
+                            warn!(error = %e, "header file append failed; no longer saving headers");
+                            st.file = None;
                         }
                     }
-                    last_height = st.index.get(&h.hash()).map(|e| e.height);
+                    last_height = Some(height);
                 }
                 Err(Refusal::HighHash) => {
                     self.peers

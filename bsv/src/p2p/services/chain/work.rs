@@ -9,7 +9,7 @@
 //! centuries of hash-rate growth. A header whose work would not fit saturates (and additions
 //! saturate too), which could only matter for a chain nobody can mine.
 
-use crate::bitcoin::{BlockHeader, Network};
+use crate::bitcoin::{BlockHeader, Hash, Network};
 
 /// The largest target (easiest difficulty) a network accepts, big-endian (`powLimit` in
 /// `src/chainparams.cpp`).
@@ -28,9 +28,16 @@ pub(crate) fn pow_limit(network: Network) -> [u8; 32] {
 
 /// Whether `header` has valid proof of work on a network with `limit`: its target decodes, is
 /// no easier than the limit, and its hash meets it (`CheckProofOfWork`: "high-hash").
+#[cfg(test)]
 pub(crate) fn meets_pow(header: &BlockHeader, limit: &[u8; 32]) -> bool {
+    meets_pow_hashed(header, &header.hash(), limit)
+}
+
+/// `meets_pow` for a header whose `hash` the caller has computed already (one SHA-256d per
+/// header instead of two).
+pub(crate) fn meets_pow_hashed(header: &BlockHeader, hash: &Hash, limit: &[u8; 32]) -> bool {
     match header.target() {
-        Some(target) => target <= *limit && header.check_proof_of_work(),
+        Some(target) => target <= *limit && hash.to_display_bytes() <= target,
         None => false,
     }
 }
