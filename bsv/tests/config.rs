@@ -194,7 +194,15 @@ fn toml_file_with_every_setting_round_trips() {
             max_recv_payload: 4 * 1024 * 1024,
             max_block_size: 1 << 40,
         },
-        header_chain: HeaderChainConfig::default(),
+        header_chain: HeaderChainConfig {
+            enabled: true,
+            sync_timeout: Duration::from_secs(45),
+            store_path: Some("headers.dat".into()),
+            checkpoint: Some(bitcoinsv::p2p::Checkpoint {
+                height: 0,
+                header: Network::Regtest.genesis_header(),
+            }),
+        },
         block_fetch: BlockFetchConfig {
             attempt_timeout: Duration::from_secs(45),
             timeout: Duration::from_secs(3 * MIN),
@@ -225,10 +233,11 @@ fn toml_file_with_every_setting_round_trips() {
     let back: ManagerConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, c);
 
-    // Every setting is written out: 26 manager settings, 13 connection settings, 4 of block
+    // Every setting is written out: 26 manager settings, 13 connection settings, 5 header
+    // chain lines (enabled, sync_timeout, store_path, checkpoint height and header), 4 of block
     // fetching and 4 of the transaction services.
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13 + 4 + 4, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 4, "{text}");
 }
 
 #[test]

@@ -61,12 +61,13 @@ fn examples_dir() -> &'static Path {
 }
 
 /// The examples every test here runs.
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "simple_client",
     "fixed_peers",
     "event_monitor",
     "crawler",
     "broadcaster",
+    "block_listener",
 ];
 
 /// Whether every example binary in `dir` is newer than every source it is built from (the
@@ -204,6 +205,20 @@ fn broadcaster_prints_the_per_peer_report_with_a_reject_and_a_relay_back() {
     let last = line(&out, "broadcaster: ");
     assert!(last.contains(" 1 rejected, "), "{last}");
     assert!(!last.ends_with(" 0 relayed back"), "{last}");
+}
+
+#[test]
+fn block_listener_prints_new_tips_and_the_simnet_reorg() {
+    let out = run("block_listener");
+    assert!(out.contains("synced: tip 50 "), "{out}");
+    // Two mined blocks (51, 52), then three blocks on 50 replace them: depth 2.
+    assert!(out.lines().any(|l| l.starts_with("new tip 51 ")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("reorg at 50, depth 2: ")),
+        "{out}"
+    );
+    let last = line(&out, "block_listener: ");
+    assert!(last.contains(" 1 reorgs, tip 53 "), "{last}");
 }
 
 #[test]

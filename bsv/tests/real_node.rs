@@ -8,6 +8,9 @@
 //! node's log must show no `Misbehaving` or `BAN THRESHOLD` line: whatever we sent, the node found
 //! nothing to charge us for.
 //!
+//! The [`chain`] module (`real_node/chain.rs`) follows the node's chain with `HeaderChain`: its
+//! tip, a block mined while we listen, and a reorganisation (`invalidateblock`, two new blocks).
+//!
 //! The [`rules`] module (`real_node/rules.rs`, tests listed as `rules::NAME`) breaks the rules on
 //! purpose: over raw connections it provokes every rule of our misbehaviour catalogue the node
 //! can be made to charge and asserts the node charged exactly the catalogue's score and reason,
@@ -765,6 +768,9 @@ async fn the_misbehaviour_check_sees_a_charge_the_node_logs_for_us() {
     s.shutdown().await;
 }
 
+/// The header chain against the node: its tip, a mined block, a reorganisation.
+#[path = "real_node/chain.rs"]
+mod chain;
 /// The misbehaviour catalogue against the node, one raw connection per rule.
 #[path = "real_node/rules.rs"]
 mod rules;

@@ -83,6 +83,7 @@ impl Session {
     }
 
     /// What the peer announced in its `version`.
+    #[allow(dead_code)] // `headers` used it before the header chain; kept for other commands.
     pub fn details(&self) -> PeerDetails {
         self.client.details()
     }

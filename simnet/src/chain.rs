@@ -135,10 +135,12 @@ fn p2pkh(key_hash: &Hash) -> Bytes {
 /// The coinbase of the block at `height`: height and an 8-byte extra nonce from the seed in
 /// the input script (so different seeds give different chains), the regtest subsidy paid to a
 /// key hash derived from the seed.
-fn coinbase(seed: u64, height: u32) -> Transaction {
+fn coinbase(seed: u64, height: u32, branch: u64) -> Transaction {
     let mut script_sig = Vec::with_capacity(16);
     push_int(&mut script_sig, i64::from(height));
-    let extra = derive(seed, b"simnet-extranonce", u64::from(height), 0);
+    // Branch 0 is the original chain; each reorganisation mines on a new branch number so its
+    // blocks differ from the ones they replace.
+    let extra = derive(seed, b"simnet-extranonce", u64::from(height), branch);
     script_sig.push(8);
     script_sig.extend_from_slice(&extra.0[..8]);
     let halvings = height / REGTEST_HALVING_INTERVAL;
@@ -208,6 +210,7 @@ fn solve(mut header: BlockHeader) -> BlockHeader {
 #[derive(Debug, Clone)]
 pub struct Chain {
     seed: u64,
+    branch: u64,
     blocks: Vec<Arc<Block>>,
     hashes: Vec<Hash>,
     index: HashMap<Hash, u32>,
@@ -219,6 +222,7 @@ impl Chain {
     pub fn generate(seed: u64, blocks: u32, txs_per_block: u32) -> Chain {
         let mut chain = Chain {
             seed,
+            branch: 0,
             blocks: Vec::with_capacity(blocks as usize + 1),
             hashes: Vec::with_capacity(blocks as usize + 1),
             index: HashMap::with_capacity(blocks as usize + 1),
@@ -244,7 +248,7 @@ impl Chain {
     pub(crate) fn extend(&mut self, txs: Vec<Transaction>) -> Arc<Block> {
         let height = self.blocks.len() as u32;
         let mut transactions = Vec::with_capacity(txs.len() + 1);
-        transactions.push(coinbase(self.seed, height));
+        transactions.push(coinbase(self.seed, height, self.branch));
         transactions.extend(txs);
         let prev = self.tip_hash();
         let header = solve(BlockHeader {
@@ -263,6 +267,22 @@ impl Chain {
             .last()
             .cloned()
             .unwrap_or_else(|| Arc::new(regtest_genesis()))
+    }
+
+    /// Replaces every block above `fork_height` with `blocks` new empty blocks on a new branch
+    /// (their hashes differ from the old ones'), and returns the new blocks. Nothing changes
+    /// when `fork_height` is above the tip.
+    pub(crate) fn reorg(&mut self, fork_height: u32, blocks: u32) -> Vec<Arc<Block>> {
+        if fork_height > self.tip_height() {
+            return Vec::new();
+        }
+        let keep = fork_height as usize + 1;
+        for hash in self.hashes.drain(keep..) {
+            self.index.remove(&hash);
+        }
+        self.blocks.truncate(keep);
+        self.branch = self.branch.wrapping_add(1);
+        (0..blocks).map(|_| self.extend(Vec::new())).collect()
     }
 
     /// The height of the tip (genesis is height 0).
@@ -451,6 +471,22 @@ mod tests {
         assert_eq!(a.tip_hash(), b.tip_hash());
         assert_ne!(a.tip_hash(), c.tip_hash());
         assert_eq!(a.hash_at(0), c.hash_at(0));
+    }
+
+    #[test]
+    fn a_reorg_replaces_the_blocks_above_the_fork_with_new_ones() {
+        let mut chain = Chain::generate(3, 10, 0);
+        let old: Vec<Hash> = (0..=10).map(|h| chain.hash_at(h).unwrap()).collect();
+        let new = chain.reorg(7, 4);
+        assert_eq!(new.len(), 4);
+        assert_eq!(chain.tip_height(), 11);
+        assert_eq!(chain.hash_at(7), Some(old[7]));
+        for h in 8..=10 {
+            assert_ne!(chain.hash_at(h), Some(old[h as usize]));
+            assert_eq!(chain.height_of(&old[h as usize]), None);
+        }
+        assert_eq!(chain.header_at(8).unwrap().prev_hash, old[7]);
+        assert!(chain.header_at(11).unwrap().check_proof_of_work());
     }
 
     #[test]

@@ -215,6 +215,12 @@ impl Connection {
                 // The first ping went out with the handshake; the next is one interval later.
                 ping_timer.reset();
                 was_connected = true;
+                let burst = self.header_misbehaviour();
+                if !burst.is_empty() {
+                    if let Err(end) = self.apply(burst).await {
+                        return end;
+                    }
+                }
             }
             let result = tokio::select! {
                 biased;
@@ -257,6 +263,7 @@ impl Connection {
         }
         let actions = match event {
             ConnEvent::NewBlock(header) => self.state.on_new_block(&header),
+            ConnEvent::NewBranch(headers) => self.state.on_new_branch(&headers),
             ConnEvent::NewTx(txid) => self.state.on_new_tx(txid),
             ConnEvent::Kick(_) => Vec::new(),
         };
@@ -458,6 +465,55 @@ impl Connection {
         );
         self.silent = true;
         self.flush().await
+    }
+
+    /// The `headers` a header-misbehaviour mode sends once the handshake completes.
+    fn header_misbehaviour(&self) -> Vec<Action> {
+        let genesis = bitcoinsv::p2p::Network::Regtest.genesis_header();
+        match self.mode {
+            Misbehaviour::BadPowHeader => {
+                let mut h = bitcoinsv::bitcoin::BlockHeader {
+                    version: 0x2000_0000,
+                    prev_hash: genesis.hash(),
+                    merkle_root: Hash([0xba; 32]),
+                    time: genesis.time.saturating_add(600),
+                    bits: genesis.bits,
+                    nonce: 0,
+                };
+                while h.check_proof_of_work() {
+                    h.nonce = h.nonce.wrapping_add(1);
+                }
+                vec![Action::Send(Message::Headers(vec![h]))]
+            }
+            Misbehaviour::UnconnectingHeaders(n) => {
+                let mut rng = rand::thread_rng();
+                (0..n)
+                    .map(|_| {
+                        let h = bitcoinsv::bitcoin::BlockHeader {
+                            prev_hash: Hash(rng.gen()),
+                            ..genesis
+                        };
+                        Action::Send(Message::Headers(vec![h]))
+                    })
+                    .collect()
+            }
+            Misbehaviour::UnconnectingBatch => {
+                let mut rng = rand::thread_rng();
+                let mut prev = Hash(rng.gen());
+                let batch = (0..9)
+                    .map(|_| {
+                        let h = bitcoinsv::bitcoin::BlockHeader {
+                            prev_hash: prev,
+                            ..genesis
+                        };
+                        prev = h.hash();
+                        h
+                    })
+                    .collect();
+                vec![Action::Send(Message::Headers(batch))]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// One flood message: 1,000 random tx hashes, or 1,000 random loopback addresses.

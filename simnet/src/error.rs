@@ -38,6 +38,17 @@ pub enum SimNetError {
         /// The OS error (or a timeout).
         source: std::io::Error,
     },
+    /// A reorganisation must fork at or below the tip and mine a branch longer than the one
+    /// it replaces.
+    #[error("cannot reorganise at height {fork_height} with {blocks} blocks: the tip is at {tip}")]
+    ShortReorg {
+        /// The tip's height.
+        tip: u32,
+        /// The requested fork height.
+        fork_height: u32,
+        /// The requested branch length.
+        blocks: u32,
+    },
     /// The simnet only ever talks to loopback addresses.
     #[error("refusing to dial {0}: the simnet only connects to loopback addresses")]
     NotLoopback(SocketAddr),

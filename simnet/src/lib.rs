@@ -217,6 +217,24 @@ impl SimNet {
         self.net.mine_block()
     }
 
+    /// Reorganises the shared chain: replaces every block above `fork_height` with `blocks`
+    /// new empty blocks (hashes distinct from the old branch's) and announces the new branch on
+    /// every node as the node does (docs/PROTOCOL.md §3.6): `headers` of the whole branch to
+    /// peers that sent `sendheaders` when it has at most 8 blocks, otherwise an `inv` of the new
+    /// tip. For peers to switch, the new branch must be longer than the old one
+    /// (`blocks > tip height − fork_height`); otherwise [`SimNetError::ShortReorg`].
+    pub fn reorg(&self, fork_height: u32, blocks: u32) -> Result<Vec<Arc<Block>>, SimNetError> {
+        let tip = self.net.chain.tip_height();
+        if fork_height > tip || blocks <= tip - fork_height {
+            return Err(SimNetError::ShortReorg {
+                tip,
+                fork_height,
+                blocks,
+            });
+        }
+        Ok(self.net.reorg(fork_height, blocks))
+    }
+
     /// Hands `tx` to node `node_index` as if it had arrived from the network: it enters the
     /// shared pool and every node announces it by `inv` to its peers. Returns whether the
     /// transaction was new.

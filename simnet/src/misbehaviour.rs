@@ -73,6 +73,20 @@ pub enum Misbehaviour {
     /// Serve blocks whose coinbase is altered, so the transactions no longer hash to the
     /// header's merkle root (`bad-txnmrklroot`); the header, and so the hash, are the real ones.
     CorruptBlocks,
+    /// Once the handshake completes, announce (by `headers`) one header on genesis whose hash
+    /// does not meet its target: the node's `high-hash` (+50) for a peer that checks.
+    BadPowHeader,
+    /// Once the handshake completes, send this many `headers` announcements of one header each
+    /// whose parent nobody knows (the peer answers each with `getheaders` and counts it; the
+    /// node charges +20 for every 10th).
+    UnconnectingHeaders(u32),
+    /// Once the handshake completes, send one `headers` of 9 headers (more than an
+    /// announcement's 8) that chain to each other but whose first's parent nobody knows: the
+    /// node's `prev-blk-not-found` (+10).
+    UnconnectingBatch,
+    /// Never answer `getheaders`, as a node in initial block download does (everything else is
+    /// normal).
+    IgnoreGetHeaders,
 }
 
 impl Misbehaviour {
@@ -97,6 +111,10 @@ impl Misbehaviour {
             Misbehaviour::SilentOnBlockGetData => "silent-on-block-getdata",
             Misbehaviour::NotFoundBlocks => "notfound-blocks",
             Misbehaviour::CorruptBlocks => "corrupt-blocks",
+            Misbehaviour::BadPowHeader => "bad-pow-header",
+            Misbehaviour::UnconnectingHeaders(_) => "unconnecting-headers",
+            Misbehaviour::UnconnectingBatch => "unconnecting-batch",
+            Misbehaviour::IgnoreGetHeaders => "ignore-getheaders",
         }
     }
 }

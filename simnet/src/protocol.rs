@@ -25,9 +25,9 @@ use bitcoinsv::bitcoin::{
 };
 use bitcoinsv::p2p::limits::{
     BAN_SCORE_THRESHOLD, BIP0031_VERSION, DEFAULT_MAX_RECV_PAYLOAD,
-    LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH, MAX_ADDR, MAX_GETBLOCKS_RESULTS, MAX_HEADERS_RESULTS,
-    MIN_PEER_PROTO_VERSION, NODE_BITCOIN_CASH, NODE_NETWORK, NO_BLOOM_VERSION, PROTOCOL_VERSION,
-    SENDHEADERS_VERSION, SHORT_IDS_BLOCKS_VERSION,
+    LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH, MAX_ADDR, MAX_BLOCKS_TO_ANNOUNCE, MAX_GETBLOCKS_RESULTS,
+    MAX_HEADERS_RESULTS, MIN_PEER_PROTO_VERSION, NODE_BITCOIN_CASH, NODE_NETWORK, NO_BLOOM_VERSION,
+    PROTOCOL_VERSION, SENDHEADERS_VERSION, SHORT_IDS_BLOCKS_VERSION,
 };
 use bitcoinsv::p2p::messages::{
     AssociationId, AuthChallenge, Protoconf, Reject, RejectCode, SendCmpct,
@@ -482,6 +482,8 @@ impl PeerState {
             Message::Addr(a) if a.len() > MAX_ADDR => {
                 self.misbehave(Misbehavior::OversizedAddr, out);
             }
+            // A node in initial block download does not answer at all (§3.5).
+            Message::GetHeaders(_) if self.mode == Misbehaviour::IgnoreGetHeaders => {}
             Message::GetHeaders(locator) => self.on_getheaders(&locator, ctx, out),
             Message::GetBlocks(locator) => self.on_getblocks(&locator, ctx, out),
             Message::GetData(items) => self.on_getdata(&items, ctx, out),
@@ -718,6 +720,25 @@ impl PeerState {
             Message::Headers(vec![*header])
         } else {
             Message::Inv(vec![InvVect::block(header.hash())])
+        };
+        vec![Action::Send(msg)]
+    }
+
+    /// The chain was reorganised onto `headers` (the new branch, oldest first): as the node
+    /// does (`SendBlockHeaders`, docs/PROTOCOL.md §3.6), `headers` with the whole branch when
+    /// it is at most 8 (`MAX_BLOCKS_TO_ANNOUNCE`) and the peer sent `sendheaders`, otherwise
+    /// an `inv` of the new tip only.
+    pub fn on_new_branch(&self, headers: &[BlockHeader]) -> Vec<Action> {
+        let Some(tip) = headers.last() else {
+            return Vec::new();
+        };
+        if !self.is_connected() {
+            return Vec::new();
+        }
+        let msg = if self.sendheaders && headers.len() <= MAX_BLOCKS_TO_ANNOUNCE {
+            Message::Headers(headers.to_vec())
+        } else {
+            Message::Inv(vec![InvVect::block(tip.hash())])
         };
         vec![Action::Send(msg)]
     }

@@ -32,6 +32,8 @@ const EVENT_QUEUE: usize = 1024;
 pub(crate) enum ConnEvent {
     /// A block was mined.
     NewBlock(BlockHeader),
+    /// The chain was reorganised: the new branch's headers, oldest first.
+    NewBranch(Vec<BlockHeader>),
     /// A transaction entered the pool.
     NewTx(Hash),
     /// The peer's IP was banned (by another connection): close.
@@ -248,6 +250,25 @@ impl NetShared {
             node.broadcast(&event, except);
         }
         true
+    }
+
+    /// Replaces the chain above `fork_height` with `blocks` new blocks and announces the new
+    /// branch everywhere. Returns the new blocks.
+    pub(crate) fn reorg(&self, fork_height: u32, blocks: u32) -> Vec<Arc<Block>> {
+        let new = self.chain.write().reorg(fork_height, blocks);
+        info!(
+            fork_height,
+            blocks = new.len(),
+            height = self.chain.tip_height(),
+            "simnet reorganised"
+        );
+        if !new.is_empty() {
+            let event = ConnEvent::NewBranch(new.iter().map(|b| b.header).collect());
+            for node in &self.nodes {
+                node.broadcast(&event, None);
+            }
+        }
+        new
     }
 
     /// Mines a block with every pooled transaction and announces it everywhere.

@@ -97,6 +97,31 @@ impl Network {
         hex.parse().unwrap_or(Hash::ZERO)
     }
 
+    /// The network's first block header (`CreateGenesisBlock` in `src/chainparams.cpp`): the
+    /// same coinbase, hence merkle root, everywhere; time, bits and nonce differ. Testnet and
+    /// STN share it.
+    pub fn genesis_header(self) -> super::BlockHeader {
+        // The merkle root of the genesis coinbase, in internal byte order.
+        const MERKLE_ROOT: [u8; 32] = [
+            0x3b, 0xa3, 0xed, 0xfd, 0x7a, 0x7b, 0x12, 0xb2, 0x7a, 0xc7, 0x2c, 0x3e, 0x67, 0x76,
+            0x8f, 0x61, 0x7f, 0xc8, 0x1b, 0xc3, 0x88, 0x8a, 0x51, 0x32, 0x3a, 0x9f, 0xb8, 0xaa,
+            0x4b, 0x1e, 0x5e, 0x4a,
+        ];
+        let (time, bits, nonce) = match self {
+            Network::Mainnet => (1_231_006_505, 0x1d00_ffff, 2_083_236_893),
+            Network::Testnet | Network::Stn => (1_296_688_602, 0x1d00_ffff, 414_098_458),
+            Network::Regtest => (1_296_688_602, 0x207f_ffff, 2),
+        };
+        super::BlockHeader {
+            version: 1,
+            prev_hash: Hash::ZERO,
+            merkle_root: Hash(MERKLE_ROOT),
+            time,
+            bits,
+            nonce,
+        }
+    }
+
     /// The name used on the command line and in configuration files.
     pub const fn name(self) -> &'static str {
         match self {
@@ -151,6 +176,15 @@ mod tests {
             assert_ne!(n.genesis_hash(), Hash::ZERO, "{n}");
         }
         assert_eq!(Network::Stn.genesis_hash(), Network::Testnet.genesis_hash());
+    }
+
+    #[test]
+    fn genesis_headers_hash_to_the_genesis_hashes() {
+        for n in Network::ALL {
+            let g = n.genesis_header();
+            assert_eq!(g.hash(), n.genesis_hash(), "{n}");
+            assert!(g.check_proof_of_work(), "{n}");
+        }
     }
 
     #[test]

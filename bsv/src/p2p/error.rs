@@ -162,6 +162,27 @@ pub enum P2pError {
         channel: String,
     },
 
+    /// The header chain's file could not be read, written, or does not fit the configuration
+    /// (another start point).
+    #[error("header chain file {path}: {reason}")]
+    HeaderFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The header chain's file belongs to another network.
+    #[error("header chain file {path} is for {found}, not {expected}")]
+    HeaderFileNetwork {
+        /// The file.
+        path: PathBuf,
+        /// The network named in the file (or its magic in hex if unknown).
+        found: String,
+        /// The manager's network.
+        expected: crate::bitcoin::Network,
+    },
+
     /// Any other I/O error.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),

@@ -37,6 +37,10 @@ pub const MAX_BASIC_PAYLOAD: u64 = 0xFFFF_FFFF;
 
 /// Most headers in one `headers`/`hdrsen` (`MAX_HEADERS_RESULTS`); more costs +20.
 pub const MAX_HEADERS_RESULTS: usize = 2000;
+/// Most headers in a block announcement (`MAX_BLOCKS_TO_ANNOUNCE`, `src/net/net_processing.h`):
+/// a `headers` of at most this many whose first header does not connect is an "unconnecting"
+/// announcement (answered with `getheaders`); a longer one is `prev-blk-not-found` (+10).
+pub const MAX_BLOCKS_TO_ANNOUNCE: usize = 8;
 /// Most block hashes in a `getblocks` reply.
 pub const MAX_GETBLOCKS_RESULTS: usize = 500;
 /// Most entries in one `addr` (`MAX_ADDR_TO_SEND`); more costs +20.
@@ -208,3 +212,13 @@ pub const ANNOUNCERS_PER_TX: usize = 8;
 pub const NODE_NETWORK_LIMITED: u64 = 0x400;
 /// Most transactions asked for in one `getdata` by the stream.
 pub const MAX_TX_GETDATA_BATCH: usize = 1000;
+// --- The header chain (our own choices) ---
+
+/// How long the header chain waits for its sync peer's `headers` reply before asking another
+/// peer. Ours: the node gives a headers-sync peer 15 minutes plus 1 ms per expected header
+/// (`HEADERS_DOWNLOAD_TIMEOUT_BASE`, `src/net/net_processing.cpp`) because it cannot tell a
+/// slow peer from a busy one; a reply of 2000 headers is 162 kB, so 30 s is generous.
+pub const DEFAULT_HEADER_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Header chain events (`ChainEvent`) buffered per subscriber before the oldest is dropped: a
+/// tip a minute apart on a busy regtest, hours of mainnet blocks.
+pub const CHAIN_EVENT_CAPACITY: usize = 1024;

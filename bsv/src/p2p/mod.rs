@@ -61,6 +61,7 @@ pub use services::txs::{
     BroadcastOptions, BroadcastReport, Delivery, PeerReport, TransactionError, TransactionEvent,
     TxRejection,
 };
+pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};

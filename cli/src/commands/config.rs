@@ -73,7 +73,12 @@ const CONNECTION_DOCS: &[Doc] = &[
 ];
 
 /// The header chain's settings (`[header_chain]`).
-const HEADER_CHAIN_DOCS: &[Doc] = &[];
+const HEADER_CHAIN_DOCS: &[Doc] = &[
+    ("enabled", "Follow the chain from the manager's start; otherwise from the first Manager::header_chain call.", None),
+    ("sync_timeout", "How long the sync peer may take to answer getheaders before another peer is asked.", None),
+    ("store_path", "File the headers are appended to and reloaded from on restart; leave unset to keep them in memory only.", Some("\"headers.dat\"")),
+    ("checkpoint", "Trusted header to start from instead of genesis (height and the 80-byte header in hex); the example is mainnet's genesis.", Some("{ height = 0, header = \"0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c\" }")),
+];
 
 /// Block fetching's settings (`[block_fetch]`).
 const BLOCK_FETCH_DOCS: &[Doc] = &[
@@ -194,6 +199,14 @@ mod tests {
             dns_nameservers: Some(vec!["127.0.0.1:53".parse().unwrap()]),
             peer_store_path: Some("peers.json".into()),
             telemetry_endpoint: Some("http://127.0.0.1:4318".into()),
+            header_chain: bitcoinsv::p2p::HeaderChainConfig {
+                store_path: Some("headers.dat".into()),
+                checkpoint: Some(bitcoinsv::p2p::Checkpoint {
+                    height: 0,
+                    header: Network::Mainnet.genesis_header(),
+                }),
+                ..Default::default()
+            },
             ..ManagerConfig::default()
         };
         let v = toml::Value::try_from(&c).unwrap();
@@ -234,9 +247,15 @@ mod tests {
         let uncommented = text
             .replace("# dns_nameservers =", "dns_nameservers =")
             .replace("# peer_store_path =", "peer_store_path =")
-            .replace("# telemetry_endpoint =", "telemetry_endpoint =");
+            .replace("# telemetry_endpoint =", "telemetry_endpoint =")
+            .replace("# store_path =", "store_path =")
+            .replace("# checkpoint =", "checkpoint =");
         let c: ManagerConfig = toml::from_str(&uncommented).unwrap();
         c.validate().unwrap();
+        assert_eq!(
+            c.header_chain.checkpoint.map(|c| c.header.hash()),
+            Some(Network::Mainnet.genesis_hash())
+        );
         assert_eq!(
             c.peer_store_path.as_deref(),
             Some(std::path::Path::new("peers.json"))

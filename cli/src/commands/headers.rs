@@ -1,28 +1,27 @@
-//! `bsvp2p headers`: download block headers from one peer (docs/PROTOCOL.md §3.5, §9.9), checking
-//! that each header links to the one before and meets its own proof-of-work target.
+//! `bsvp2p headers`: the best header chain of one peer, followed with the library's
+//! `HeaderChain` (docs/GUIDE.md "Follow the chain"; docs/PROTOCOL.md §3.5, §9.9), which checks
+//! that each header links to the one before and meets its proof-of-work target.
 //!
-//! `getheaders` with a one-hash locator (`--from`, by default the genesis block) returns up to
-//! 2000 headers after it; while a batch is full, ask again from its last hash. A node in initial
-//! block download does not answer `getheaders` at all, so each request has a timeout and the
-//! error says so. Hashes go to stdout as they arrive (or JSON lines with `--json`); the summary
-//! goes to stderr.
+//! A manager with that one peer syncs the chain (`getheaders` with our locator, again from the
+//! last hash while a batch is full), then the command prints the best chain's hashes after
+//! `--from` (by default genesis) to stdout (or JSON lines with `--json`) and a summary to
+//! stderr. A node in initial block download does not answer `getheaders` at all, so the sync
+//! fails when the chain stops growing for `--timeout` and the error says so.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoinsv::bitcoin::{BlockHeader, BlockLocator, Hash};
-use bitcoinsv::p2p::limits::{MAX_HEADERS_RESULTS, PROTOCOL_VERSION};
-use bitcoinsv::p2p::Message;
+use bitcoinsv::bitcoin::Hash;
+use bitcoinsv::p2p::{
+    ControlEvent, HeaderChain, InMemoryPeerStore, Manager, ManagerConfig, P2pError, Peer, PeerStore,
+};
 use serde_json::json;
+use tokio::sync::broadcast;
 
 use super::{parse_address, parse_seconds};
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
-use crate::session::{RecvEnd, Session};
-
-/// A node sends at most this many headers to announce new blocks (docs/PROTOCOL.md §3.6); a
-/// `headers` this short that does not continue our chain is an announcement, not our reply.
-const MAX_ANNOUNCEMENT: usize = 8;
 
 /// Arguments of `bsvp2p headers`.
 #[derive(Debug, clap::Args)]
@@ -41,215 +40,174 @@ pub struct Args {
     /// Print one JSON object per header instead of bare hashes.
     #[arg(long)]
     pub json: bool,
-    /// How long to wait for each `headers` reply, in seconds.
+    /// How long the chain may go without growing (each `headers` reply), in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     pub timeout: Duration,
 }
 
-/// A header that breaks the chain.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// The header does not point at the one before it.
-    #[error("header {hash} does not link: its prev_hash is {prev}, expected {expected}")]
-    BrokenLink {
-        /// The header's hash.
-        hash: Hash,
-        /// Its `prev_hash`.
-        prev: Hash,
-        /// The hash it should point at.
-        expected: Hash,
-    },
-    /// The header's hash does not meet its own target.
-    #[error("header {hash} fails its proof of work (bits {bits:#010x})")]
-    ProofOfWork {
-        /// The header's hash.
-        hash: Hash,
-        /// Its `bits`.
-        bits: u32,
-    },
-}
-
-/// Checks that `batch` continues from `last` and every header meets its target.
-pub fn check_batch(last: Hash, batch: &[BlockHeader]) -> Result<(), ChainError> {
-    let mut expected = last;
-    for h in batch {
-        let hash = h.hash();
-        if h.prev_hash != expected {
-            return Err(ChainError::BrokenLink {
-                hash,
-                prev: h.prev_hash,
-                expected,
-            });
-        }
-        if !h.check_proof_of_work() {
-            return Err(ChainError::ProofOfWork { hash, bits: h.bits });
-        }
-        expected = hash;
-    }
-    Ok(())
-}
-
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
-    let config = args.config.load()?;
+    let mut config = args.config.load()?;
+    config.header_chain.sync_timeout = args.timeout;
     super::runtime()?.block_on(async {
-        let mut session = Session::open(&config, args.address).await?;
-        let result = download(&args, config.network.genesis_hash(), &mut session).await;
-        session.close().await;
+        let manager = start(config, args.address).await?;
+        let result = download(&args, &manager).await;
+        let _ = manager.shutdown().await;
         result
     })
 }
 
-async fn download(args: &Args, genesis: Hash, session: &mut Session) -> Result<(), CliError> {
-    let from = args.from.unwrap_or(genesis);
-    // Heights are known only when counting from genesis.
-    let mut height: Option<u64> = (from == genesis).then_some(0);
-    let limit = args.count.unwrap_or(u64::MAX);
-    let mut last = from;
-    let mut total: u64 = 0;
-    let started = Instant::now();
-    let bar =
-        crate::progress::spinner("{spinner} {elapsed_precise} {pos} headers ({per_sec}), {msg}");
-    bar.set_message(format!("peer at height {}", session.details().start_height));
-    while total < limit {
-        session
-            .send(Message::GetHeaders(BlockLocator {
-                version: PROTOCOL_VERSION as u32,
-                hashes: vec![last],
-                stop_hash: Hash::ZERO,
-            }))
-            .await?;
-        let batch = next_batch(args, session, last).await?;
-        let full = batch.len() == MAX_HEADERS_RESULTS;
-        check_batch(last, &batch)
-            .map_err(|e| CliError::Other(format!("{} sent a bad chain: {e}", session.address())))?;
-        let take = batch
-            .len()
-            .min(usize::try_from(limit - total).unwrap_or(usize::MAX));
-        let mut lines = Vec::with_capacity(take);
-        for h in &batch[..take] {
-            let hash = h.hash();
-            height = height.map(|x| x + 1);
-            lines.push(if args.json {
-                let mut v = json!({
-                    "hash": hash,
-                    "prev_hash": h.prev_hash,
-                    "merkle_root": h.merkle_root,
-                    "version": h.version,
-                    "time": h.time,
-                    "bits": h.bits,
-                    "nonce": h.nonce,
-                });
-                if let Some(n) = height {
-                    v["height"] = json!(n);
+/// A manager with `address` as its one peer, connected; or one line saying why not.
+async fn start(mut config: ManagerConfig, address: SocketAddr) -> Result<Manager, CliError> {
+    config.dns_seeds.clear();
+    config.enable_listener = false;
+    config.peer_store_path = None;
+    config.connection.max_retries = 0;
+    config.target_connections = 1;
+    let store = Arc::new(InMemoryPeerStore::new());
+    store
+        .create(Peer::new(address.ip(), address.port()))
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let limit = config.connection.connect_timeout + config.connection.handshake_timeout;
+    let manager = Manager::with_fixed_peers(config, store, vec![address]);
+    let mut events = manager.subscribe_control_events();
+    manager
+        .start()
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let connected = tokio::time::timeout(limit + Duration::from_secs(1), async {
+        loop {
+            match events.recv().await {
+                Ok(ControlEvent::HandshakeComplete { .. }) => return Ok(()),
+                Ok(ControlEvent::ConnectionFailed { reason, .. })
+                | Ok(ControlEvent::ConnectionLost { reason, .. }) => {
+                    return Err(match reason {
+                        bitcoinsv::p2p::DisconnectReason::Handshake(f) if f.is_ban() => {
+                            format!("refused {address}: {f}")
+                        }
+                        r => format!("cannot connect to {address}: {r}"),
+                    })
                 }
-                v.to_string()
-            } else {
-                hash.to_string()
-            });
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(format!("cannot connect to {address}: manager stopped"))
+                }
+            }
         }
-        if !lines.is_empty() {
-            bar.suspend(|| crate::output::line(&lines.join("\n")));
+    })
+    .await;
+    match connected {
+        Ok(Ok(())) => Ok(manager),
+        Ok(Err(why)) => {
+            let _ = manager.shutdown().await;
+            Err(CliError::Other(why))
         }
-        total += take as u64;
-        bar.set_position(total);
-        if let Some(h) = batch[..take].last() {
-            last = h.hash();
-        }
-        if !full {
-            break;
+        Err(_) => {
+            let _ = manager.shutdown().await;
+            Err(CliError::Other(format!(
+                "no handshake with {address} within {limit:?}"
+            )))
         }
     }
-    bar.finish_and_clear();
+}
+
+/// Syncs, allowing `timeout` between signs of progress.
+async fn sync(args: &Args, chain: &HeaderChain) -> Result<(), CliError> {
+    let bar =
+        crate::progress::spinner("{spinner} {elapsed_precise} {pos} headers ({per_sec}), {msg}");
+    let mut events = chain.subscribe();
+    loop {
+        tokio::select! {
+            r = chain.sync(args.timeout) => {
+                bar.finish_and_clear();
+                return match r {
+                    Ok(_) => Ok(()),
+                    Err(P2pError::Timeout { .. }) => Err(CliError::Other(format!(
+                        "no headers after {} from {} within {:?}: the peer may be in initial \
+                         block download (it does not answer getheaders then)",
+                        chain.tip().hash,
+                        args.address,
+                        args.timeout
+                    ))),
+                    Err(e) => Err(CliError::Other(e.to_string())),
+                };
+            }
+            // Progress restarts the wait.
+            e = events.recv() => {
+                if e.is_ok() {
+                    bar.set_position(u64::from(chain.tip().height));
+                }
+            }
+        }
+    }
+}
+
+async fn download(args: &Args, manager: &Manager) -> Result<(), CliError> {
+    let started = Instant::now();
+    let chain = manager.header_chain();
+    sync(args, &chain).await?;
+    let genesis = chain
+        .header_at(0)
+        .map(|h| h.hash)
+        .unwrap_or_else(|| manager.config().network.genesis_hash());
+    let from = args.from.unwrap_or(genesis);
+    let Some(start) = chain.header(&from).filter(|h| h.best) else {
+        return Err(CliError::Other(format!(
+            "{from} is not on {}'s best chain",
+            args.address
+        )));
+    };
+    // Heights are shown only when counting from genesis (as before the header chain).
+    let show_height = from == genesis;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut total: u64 = 0;
+    let mut last = from;
+    let mut height = start.height;
+    let mut lines = Vec::new();
+    while total < limit {
+        let Some(h) = chain.header_at(height.saturating_add(1)) else {
+            break;
+        };
+        height = h.height;
+        last = h.hash;
+        total += 1;
+        lines.push(if args.json {
+            let hd = h.header;
+            let mut v = json!({
+                "hash": h.hash,
+                "prev_hash": hd.prev_hash,
+                "merkle_root": hd.merkle_root,
+                "version": hd.version,
+                "time": hd.time,
+                "bits": hd.bits,
+                "nonce": hd.nonce,
+            });
+            if show_height {
+                v["height"] = json!(h.height);
+            }
+            v.to_string()
+        } else {
+            h.hash.to_string()
+        });
+        if lines.len() >= 2000 {
+            crate::output::line(&lines.join("\n"));
+            lines.clear();
+        }
+    }
+    if !lines.is_empty() {
+        crate::output::line(&lines.join("\n"));
+    }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{total} header{} from {from}, last {last}{} in {secs:.2}s ({:.0} headers/s)",
         if total == 1 { "" } else { "s" },
-        height.map(|h| format!(" (height {h})")).unwrap_or_default(),
+        if show_height {
+            format!(" (height {height})")
+        } else {
+            String::new()
+        },
         total as f64 / secs.max(1e-9)
     );
     Ok(())
-}
-
-/// Waits for the `headers` reply that continues from `last`, skipping announcements and other
-/// messages.
-async fn next_batch(
-    args: &Args,
-    session: &mut Session,
-    last: Hash,
-) -> Result<Vec<BlockHeader>, CliError> {
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    loop {
-        match session.recv(deadline).await {
-            Ok(Message::Headers(h)) => {
-                let continues = h.first().is_none_or(|f| f.prev_hash == last);
-                if continues || h.len() > MAX_ANNOUNCEMENT {
-                    return Ok(h);
-                }
-            }
-            Ok(_) => {}
-            Err(RecvEnd::Timeout) => {
-                return Err(CliError::Other(format!(
-                    "no headers after {last} from {} within {:?}: the peer may not have that \
-                     block, or be in initial block download (it does not answer getheaders then)",
-                    session.address(),
-                    args.timeout
-                )))
-            }
-            Err(RecvEnd::Closed(why)) => return Err(CliError::Other(why)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chain(n: usize) -> Vec<BlockHeader> {
-        let mut prev = Hash::ZERO;
-        (0..n)
-            .map(|i| {
-                // Regtest difficulty: about one nonce in two meets the target.
-                let mut h = BlockHeader {
-                    version: 1,
-                    prev_hash: prev,
-                    merkle_root: Hash([i as u8; 32]),
-                    time: 1_700_000_000 + i as u32,
-                    bits: 0x207f_ffff,
-                    nonce: 0,
-                };
-                while !h.check_proof_of_work() {
-                    h.nonce += 1;
-                }
-                prev = h.hash();
-                h
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_linked_chain_with_valid_work_passes() {
-        assert_eq!(check_batch(Hash::ZERO, &chain(5)), Ok(()));
-        assert_eq!(check_batch(Hash::ZERO, &[]), Ok(()));
-    }
-
-    #[test]
-    fn a_header_that_does_not_point_at_its_predecessor_is_a_broken_link() {
-        let mut c = chain(4);
-        c.swap(1, 2);
-        let e = check_batch(Hash::ZERO, &c).unwrap_err();
-        assert!(matches!(e, ChainError::BrokenLink { hash, .. } if hash == c[1].hash()));
-        let e = check_batch(Hash([1; 32]), &chain(1)).unwrap_err();
-        assert!(matches!(e, ChainError::BrokenLink { expected, .. } if expected == Hash([1; 32])));
-    }
-
-    #[test]
-    fn a_header_above_its_target_fails_proof_of_work() {
-        let mut c = chain(1);
-        c[0].bits = 0x1d00_ffff; // mainnet's minimum difficulty: a regtest hash cannot meet it
-        let e = check_batch(Hash::ZERO, &c).unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("fails its proof of work (bits 0x1d00ffff)"));
-    }
 }

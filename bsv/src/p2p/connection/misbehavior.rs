@@ -38,6 +38,14 @@ pub enum Misbehavior {
     DisconnectedHeader,
     /// Every 10th `headers` announcement that does not connect to our chain: +20.
     TooManyUnconnectedHeaders,
+    /// A header whose hash does not meet its target, or whose target is easier than the
+    /// network's proof-of-work limit (`CheckBlockHeader`, `src/validation.cpp`): +50. Scored
+    /// by the header chain service.
+    HighHash,
+    /// A `headers` message of more than 8 headers (`MAX_BLOCKS_TO_ANNOUNCE`) whose first
+    /// header's parent is unknown (`AcceptBlockHeader`, `src/validation.cpp`): +10. Scored by
+    /// the header chain service.
+    PrevBlkNotFound,
     /// `authch` faster than the leaky bucket allows (`ProcessAuthChMessage`): +10, charged only
     /// by a node with a miner-ID database (`-minerid`). Like a default node, the library has none
     /// and never charges it.
@@ -87,7 +95,8 @@ impl Misbehavior {
             MissingVersion | MissingVerack | MultipleVersion | InvalidSendHeaders
             | InvalidSendHdrsEn | InvalidChecksum | OverLongSize => 1,
             AuthChRateLimit | AuthRespRateLimit | InvalidRevokeMid | InvalidDsDetected
-            | MalformedDsDetected => 10,
+            | MalformedDsDetected | PrevBlkNotFound => 10,
+            HighHash => 50,
             OversizedAddr | TooManyHeaders | DisconnectedHeader | TooManyUnconnectedHeaders => 20,
             NoBloomVersion
             | OversizedBloomFilter
@@ -115,6 +124,8 @@ impl Misbehavior {
             TooManyHeaders => "too-many-headers",
             DisconnectedHeader => "disconnected-header",
             TooManyUnconnectedHeaders => "too-many-unconnected-headers",
+            HighHash => "high-hash",
+            PrevBlkNotFound => "prev-blk-not-found",
             AuthChRateLimit => "authch-rate-limit",
             AuthRespRateLimit => "authresp-rate-limit",
             InvalidRevokeMid => "Invalid revokemid message",
@@ -149,6 +160,9 @@ mod tests {
         assert_eq!(Misbehavior::MissingVerack.score(), 1);
         assert_eq!(Misbehavior::AuthChRateLimit.score(), 10);
         assert_eq!(Misbehavior::OversizedAddr.score(), 20);
+        assert_eq!(Misbehavior::HighHash.score(), 50);
+        assert_eq!(Misbehavior::PrevBlkNotFound.score(), 10);
+        assert_eq!(Misbehavior::HighHash.to_string(), "high-hash");
         assert_eq!(Misbehavior::InvalidCmpctBlock.score(), 100);
         assert_eq!(Misbehavior::OversizedHeader.score(), BAN_SCORE_THRESHOLD);
         assert_eq!(
