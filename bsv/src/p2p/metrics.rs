@@ -240,6 +240,41 @@ impl Metrics {
         }
     }
 
+    /// Entries of `addr` messages arrived (peer learning).
+    #[inline]
+    pub(crate) fn addresses_received(&self, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses
+                .add(_n, &[opentelemetry::KeyValue::new("outcome", "received")]);
+        }
+    }
+
+    /// Addresses learned: new candidate peers in the store.
+    #[inline]
+    pub(crate) fn addresses_learned(&self, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses
+                .add(_n, &[opentelemetry::KeyValue::new("outcome", "learned")]);
+        }
+    }
+
+    /// `addr` entries not learned, by reason (a closed set of names).
+    #[inline]
+    pub(crate) fn addresses_dropped(&self, _reason: &'static str, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses.add(
+                _n,
+                &[
+                    opentelemetry::KeyValue::new("outcome", "dropped"),
+                    opentelemetry::KeyValue::new("reason", _reason),
+                ],
+            );
+        }
+    }
+
     /// A connection waited for room in a lossless subscriber.
     #[inline]
     pub(crate) fn backpressure(&self) {
@@ -305,6 +340,7 @@ mod imp {
         pub bytes: Counter<u64>,
         pub overflow: Counter<u64>,
         pub backpressure: Counter<u64>,
+        pub addresses: Counter<u64>,
     }
 
     impl Instruments {
@@ -380,6 +416,13 @@ mod imp {
                         "Times a connection stopped reading until a lossless subscriber had room",
                     )
                     .with_unit("{wait}")
+                    .build(),
+                addresses: m
+                    .u64_counter("bsv_p2p.addresses")
+                    .with_description(
+                        "addr entries received, learned as candidate peers, or dropped by reason",
+                    )
+                    .with_unit("{address}")
                     .build(),
             }
         }

@@ -86,6 +86,14 @@ pub(crate) enum Report {
         /// Told the outcome once the ban is stored (`Manager::ban_peer` waits for it).
         ack: Option<tokio::sync::oneshot::Sender<Result<BanOutcome>>>,
     },
+    /// Addresses a peer's `addr` named that passed the peer-learning filter
+    /// (`services::addrs`): candidates the supervisor creates if it does not know them.
+    Learned {
+        /// The peer that sent them.
+        source: Uuid,
+        /// The candidates' listening addresses.
+        addresses: Vec<SocketAddr>,
+    },
     /// A connection actor finished (sent by the manager's monitor of that actor).
     Ended {
         /// The connection's peer.
@@ -130,6 +138,9 @@ pub(crate) struct ConnectionContext {
     /// Sees every message received, handshake and keepalive included, before the connection
     /// acts on it (for tools such as `bsvp2p connect`).
     pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
+    /// Send one `getaddr` after an outbound handshake (a manager in Normal mode that learns
+    /// peers; never a lone connection).
+    pub ask_for_addresses: bool,
     /// The manager's services (header chain, blocks, transactions, addresses): told when the
     /// handshake completes and given the messages they use.
     pub services: Option<crate::p2p::services::ServiceTx>,
@@ -162,6 +173,7 @@ impl ConnectionContext {
             event_capacity: config.event_channel_capacity.max(1),
             metrics: Metrics::default(),
             tap: None,
+            ask_for_addresses: false,
             services: None,
         })
     }

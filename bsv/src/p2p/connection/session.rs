@@ -154,6 +154,7 @@ fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
         ping_timeout: c.ping_timeout,
         max_recv_payload: c.max_recv_payload,
         whitelisted: actor.ctx.whitelist.contains(actor.peer.ip),
+        ask_for_addresses: actor.ctx.ask_for_addresses && flow == HandshakeFlow::Outbound,
     }
 }
 

@@ -146,6 +146,7 @@ impl Inner {
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
                 ctx.services = Some(self.services_tx.clone());
+                ctx.ask_for_addresses = self.mode == Mode::Normal && config.addresses.learn;
                 Some(ctx)
             }
             Err(e) => {
@@ -515,6 +516,9 @@ impl Manager {
         let (mut hub, services_tx) = Hub::new(peers.clone());
         let services = ManagerServices::new(&config, peers, reports_tx.clone());
         services.register(&mut hub);
+        services
+            .addrs
+            .set_learning(mode == Mode::Normal && config.addresses.learn);
         let manager = Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),

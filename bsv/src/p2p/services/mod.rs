@@ -276,7 +276,6 @@ pub(crate) struct ManagerServices {
     /// Learns peers from `addr`.
     pub(crate) addrs: Arc<addrs::AddrService>,
     /// Facts for the peer store's owner.
-    #[allow(dead_code)]
     pub(crate) reports: mpsc::Sender<Report>,
 }
 
@@ -287,7 +286,7 @@ impl ManagerServices {
             chain: Arc::new(chain::ChainService::new(config, peers.clone())),
             blocks: Arc::new(blocks::BlockService::new(config, peers.clone())),
             txs: Arc::new(txs::TxService::new(config, peers.clone())),
-            addrs: Arc::new(addrs::AddrService::new(config, peers)),
+            addrs: Arc::new(addrs::AddrService::new(config, peers, reports.clone())),
             reports,
         }
     }
