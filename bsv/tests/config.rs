@@ -197,7 +197,10 @@ fn toml_file_with_every_setting_round_trips() {
         header_chain: HeaderChainConfig::default(),
         block_fetch: BlockFetchConfig::default(),
         transactions: TransactionConfig::default(),
-        addresses: AddressConfig::default(),
+        addresses: AddressConfig {
+            learn: false,
+            max_candidates: 250,
+        },
     };
     c.validate().unwrap();
     let text = toml::to_string(&c).unwrap();

@@ -32,6 +32,7 @@ pub(crate) mod services;
 pub mod store;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
+pub mod text;
 
 pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager};
 use tokio::sync::broadcast;
 
@@ -130,7 +131,7 @@ async fn monitor(args: Args) -> Result<(), CliError> {
             _ = interrupt.recv() => break,
             e = events.recv() => match e {
                 Ok(e) => {
-                    let line = describe(&e);
+                    let line = describe(&e, &manager.connected_peers());
                     if live {
                         recent.push(line);
                         let excess = recent.len().saturating_sub(12);
@@ -172,15 +173,33 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-fn describe(e: &ControlEvent) -> String {
+/// One plain line for an event, escaped as a whole: reasons can quote a peer's user agent or
+/// `reject` text.
+fn describe(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
+    printable(&describe_raw(e, peers))
+}
+
+fn describe_raw(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
     let t = humantime_now();
     match e {
         ControlEvent::ConnectionEstablished {
             peer_id,
             is_inbound,
         } => {
+            let who = peers
+                .iter()
+                .find(|p| p.peer_id == *peer_id)
+                .map(|p| {
+                    let agent = p
+                        .details
+                        .as_ref()
+                        .map(|d| d.user_agent.clone())
+                        .unwrap_or_default();
+                    format!(" {} {agent}", p.address)
+                })
+                .unwrap_or_default();
             format!(
-                "{t} connected {peer_id} ({})",
+                "{t} connected {peer_id} ({}){who}",
                 if *is_inbound { "inbound" } else { "outbound" }
             )
         }
@@ -236,7 +255,7 @@ fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
     ));
     for p in peers {
         let d = p.details.clone().unwrap_or_default();
-        let agent: String = d.user_agent.chars().take(26).collect();
+        let agent: String = printable(&d.user_agent).chars().take(26).collect();
         let rtt = p
             .rtt
             .map(|r| format!("{}ms", r.as_millis()))

@@ -435,7 +435,7 @@ async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
     debug!(state = %ConnectionState::Connected, "connection state changed");
     actor.was_connected = true;
     actor.retry.on_handshake_complete();
-    tracing::info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
+    tracing::info!(user_agent = %crate::p2p::text::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
     actor.emit(ControlEvent::HandshakeComplete {
         peer_id: actor.peer.id,
     });
