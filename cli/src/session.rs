@@ -40,15 +40,30 @@ pub enum RecvEnd {
 impl Session {
     /// Connects to `address` and completes the handshake, or fails with one line saying why.
     pub async fn open(config: &ManagerConfig, address: SocketAddr) -> Result<Session, CliError> {
+        let limit = config.connection.connect_timeout + config.connection.handshake_timeout;
+        Self::open_within(config, address, limit + std::time::Duration::from_secs(1)).await
+    }
+
+    /// As [`Session::open`], but gives up after `limit` in all, TCP connect and handshake
+    /// included: a command's `--timeout` bounds the whole command, so a silent peer cannot hold
+    /// it for the 60 s handshake timeout.
+    pub async fn open_within(
+        config: &ManagerConfig,
+        address: SocketAddr,
+        limit: std::time::Duration,
+    ) -> Result<Session, CliError> {
+        let mut config = config.clone();
+        let c = &mut config.connection;
+        c.connect_timeout = c.connect_timeout.min(limit);
+        c.handshake_timeout = c.handshake_timeout.min(limit);
         let options = PeerClientOptions {
             capacity: SINK_CAPACITY,
             ..PeerClientOptions::default()
         };
-        let mut client = PeerClient::start(config, address, options)
+        let mut client = PeerClient::start(&config, address, options)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let control = client.events();
-        let limit = config.connection.connect_timeout + config.connection.handshake_timeout;
-        let deadline = Instant::now() + limit + std::time::Duration::from_secs(1);
+        let deadline = Instant::now() + limit;
         match tokio::time::timeout_at(deadline, client.established()).await {
             Ok(Ok(())) => Ok(Session {
                 address,
