@@ -210,15 +210,17 @@ fn toml_file_with_every_setting_round_trips() {
         "ping_timeout = \"5m\"",
         "whitelist = [\"10.0.0.0/8\", \"2001:db8::1\"]",
         "[connection]",
+        "[addresses]\nlearn = false\nmax_candidates = 250",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
     let back: ManagerConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, c);
 
-    // Every setting is written out: 26 manager settings and 13 connection settings.
+    // Every setting is written out: 26 manager settings, 13 connection settings and 2 of peer
+    // learning (`[addresses]`).
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 2, "{text}");
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!   machines.
 //! * [`events`]: what connections report ([`ControlEvent`], [`BitcoinMessageEvent`]) and the
 //!   commands they obey.
+//! * [`text`]: peer-supplied text (user agents, reject reasons) made safe to print.
 //!
 //! Peers and what we know about them ([`Peer`], [`PeerStatus`], [`BanReason`]) live in a
 //! [`PeerStore`] shared by the manager's tasks as `Arc<dyn PeerStore>`; [`InMemoryPeerStore`]
