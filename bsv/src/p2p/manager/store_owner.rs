@@ -89,6 +89,19 @@ impl Inner {
             None => dropped.push((reason, 1)),
         };
         let now = unix_now();
+        // Bans cover a whole IP; one read of the (few) banned records, then indexed look-ups.
+        let banned: std::collections::HashSet<IpAddr> =
+            match self.store.find_by_status(PeerStatusKind::Banned).await {
+                Ok(peers) => peers
+                    .iter()
+                    .filter(|p| p.is_banned_at(now))
+                    .map(|p| p.ip)
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "reading bans");
+                    return;
+                }
+            };
         for addr in addresses {
             let own = ex.own.contains(&addr)
                 || (ex.own_port == Some(addr.port())
@@ -97,20 +110,20 @@ impl Inner {
                 drop(DropReason::Own);
                 continue;
             }
-            match self.store.find_by_ip(addr.ip()).await {
-                Ok(known) if known.iter().any(|p| p.port == addr.port()) => {
+            match self.store.find_by_ip_port(addr.ip(), addr.port()).await {
+                Ok(Some(_)) => {
                     drop(DropReason::Known);
                     continue;
                 }
-                Ok(known) if known.iter().any(|p| p.is_banned_at(now)) => {
-                    drop(DropReason::Banned);
-                    continue;
-                }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => {
                     warn!(error = %e, "looking up a learned address");
                     continue;
                 }
+            }
+            if banned.contains(&addr.ip().to_canonical()) {
+                drop(DropReason::Banned);
+                continue;
             }
             if untried >= config.addresses.max_candidates {
                 drop(DropReason::CandidateCap);
