@@ -164,6 +164,41 @@ async fn an_addr_naming_known_peers_leaves_their_records_as_they_are() {
     manager.shutdown().await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn our_own_listener_is_never_learned() {
+    // A port for our listener, free now; the simnet names it in its getaddr answers.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let own: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(2)
+            .blocks(1)
+            .advertise(vec![own]),
+    )
+    .await
+    .unwrap();
+    let all = net.addresses();
+    let store = store_with(&all[..1]).await;
+    let mut c = config(1);
+    c.enable_listener = true;
+    c.listener_address = std::net::IpAddr::from([127, 0, 0, 1]);
+    c.listener_port = port;
+    let manager = Manager::new(c, store.clone());
+    manager.start().await.unwrap();
+    assert_eq!(manager.listener_address(), Some(own));
+    manager.wait_for_connections(1, WAIT).await.unwrap();
+    tokio::time::sleep(SUPERVISOR_PASSES).await;
+    // Node 1 was learned; our listener was not.
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(stored(&store).await, want);
+    manager.shutdown().await.unwrap();
+}
+
 /// Starts a manager on a simnet whose node 0 floods `addr` and node 1 is honest, lets the
 /// flood run for `messages` messages, and returns the store, the manager and the simnet.
 async fn flooded(
