@@ -779,6 +779,10 @@ impl Manager {
         if let Ok(mut c) = self.inner.config.write() {
             *c = config.clone();
         }
+        self.inner
+            .services
+            .addrs
+            .set_learning(self.inner.mode == Mode::Normal && config.addresses.learn);
         if config.connection != old.connection {
             for l in self.inner.links() {
                 let _ = l
