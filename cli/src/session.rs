@@ -52,15 +52,13 @@ impl Session {
         address: SocketAddr,
         limit: std::time::Duration,
     ) -> Result<Session, CliError> {
-        let mut config = config.clone();
-        let c = &mut config.connection;
-        c.connect_timeout = c.connect_timeout.min(limit);
-        c.handshake_timeout = c.handshake_timeout.min(limit);
+        // The command's deadline alone decides (closing the client ends a connect or a
+        // handshake still in progress), so the error always names the bound.
         let options = PeerClientOptions {
             capacity: SINK_CAPACITY,
             ..PeerClientOptions::default()
         };
-        let mut client = PeerClient::start(&config, address, options)
+        let mut client = PeerClient::start(config, address, options)
             .map_err(|e| CliError::Usage(e.to_string()))?;
         let control = client.events();
         let deadline = Instant::now() + limit;

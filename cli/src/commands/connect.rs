@@ -48,12 +48,6 @@ async fn connect(args: Args) -> Result<(), CliError> {
     // One attempt: a tool should say at once that the peer is unreachable.
     config.connection.max_retries = 0;
     config.connection.max_restarts = 0;
-    if let Some(limit) = args.timeout {
-        // The connection's own deadlines never outlast the command's.
-        let c = &mut config.connection;
-        c.connect_timeout = c.connect_timeout.min(limit);
-        c.handshake_timeout = c.handshake_timeout.min(limit);
-    }
     let options = PeerClientOptions {
         tap_capacity: Some(10_000),
         ..PeerClientOptions::default()
