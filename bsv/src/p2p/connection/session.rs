@@ -578,7 +578,23 @@ async fn write_loop(
     metrics: crate::p2p::metrics::Metrics,
 ) {
     let mut tally = Tally::new();
-    while let Some((frame, permit)) = outbox.next().await {
+    loop {
+        // A quiet writer still flushes its tally when due (a ping sent, then nothing for two
+        // minutes, showed in no counter). `next` is cancel-safe: it takes a frame only under
+        // its lock, and the loop asks again after a flush.
+        let next = match tally.flush_due() {
+            Some(due) => tokio::select! {
+                n = outbox.next() => n,
+                _ = tokio::time::sleep_until(due) => {
+                    metrics.flush(&mut tally);
+                    continue;
+                }
+            },
+            None => outbox.next().await,
+        };
+        let Some((frame, permit)) = next else {
+            break;
+        };
         if let Err(e) = write_frame(&mut wr, &frame).await {
             debug!(error = %e, "write failed");
             outbox.close();
