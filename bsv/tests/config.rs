@@ -215,7 +215,10 @@ fn toml_file_with_every_setting_round_trips() {
             max_pending_announcements: 500,
             stream_queue_bytes: 1 << 22,
         },
-        addresses: AddressConfig::default(),
+        addresses: AddressConfig {
+            learn: false,
+            max_candidates: 250,
+        },
     };
     c.validate().unwrap();
     let text = toml::to_string(&c).unwrap();
@@ -227,6 +230,7 @@ fn toml_file_with_every_setting_round_trips() {
         "[connection]",
         "attempt_timeout = \"45s\"",
         "[transactions]",
+        "[addresses]\nlearn = false\nmax_candidates = 250",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
@@ -235,9 +239,9 @@ fn toml_file_with_every_setting_round_trips() {
 
     // Every setting is written out: 26 manager settings, 13 connection settings, 5 header
     // chain lines (enabled, sync_timeout, store_path, checkpoint height and header), 4 of block
-    // fetching and 4 of the transaction services.
+    // fetching, 4 of the transaction services and 2 of peer learning.
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 4, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 4 + 2, "{text}");
 }
 
 #[test]

@@ -13,7 +13,6 @@ mod interrupt;
 mod logging;
 mod output;
 mod progress;
-mod session;
 #[cfg(feature = "metrics")]
 mod telemetry;
 
@@ -97,7 +96,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors can quote a peer (a reject reason, a command name, a user agent).
+            eprintln!("error: {}", bitcoinsv::p2p::text::printable(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -102,6 +102,34 @@ fn raw_binary_block_file_decodes_as_a_payload() {
 }
 
 #[test]
+fn a_block_shows_its_hash_transaction_count_and_whether_its_merkle_root_matches() {
+    let name = "0000000000000000000988036522057056727ae85ad7cea92b2198418c9bb8f7";
+    let path = testdata(&format!("data/{name}.bin"));
+    let v = json(&bsvp2p(&["decode", "--payload", "block", &path]));
+    assert_eq!(v["block"]["hash"], name);
+    assert_eq!(v["block"]["transactions"], 222);
+    assert_eq!(v["block"]["merkle_root_matches"], true);
+
+    // The same block with one byte of its header's merkle root changed (bytes 36..68).
+    let mut raw = std::fs::read(&path).unwrap();
+    raw[40] ^= 0x01;
+    let dir = std::env::temp_dir().join(format!("bsvp2p-decode-block-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad-merkle.bin");
+    std::fs::write(&bad, &raw).unwrap();
+    let v = json(&bsvp2p(&[
+        "decode",
+        "--payload",
+        "block",
+        bad.to_str().unwrap(),
+    ]));
+    assert_eq!(v["block"]["transactions"], 222);
+    assert_eq!(v["block"]["merkle_root_matches"], false);
+    assert_ne!(v["block"]["hash"], name);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_stream_of_frames_prints_one_json_line_per_message() {
     let dir = std::env::temp_dir().join(format!("bsvp2p-decode-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -45,6 +45,9 @@ pub struct SimNetConfig {
     /// nothing listens (`127.0.0.2` and up, with the ports of the simnet's nodes, which are
     /// bound to 127.0.0.1 only and so refuse connections on other loopback IPs).
     pub unreachable_addrs: usize,
+    /// Addresses appended to every `getaddr` answer as given (after the unreachable ones), e.g.
+    /// the listener of the library under test, to check it never stores itself.
+    pub extra_addrs: Vec<std::net::SocketAddr>,
     /// Misbehaviour modes by node index (later entries for the same node win).
     pub misbehaviour: Vec<(usize, Misbehaviour)>,
     /// Give every node its own loopback address (127.1.x.y) instead of 127.0.0.1, and dial from
@@ -69,6 +72,7 @@ impl Default for SimNetConfig {
             handshake_timeout: Duration::from_secs(60),
             ban_duration: Duration::from_secs(24 * 60 * 60),
             unreachable_addrs: 0,
+            extra_addrs: Vec::new(),
             misbehaviour: Vec::new(),
             distinct_ips: false,
         }
@@ -166,6 +170,12 @@ impl SimNetConfig {
     /// Appends `count` unreachable loopback addresses to every `getaddr` answer.
     pub fn include_unreachable_addrs(mut self, count: usize) -> Self {
         self.unreachable_addrs = count;
+        self
+    }
+
+    /// Appends these addresses to every `getaddr` answer.
+    pub fn advertise(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.extra_addrs = addrs;
         self
     }
 

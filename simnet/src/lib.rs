@@ -143,6 +143,7 @@ impl SimNet {
             .collect();
         let mut all_addresses = addresses.clone();
         all_addresses.extend(unreachable_addrs(config.unreachable_addrs, &addresses));
+        all_addresses.extend(config.extra_addrs.iter().copied());
         let net = Arc::new(NetShared {
             config,
             chain,

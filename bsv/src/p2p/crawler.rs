@@ -46,6 +46,7 @@ use crate::p2p::error::{P2pError, Result};
 use crate::p2p::limits::{DEFAULT_MAX_RECV_PAYLOAD, PROTOCOL_VERSION};
 use crate::p2p::messages::{AssociationId, VersionMessage};
 use crate::p2p::peer::unix_now;
+use crate::p2p::text::printable;
 use crate::p2p::Message;
 
 /// Probes run at once by default: enough to crawl the BSV network (a few hundred listening
@@ -591,19 +592,6 @@ async fn send_outputs(
 /// One probe's socket.
 type Wire = FramedStream<tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf>;
 
-/// `s` with control characters escaped, so that text from a peer cannot drive a terminal.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
 fn record_version(report: &mut NodeReport, v: &VersionMessage, elapsed: Duration) {
     report.user_agent = Some(v.user_agent.clone());
     report.version = Some(v.version);
@@ -631,12 +619,6 @@ mod tests {
             Chain::OtherNetwork(Network::Testnet)
         );
         assert_eq!(c([1, 2, 3, 4], "/Bitcoin SV:1.2.2/"), Chain::Other);
-    }
-
-    #[test]
-    fn printable_escapes_control_characters_only() {
-        assert_eq!(printable("/Bitcoin SV:1.2.2/ é"), "/Bitcoin SV:1.2.2/ é");
-        assert_eq!(printable("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
     }
 
     #[test]

@@ -222,3 +222,34 @@ pub const DEFAULT_HEADER_SYNC_TIMEOUT: std::time::Duration = std::time::Duration
 /// Header chain events (`ChainEvent`) buffered per subscriber before the oldest is dropped: a
 /// tip a minute apart on a busy regtest, hours of mainnet blocks.
 pub const CHAIN_EVENT_CAPACITY: usize = 1024;
+// --- Peer learning from `addr` (docs/PROTOCOL.md §3.3) ---
+
+/// `addr` entries a peer may send us unasked at once: the node's `ProcessAddrMessage` (1.2.2)
+/// has no rate limit, so we follow Bitcoin Core 22's (`MAX_ADDR_PROCESSING_TOKEN_BUCKET`,
+/// `src/net_processing.cpp`): a bucket of tokens, one per entry, refilled slowly and never above
+/// this. Entries beyond the tokens are dropped, which bounds what one peer can make us store.
+pub const ADDR_TOKEN_BUCKET_MAX: f64 = 1000.0;
+/// How fast a peer's `addr` bucket refills: one entry every ten seconds (Bitcoin Core's
+/// `MAX_ADDR_RATE_PER_SECOND`, 0.1). A node relays at most a few fresh addresses per minute.
+pub const ADDR_TOKENS_PER_SECOND: f64 = 0.1;
+/// Tokens a peer starts with, so its own address (the node advertises itself once after the
+/// handshake, `AdvertiseLocal`) gets through (Bitcoin Core starts the bucket at 1).
+pub const ADDR_INITIAL_TOKENS: f64 = 1.0;
+/// Tokens our `getaddr` adds: the one solicited reply, up to the node's `MAX_ADDR_TO_SEND`
+/// (the node answers `getaddr` with at most 1000 addresses, §3.3).
+pub const ADDR_SOLICITED_TOKENS: f64 = MAX_ADDR as f64;
+/// An `addr` entry whose timestamp is at or below this (Unix seconds, 1973) or more than
+/// [`ADDR_MAX_FUTURE`] ahead gets [`ADDR_PENALTY_AGE`] instead (`ProcessAddrMessage`).
+pub const ADDR_MIN_TIMESTAMP: u32 = 100_000_000;
+/// How far in the future an `addr` timestamp may be (`ProcessAddrMessage`: 10 minutes).
+pub const ADDR_MAX_FUTURE: u64 = 10 * 60;
+/// The age given to entries with an implausible timestamp (`ProcessAddrMessage`: 5 days).
+pub const ADDR_PENALTY_AGE: u64 = 5 * 24 * 60 * 60;
+/// Entries last seen longer ago than this are not worth a store entry: the address manager
+/// calls them terrible (`ADDRMAN_HORIZON_DAYS`, 30 days, `src/addrman.h`).
+pub const ADDR_HORIZON: u64 = 30 * 24 * 60 * 60;
+/// Default cap on peers learned from `addr` that were never tried (stored `Unknown`): enough to
+/// find the few dozen reachable BSV nodes many times over, small enough that a flooding peer
+/// cannot push DNS-seeded candidates out of the store (which evicts the oldest `Unknown` peer
+/// when full). Ours; the node's address manager holds up to 65,536 "new" entries.
+pub const DEFAULT_MAX_LEARNED_CANDIDATES: usize = 1000;

@@ -240,6 +240,41 @@ impl Metrics {
         }
     }
 
+    /// Entries of `addr` messages arrived (peer learning).
+    #[inline]
+    pub(crate) fn addresses_received(&self, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses
+                .add(_n, &[opentelemetry::KeyValue::new("outcome", "received")]);
+        }
+    }
+
+    /// Addresses learned: new candidate peers in the store.
+    #[inline]
+    pub(crate) fn addresses_learned(&self, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses
+                .add(_n, &[opentelemetry::KeyValue::new("outcome", "learned")]);
+        }
+    }
+
+    /// `addr` entries not learned, by reason (a closed set of names).
+    #[inline]
+    pub(crate) fn addresses_dropped(&self, _reason: &'static str, _n: u64) {
+        #[cfg(feature = "metrics")]
+        if let Some(i) = &self.inner {
+            i.addresses.add(
+                _n,
+                &[
+                    opentelemetry::KeyValue::new("outcome", "dropped"),
+                    opentelemetry::KeyValue::new("reason", _reason),
+                ],
+            );
+        }
+    }
+
     /// A connection waited for room in a lossless subscriber.
     #[inline]
     pub(crate) fn backpressure(&self) {
@@ -339,6 +374,7 @@ mod imp {
         pub block_bytes: Counter<u64>,
         pub block_failures: Counter<u64>,
         pub broadcasts: Counter<u64>,
+        pub addresses: Counter<u64>,
     }
 
     impl Instruments {
@@ -434,6 +470,13 @@ mod imp {
                     .u64_counter("bsv_p2p.tx.broadcast.peers")
                     .with_description("Per-peer outcomes of transaction broadcasts")
                     .with_unit("{peer}")
+                    .build(),
+                addresses: m
+                    .u64_counter("bsv_p2p.addresses")
+                    .with_description(
+                        "addr entries received, learned as candidate peers, or dropped by reason",
+                    )
+                    .with_unit("{address}")
                     .build(),
             }
         }

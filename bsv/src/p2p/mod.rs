@@ -7,6 +7,7 @@
 //!   machines.
 //! * [`events`]: what connections report ([`ControlEvent`], [`BitcoinMessageEvent`]) and the
 //!   commands they obey.
+//! * [`text`]: peer-supplied text (user agents, reject reasons) made safe to print.
 //!
 //! Peers and what we know about them ([`Peer`], [`PeerStatus`], [`BanReason`]) live in a
 //! [`PeerStore`] shared by the manager's tasks as `Arc<dyn PeerStore>`; [`InMemoryPeerStore`]
@@ -32,6 +33,7 @@ pub(crate) mod services;
 pub mod store;
 #[cfg(feature = "otlp")]
 pub mod telemetry;
+pub mod text;
 
 pub use crate::bitcoin::Network;
 pub use bans::{UserAgentBanList, UserAgentPattern, Whitelist};
@@ -57,11 +59,11 @@ pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
 pub use services::blocks::{
     Attempt, AttemptOutcome, BlockFetchError, BlockFetchOptions, FetchedBlock,
 };
+pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 pub use services::txs::{
     BroadcastOptions, BroadcastReport, Delivery, PeerReport, TransactionError, TransactionEvent,
     TxRejection,
 };
-pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};

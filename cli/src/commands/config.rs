@@ -97,7 +97,10 @@ const TRANSACTIONS_DOCS: &[Doc] = &[
 ];
 
 /// Peer learning's settings (`[addresses]`).
-const ADDRESSES_DOCS: &[Doc] = &[];
+const ADDRESSES_DOCS: &[Doc] = &[
+    ("learn", "Learn peers from addr and send one getaddr after each outbound handshake (Normal mode only; a fixed peer list never asks).", None),
+    ("max_candidates", "Learning stops while the store holds this many Unknown (never tried) peers, so a flooding peer cannot crowd out the candidates we have.", None),
+];
 
 /// The tables below the manager's settings: key, heading comment, settings.
 const SECTIONS: &[(&str, &str, &[Doc])] = &[

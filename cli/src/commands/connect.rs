@@ -9,6 +9,8 @@ use bitcoinsv::p2p::{ConnectionState, ControlEvent, PeerClient, PeerClientOption
 use serde_json::json;
 use tokio::sync::broadcast;
 
+use bitcoinsv::p2p::text::printable;
+
 use super::summary::summary;
 use crate::config_file::ConfigArgs;
 use crate::error::CliError;
@@ -25,6 +27,10 @@ pub struct Args {
     /// Disconnect after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// Give up after this many seconds, the TCP connect and the handshake included: without a
+    /// handshake by then the command fails; after one, it ends there as `--duration` does.
+    #[arg(long, value_name = "SECONDS", value_parser = super::parse_seconds)]
+    pub timeout: Option<Duration>,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -63,8 +69,16 @@ async fn connect(args: Args) -> Result<(), CliError> {
         }
     };
     tokio::pin!(deadline);
+    let bound = async {
+        match args.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(bound);
     let mut failure: Option<String> = None;
     let mut established = false;
+    let mut timed_out = false;
     loop {
         tokio::select! {
             m = tap.recv() => match m {
@@ -89,6 +103,10 @@ async fn connect(args: Args) -> Result<(), CliError> {
                 _ => {}
             },
             _ = &mut deadline => break,
+            _ = &mut bound => {
+                timed_out = !established;
+                break;
+            }
             _ = interrupt.recv() => break,
         }
         if client.is_closed() {
@@ -110,6 +128,13 @@ async fn connect(args: Args) -> Result<(), CliError> {
             _ => {}
         }
     }
+    if timed_out {
+        return Err(CliError::Other(format!(
+            "no handshake with {} within --timeout {:?}",
+            args.address,
+            args.timeout.unwrap_or_default()
+        )));
+    }
     match outcome.state {
         ConnectionState::Disconnected if established && failure.is_none() => Ok(()),
         ConnectionState::Disconnected if !established => Err(CliError::Other(format!(
@@ -128,6 +153,11 @@ fn print_message(args: &Args, started: Instant, m: &bitcoinsv::p2p::Message) {
         let line = json!({ "time": t, "peer": args.address.to_string(), "message": m });
         crate::output::line(&line.to_string());
     } else {
-        crate::output::line(&format!("{t:9.3}s {:<12} {}", m.command(), summary(m)));
+        // The command name of an unknown message is the peer's choice too.
+        crate::output::line(&printable(&format!(
+            "{t:9.3}s {:<12} {}",
+            m.command(),
+            summary(m)
+        )));
     }
 }

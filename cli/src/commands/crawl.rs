@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bitcoinsv::p2p::crawler::{printable, DEFAULT_CRAWL_CONCURRENCY, DEFAULT_MAX_NODES};
+use bitcoinsv::p2p::crawler::{DEFAULT_CRAWL_CONCURRENCY, DEFAULT_MAX_NODES};
+use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{CrawlConfig, CrawlReport, Crawler, ManagerConfig, NodeReport};
 
 use super::{parse_seconds, write_output};
@@ -232,7 +233,7 @@ fn csv(r: &CrawlReport) -> String {
             n.address.to_string(),
             n.reachable.to_string(),
             n.chain.to_string(),
-            n.user_agent.clone().unwrap_or_default(),
+            n.user_agent.as_deref().map(printable).unwrap_or_default(),
             blank(opt(&n.version)),
             blank(opt(&n.services)),
             blank(opt(&n.start_height)),

@@ -1,5 +1,6 @@
 //! `bsvp2p decode`: decode a captured frame, a stream of frames, or a bare payload, and print it
-//! as JSON with hashes in display order.
+//! as JSON with hashes in display order. A block also gets a `block` summary: its hash, its
+//! transaction count and whether its transactions hash to its header's merkle root.
 
 use std::path::Path;
 
@@ -36,7 +37,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     if let Some(command) = &args.payload {
         let msg = Message::decode_payload(command, Bytes::from(bytes))
             .map_err(|e| CodecError::from_decode(command, e))?;
-        crate::output::line(&to_json(&json!({ "message": msg }), true));
+        let mut v = json!({ "message": msg });
+        if let Some(b) = block_summary(&msg) {
+            v["block"] = b;
+        }
+        crate::output::line(&to_json(&v, true));
         return Ok(());
     }
     let mut codec = codec_for(&args, &bytes)?;
@@ -126,13 +131,30 @@ fn frame_json(frame: &RawFrame, pretty: bool) -> String {
         "checksum": hex::encode(h.checksum),
     });
     match frame.message() {
-        Ok(m) => v["message"] = json!(m),
+        Ok(m) => {
+            if let Some(b) = block_summary(&m) {
+                v["block"] = b;
+            }
+            v["message"] = json!(m);
+        }
         Err(e) => {
             v["command"] = json!(h.command);
             v["error"] = json!(e.to_string());
         }
     }
     to_json(&v, pretty)
+}
+
+/// For a block: its hash, transaction count and whether the merkle root matches.
+fn block_summary(m: &Message) -> Option<serde_json::Value> {
+    let Message::Block(b) = m else {
+        return None;
+    };
+    Some(json!({
+        "hash": b.hash().to_string(),
+        "transactions": b.transactions.len(),
+        "merkle_root_matches": b.check_merkle_root().is_ok(),
+    }))
 }
 
 fn to_json(v: &serde_json::Value, pretty: bool) -> String {

@@ -72,6 +72,8 @@ impl Narrator {
             }
             crate::output::line(&v.to_string());
         } else {
+            // The text can quote a peer (its user agent, a ban reason).
+            let text = bitcoinsv::p2p::text::printable(text);
             crate::output::line(&format!("[{t:6.2}s] {step:<9} {text}"));
         }
     }

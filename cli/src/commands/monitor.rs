@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager};
 use tokio::sync::broadcast;
 
@@ -130,7 +131,7 @@ async fn monitor(args: Args) -> Result<(), CliError> {
             _ = interrupt.recv() => break,
             e = events.recv() => match e {
                 Ok(e) => {
-                    let line = describe(&e);
+                    let line = describe(&e, &manager.connected_peers());
                     if live {
                         recent.push(line);
                         let excess = recent.len().saturating_sub(12);
@@ -172,15 +173,33 @@ async fn monitor(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-fn describe(e: &ControlEvent) -> String {
+/// One plain line for an event, escaped as a whole: reasons can quote a peer's user agent or
+/// `reject` text.
+fn describe(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
+    printable(&describe_raw(e, peers))
+}
+
+fn describe_raw(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
     let t = humantime_now();
     match e {
         ControlEvent::ConnectionEstablished {
             peer_id,
             is_inbound,
         } => {
+            let who = peers
+                .iter()
+                .find(|p| p.peer_id == *peer_id)
+                .map(|p| {
+                    let agent = p
+                        .details
+                        .as_ref()
+                        .map(|d| d.user_agent.clone())
+                        .unwrap_or_default();
+                    format!(" {} {agent}", p.address)
+                })
+                .unwrap_or_default();
             format!(
-                "{t} connected {peer_id} ({})",
+                "{t} connected {peer_id} ({}){who}",
                 if *is_inbound { "inbound" } else { "outbound" }
             )
         }
@@ -229,14 +248,22 @@ fn humantime_now() -> String {
 }
 
 fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
-    let mut out = String::from("\x1b[H\x1b[2J");
+    // Our own escape sequences (home, clear) first; everything below is escaped text.
+    let out = format!("\x1b[H\x1b[2J{}", table(peers, recent));
+    crate::output::line(out.trim_end());
+}
+
+/// The live table and the recent (already escaped) event lines, as text with no control
+/// character but newlines: user agents are escaped before they are cut to the column.
+fn table(peers: &[ConnectionSnapshot], recent: &[String]) -> String {
+    let mut out = String::new();
     out.push_str(&format!(
         "{:<22} {:<9} {:<26} {:>8} {:>8} {:>10} {:>10} {:>9}\n",
         "ADDRESS", "DIRECTION", "USER AGENT", "HEIGHT", "RTT", "BYTES IN", "BYTES OUT", "FOR"
     ));
     for p in peers {
         let d = p.details.clone().unwrap_or_default();
-        let agent: String = d.user_agent.chars().take(26).collect();
+        let agent: String = printable(&d.user_agent).chars().take(26).collect();
         let rtt = p
             .rtt
             .map(|r| format!("{}ms", r.as_millis()))
@@ -263,7 +290,7 @@ fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
         out.push_str(l);
         out.push('\n');
     }
-    crate::output::line(out.trim_end());
+    out
 }
 
 /// Monitor's own figure beside the library's instruments: the mean ping round-trip time of the
@@ -290,4 +317,37 @@ fn register_monitor_gauges(manager: &Arc<Manager>) {
             }
         })
         .build();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoinsv::p2p::connection::PeerDetails;
+    use bitcoinsv::p2p::{ConnectionState, Direction};
+
+    #[test]
+    fn the_live_table_shows_a_hostile_user_agent_escaped() {
+        let peer = ConnectionSnapshot {
+            peer_id: uuid::Uuid::new_v4(),
+            address: "127.0.0.1:18444".parse().unwrap(),
+            direction: Direction::Outbound,
+            state: ConnectionState::Connected,
+            details: Some(PeerDetails {
+                // An OSC title and a CSI attribute, short enough for the 26-character column.
+                user_agent: "/\u{1b}]0;t\u{7}\u{1b}[1m".into(),
+                ..PeerDetails::default()
+            }),
+            rtt: None,
+            misbehavior_score: 0,
+            connected_since: None,
+            handshake_duration: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            received: Default::default(),
+            sent: Default::default(),
+        };
+        let t = table(&[peer], &[]);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t:?}");
+        assert!(t.contains("/\\u{1b}]0;t\\u{7}\\u{1b}[1m"), "{t}");
+    }
 }

@@ -1,5 +1,7 @@
-//! One-line human summaries of messages, for tools that print traffic.
+//! One-line human summaries of messages, for tools that print traffic. Text the peer chose (a
+//! user agent, a `reject`'s command and reason) is escaped with [`printable`].
 
+use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::Message;
 
 /// A short description of a message's payload.
@@ -7,7 +9,11 @@ pub fn summary(m: &Message) -> String {
     match m {
         Message::Version(v) => format!(
             "{} protocol {} services {:#x} height {} relay {}",
-            v.user_agent, v.version, v.services, v.start_height, v.relay
+            printable(&v.user_agent),
+            v.version,
+            v.services,
+            v.start_height,
+            v.relay
         ),
         Message::Ping(n) | Message::Pong(n) => format!("nonce {n:#018x}"),
         Message::Inv(v) | Message::GetData(v) | Message::NotFound(v) => match v.first() {
@@ -27,7 +33,7 @@ pub fn summary(m: &Message) -> String {
         },
         Message::Block(b) => format!("{} with {} transactions", b.hash(), b.transactions.len()),
         Message::Tx(t) => format!("{} ({} bytes)", t.txid(), t.size()),
-        Message::Reject(r) => format!("{} {} {:?}", r.message, r.code, r.reason),
+        Message::Reject(r) => format!("{} {} {:?}", printable(&r.message), r.code, r.reason),
         Message::Protoconf(p) => format!(
             "max payload {} policies {}",
             p.max_recv_payload_length, p.stream_policies

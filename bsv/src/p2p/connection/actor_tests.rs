@@ -125,6 +125,7 @@ fn harness(config: ConnectionConfig) -> Harness {
         event_capacity: 1000,
         metrics: crate::p2p::metrics::Metrics::default(),
         tap: None,
+        ask_for_addresses: false,
         services: None,
     };
     Harness {

@@ -32,7 +32,6 @@ use crate::p2p::Message;
 /// services found in this peer's messages, which the connection's `PeerProtocol` scores (the
 /// score and the ban decision stay in one place).
 #[derive(Debug)]
-#[allow(dead_code)] // Offences come from the services as they land.
 pub(crate) enum Mailbox {
     /// New connection settings.
     UpdateConfig(ConnectionConfig),
@@ -42,7 +41,6 @@ pub(crate) enum Mailbox {
 
 /// An offence found outside the connection, in what the peer's messages mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Constructed by the services as they land.
 pub(crate) enum Offence {
     /// A `headers` announcement that does not connect to our chain (every tenth costs +20).
     UnconnectingHeaders,
@@ -85,6 +83,14 @@ pub(crate) enum Report {
         reason: BanReason,
         /// Told the outcome once the ban is stored (`Manager::ban_peer` waits for it).
         ack: Option<tokio::sync::oneshot::Sender<Result<BanOutcome>>>,
+    },
+    /// Addresses a peer's `addr` named that passed the peer-learning filter
+    /// (`services::addrs`): candidates the supervisor creates if it does not know them.
+    Learned {
+        /// The peer that sent them.
+        source: Uuid,
+        /// The candidates' listening addresses.
+        addresses: Vec<SocketAddr>,
     },
     /// A connection actor finished (sent by the manager's monitor of that actor).
     Ended {
@@ -130,6 +136,9 @@ pub(crate) struct ConnectionContext {
     /// Sees every message received, handshake and keepalive included, before the connection
     /// acts on it (for tools such as `bsvp2p connect`).
     pub tap: Option<broadcast::Sender<BitcoinMessageEvent>>,
+    /// Send one `getaddr` after an outbound handshake (a manager in Normal mode that learns
+    /// peers; never a lone connection).
+    pub ask_for_addresses: bool,
     /// The manager's services (header chain, blocks, transactions, addresses): told when the
     /// handshake completes and given the messages they use.
     pub services: Option<crate::p2p::services::ServiceTx>,
@@ -162,6 +171,7 @@ impl ConnectionContext {
             event_capacity: config.event_channel_capacity.max(1),
             metrics: Metrics::default(),
             tap: None,
+            ask_for_addresses: false,
             services: None,
         })
     }
@@ -309,7 +319,6 @@ impl PeerLink {
 
     /// Queues `message` only if the connection's send queue has room now; `Ok(false)` when it is
     /// full (the peer is slow to read). For the services, which must not wait on one peer.
-    #[allow(dead_code)]
     pub(crate) fn try_send_message(&self, message: &Message) -> Result<bool> {
         let (outbox, frame) = {
             let guard = self
@@ -334,7 +343,6 @@ impl PeerLink {
 
     /// Tells the connection's protocol machine that the peer broke a rule only a service can
     /// see; the machine scores it (and bans at the threshold). Dropped if the mailbox is full.
-    #[allow(dead_code)]
     pub(crate) fn penalize(&self, offence: Offence) {
         let _ = self.cmd_tx.try_send(Mailbox::Offence(offence));
     }

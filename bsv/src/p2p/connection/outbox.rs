@@ -95,7 +95,6 @@ impl Outbox {
     }
 
     /// Queues bulk data only if there is room now.
-    #[allow(dead_code)]
     pub fn try_push_bulk(&self, frame: Bytes) -> Result<bool, OutboxError> {
         let want = frame.len().clamp(1, self.max_bytes) as u32;
         match self.budget.clone().try_acquire_many_owned(want) {

@@ -61,6 +61,9 @@ pub(crate) struct ProtocolSettings {
     pub max_recv_payload: u64,
     /// Whitelisted peers are never banned or disconnected for score.
     pub whitelisted: bool,
+    /// Send one `getaddr` after an outbound handshake, as the node does
+    /// (`ProcessVersionMessage`): set by a manager that learns peers (Normal mode).
+    pub ask_for_addresses: bool,
 }
 
 /// Something the peer told us about itself after the handshake.
@@ -411,6 +414,11 @@ impl PeerProtocol {
         }
         if version >= SENDHEADERS_VERSION {
             out.push(Action::Send(Message::SendHeaders));
+        }
+        // The node asks every peer it dialled for addresses once (`ProcessVersionMessage`);
+        // only outbound peers answer `getaddr` (§3.3).
+        if self.settings.ask_for_addresses && self.settings.flow == HandshakeFlow::Outbound {
+            out.push(Action::Send(Message::GetAddr));
         }
         out
     }

@@ -47,6 +47,7 @@ fn settings(flow: HandshakeFlow) -> ProtocolSettings {
         ping_timeout: Duration::from_secs(1200),
         max_recv_payload: 2 * 1024 * 1024,
         whitelisted: false,
+        ask_for_addresses: false,
     }
 }
 
@@ -137,6 +138,52 @@ fn completion_sends_protoconf_then_sendheaders_to_a_70016_peer() {
     assert!(matches!(out[0], Action::Established(_)));
     assert_eq!(sent(&out), ["protoconf", "sendheaders"]);
     assert!(p.is_established());
+}
+
+#[test]
+fn a_learning_manager_asks_each_outbound_peer_for_addresses_once_after_the_handshake() {
+    let t0 = Instant::now();
+    let learning = ProtocolSettings {
+        ask_for_addresses: true,
+        ..settings(HandshakeFlow::Outbound)
+    };
+    let mut p = PeerProtocol::new(learning, t0);
+    p.start();
+    // Nothing but verack before the peer's verack (missing-verack, §2.5).
+    assert_eq!(
+        sent(&p.on_message(Message::Version(version(70016)), t0)),
+        ["verack"]
+    );
+    let out = p.on_message(Message::Verack, t0);
+    assert_eq!(sent(&out), ["protoconf", "sendheaders", "getaddr"]);
+    // Once: later traffic never asks again.
+    assert!(sent(&p.on_message(Message::Ping(7), t0)) == ["pong"]);
+}
+
+#[test]
+fn inbound_peers_and_non_learning_connections_are_never_asked_for_addresses() {
+    let t0 = Instant::now();
+    let mut inbound = PeerProtocol::new(
+        ProtocolSettings {
+            ask_for_addresses: true,
+            ..settings(HandshakeFlow::Inbound)
+        },
+        t0,
+    );
+    inbound.start();
+    let mut all = sent(&inbound.on_message(Message::Version(version(70016)), t0))
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    let out = inbound.on_message(Message::Verack, t0);
+    assert!(inbound.is_established());
+    all.extend(sent(&out).into_iter().map(str::to_string));
+    assert!(!all.iter().any(|c| c == "getaddr"), "{all:?}");
+
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Outbound), t0);
+    p.start();
+    p.on_message(Message::Version(version(70016)), t0);
+    assert!(!sent(&p.on_message(Message::Verack, t0)).contains(&"getaddr"));
 }
 
 #[test]

@@ -154,6 +154,7 @@ fn settings(actor: &Actor, flow: HandshakeFlow) -> ProtocolSettings {
         ping_timeout: c.ping_timeout,
         max_recv_payload: c.max_recv_payload,
         whitelisted: actor.ctx.whitelist.contains(actor.peer.ip),
+        ask_for_addresses: actor.ctx.ask_for_addresses && flow == HandshakeFlow::Outbound,
     }
 }
 
@@ -434,7 +435,7 @@ async fn established(actor: &mut Actor, s: &mut Session, v: &VersionMessage) {
     debug!(state = %ConnectionState::Connected, "connection state changed");
     actor.was_connected = true;
     actor.retry.on_handshake_complete();
-    tracing::info!(user_agent = %crate::p2p::crawler::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
+    tracing::info!(user_agent = %crate::p2p::text::printable(&v.user_agent), version = v.version, start_height = v.start_height, "connection established");
     actor.emit(ControlEvent::HandshakeComplete {
         peer_id: actor.peer.id,
     });
@@ -577,7 +578,23 @@ async fn write_loop(
     metrics: crate::p2p::metrics::Metrics,
 ) {
     let mut tally = Tally::new();
-    while let Some((frame, permit)) = outbox.next().await {
+    loop {
+        // A quiet writer still flushes its tally when due (a ping sent, then nothing for two
+        // minutes, showed in no counter). `next` is cancel-safe: it takes a frame only under
+        // its lock, and the loop asks again after a flush.
+        let next = match tally.flush_due() {
+            Some(due) => tokio::select! {
+                n = outbox.next() => n,
+                _ = tokio::time::sleep_until(due) => {
+                    metrics.flush(&mut tally);
+                    continue;
+                }
+            },
+            None => outbox.next().await,
+        };
+        let Some((frame, permit)) = next else {
+            break;
+        };
         if let Err(e) = write_frame(&mut wr, &frame).await {
             debug!(error = %e, "write failed");
             outbox.close();

@@ -146,6 +146,7 @@ impl Inner {
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
                 ctx.services = Some(self.services_tx.clone());
+                ctx.ask_for_addresses = self.mode == Mode::Normal && config.addresses.learn;
                 Some(ctx)
             }
             Err(e) => {
@@ -515,6 +516,9 @@ impl Manager {
         let (mut hub, services_tx) = Hub::new(peers.clone());
         let services = ManagerServices::new(&config, peers, reports_tx.clone());
         services.register(&mut hub);
+        services
+            .addrs
+            .set_learning(mode == Mode::Normal && config.addresses.learn);
         let manager = Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
@@ -783,6 +787,10 @@ impl Manager {
         if let Ok(mut c) = self.inner.config.write() {
             *c = config.clone();
         }
+        self.inner
+            .services
+            .addrs
+            .set_learning(self.inner.mode == Mode::Normal && config.addresses.learn);
         if config.connection != old.connection {
             for l in self.inner.links() {
                 let _ = l
@@ -904,15 +912,8 @@ impl Manager {
 
     /// The manager's services, for their public methods (`header_chain`, `get_block`, ...),
     /// which live beside each service in `p2p::services`.
-    #[allow(dead_code)]
     pub(crate) fn services(&self) -> &ManagerServices {
         &self.inner.services
-    }
-
-    /// Whether the manager has been shut down (or dropped its tasks).
-    #[allow(dead_code)]
-    pub(crate) fn is_stopping(&self) -> bool {
-        self.inner.cancel.is_cancelled()
     }
 
     /// Peers stored with a status of this kind.

@@ -9,11 +9,16 @@
 //!   dialled and is deleted when the ban lapses;
 //! * an outbound actor that gave up, timed out or found an obsolete peer or ourselves marks the
 //!   address `Inaccessible`.
+//! * addresses learned from `addr` (`services::addrs`) become `Unknown` peers only if the store
+//!   holds nothing at that address (an existing record, banned, valid or inaccessible, stays as
+//!   it is), the IP has no ban, the address is not our listener, and neither the cap on untried
+//!   candidates (`addresses.max_candidates`) nor `max_stored_peers` is reached: learning never
+//!   makes the store evict anything.
 //!
 //! Nothing overwrites a ban: status writes check the stored status first, and since this is the
 //! only writer, no ban can land between that check and the write.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -23,7 +28,8 @@ use crate::p2p::connection::link::Report;
 use crate::p2p::connection::Direction;
 use crate::p2p::error::Result;
 use crate::p2p::events::ControlEvent;
-use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus};
+use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
+use crate::p2p::services::addrs::DropReason;
 use crate::p2p::store::BanOutcome;
 
 impl Inner {
@@ -47,6 +53,7 @@ impl Inner {
                     let _ = ack.send(result);
                 }
             }
+            Report::Learned { source, addresses } => self.learn(source, addresses).await,
             Report::Ended {
                 peer_id,
                 direction,
@@ -58,6 +65,90 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+
+    /// Creates the learned addresses the store does not know, within the caps.
+    async fn learn(&self, source: Uuid, addresses: Vec<SocketAddr>) {
+        let config = self.config();
+        let ex = self.exclusions();
+        let (mut total, mut untried) = match (
+            self.store.count().await,
+            self.store.count_by_status(PeerStatusKind::Unknown).await,
+        ) {
+            (Ok(t), Ok(u)) => (t, u),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "counting peers");
+                return;
+            }
+        };
+        let mut learned = 0u64;
+        let mut dropped: Vec<(DropReason, u64)> = Vec::new();
+        let mut drop = |reason: DropReason| match dropped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => dropped.push((reason, 1)),
+        };
+        let now = unix_now();
+        // Bans cover a whole IP; one read of the (few) banned records, then indexed look-ups.
+        let banned: std::collections::HashSet<IpAddr> =
+            match self.store.find_by_status(PeerStatusKind::Banned).await {
+                Ok(peers) => peers
+                    .iter()
+                    .filter(|p| p.is_banned_at(now))
+                    .map(|p| p.ip)
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "reading bans");
+                    return;
+                }
+            };
+        for addr in addresses {
+            let own = ex.own.contains(&addr)
+                || (ex.own_port == Some(addr.port())
+                    && (addr.ip().is_loopback() || addr.ip().is_unspecified()));
+            if own {
+                drop(DropReason::Own);
+                continue;
+            }
+            match self.store.find_by_ip_port(addr.ip(), addr.port()).await {
+                Ok(Some(_)) => {
+                    drop(DropReason::Known);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "looking up a learned address");
+                    continue;
+                }
+            }
+            if banned.contains(&addr.ip().to_canonical()) {
+                drop(DropReason::Banned);
+                continue;
+            }
+            if untried >= config.addresses.max_candidates {
+                drop(DropReason::CandidateCap);
+                continue;
+            }
+            if total >= config.max_stored_peers {
+                drop(DropReason::StoreFull);
+                continue;
+            }
+            match self.store.create(Peer::new(addr.ip(), addr.port())).await {
+                Ok(()) => {
+                    learned += 1;
+                    total += 1;
+                    untried += 1;
+                }
+                Err(e) => debug!(%addr, error = %e, "storing a learned address"),
+            }
+        }
+        if learned > 0 {
+            debug!(%source, learned, "learned peers from addr");
+            self.metrics.addresses_learned(learned);
+            self.wake.notify_one();
+        }
+        for (reason, n) in dropped {
+            self.metrics.addresses_dropped(reason.as_str(), n);
         }
     }
 

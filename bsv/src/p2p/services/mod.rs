@@ -15,9 +15,6 @@
 //! the supervisor (the store's one writer) and offences to the connection's `PeerProtocol`
 //! ([`Peers::penalize`]), which holds the score and makes the ban decision.
 
-// The services are being filled in (issue: services); until each uses every helper here.
-#![allow(dead_code)]
-
 pub(crate) mod addrs;
 pub(crate) mod blocks;
 pub(crate) mod chain;
@@ -275,9 +272,6 @@ pub(crate) struct ManagerServices {
     pub(crate) txs: Arc<txs::TxService>,
     /// Learns peers from `addr`.
     pub(crate) addrs: Arc<addrs::AddrService>,
-    /// Facts for the peer store's owner.
-    #[allow(dead_code)]
-    pub(crate) reports: mpsc::Sender<Report>,
 }
 
 impl ManagerServices {
@@ -287,8 +281,7 @@ impl ManagerServices {
             chain: Arc::new(chain::ChainService::new(config, peers.clone())),
             blocks: Arc::new(blocks::BlockService::new(config, peers.clone())),
             txs: Arc::new(txs::TxService::new(config, peers.clone())),
-            addrs: Arc::new(addrs::AddrService::new(config, peers)),
-            reports,
+            addrs: Arc::new(addrs::AddrService::new(config, peers, reports)),
         }
     }
 

@@ -315,17 +315,6 @@ impl ChainIndex {
             hash = e.header.prev_hash;
         }
     }
-
-    /// Up to `max` best-chain headers after height `from`.
-    pub(crate) fn best_headers(&self, from: u32, max: usize) -> Vec<BlockHeader> {
-        let offset = from.saturating_sub(self.base_height) as usize;
-        self.best
-            .iter()
-            .skip(offset)
-            .take(max)
-            .filter_map(|h| self.entries.get(h).map(|e| e.header))
-            .collect()
-    }
 }
 
 fn header_extends(tip: &Hash, entry: &Entry) -> bool {
