@@ -213,6 +213,12 @@ fn block_listener_prints_new_tips_and_the_simnet_reorg() {
     assert!(out.contains("synced: tip 50 "), "{out}");
     // Two mined blocks (51, 52), then three blocks on 50 replace them: depth 2.
     assert!(out.lines().any(|l| l.starts_with("new tip 51 ")), "{out}");
+    // Each new tip's block is fetched and verified (the simnet's blocks carry a coinbase).
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("block 51 ") && l.ends_with("merkle root verified")),
+        "{out}"
+    );
     assert!(
         out.lines().any(|l| l.starts_with("reorg at 50, depth 2: ")),
         "{out}"

@@ -36,11 +36,27 @@ fn demo_runs_and_its_summary_shows_the_expected_counts() {
     assert_eq!(crawl["bch"], 1);
     assert_eq!(step("headers")[0]["headers"], 200);
     assert_eq!(step("block")[0]["transactions"], 21);
+    // The fork: two blocks replaced by three on height 198, reported as a reorg of depth 2.
+    let reorg = &step("reorg")[0];
+    assert_eq!(
+        (reorg["fork_height"].clone(), reorg["depth"].clone()),
+        (198.into(), 2.into())
+    );
+    // The broadcast: every peer (8 outbound, the rejecting node inbound) asked for it, the
+    // rejecting node rejected it, and at least one other announced it back.
+    let broadcast = &step("broadcast")[0];
+    assert_eq!(broadcast["peers"], 9);
+    assert_eq!(broadcast["requested"], 9);
+    assert_eq!(broadcast["rejected"], 1);
+    assert!(
+        broadcast["relayed_back"].as_u64().unwrap() >= 1,
+        "{broadcast}"
+    );
     let summary = &step("summary")[0]["summary"];
     assert_eq!(summary["simulated nodes"], "24");
     assert_eq!(
-        summary["connections"], "8 outbound, 0 inbound",
-        "exactly the target, never more"
+        summary["connections"], "8 outbound, 1 inbound",
+        "exactly the target outbound, never more, plus the node that dialled in"
     );
 }
 

@@ -2,22 +2,27 @@
 //!
 //! Starts a simulated BSV network (24 nodes by default, on their own loopback addresses, one of
 //! them running a BCH user agent), runs the connection manager against it with a listener, then
-//! crawls the network, syncs headers and downloads a block, narrating each step and ending with
-//! a summary table. `--json` prints the same account as JSON lines.
+//! crawls the network and shows the library's services at work: the header chain syncing, a
+//! block fetched and verified, a fork the simnet resolves into a reorganisation the chain
+//! reports, and a transaction broadcast with its per-peer report (one node, dialling in,
+//! rejects it). Each step is narrated, and a summary table ends the run. `--json` prints the
+//! same account as JSON lines.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoinsv::bitcoin::{BlockHeader, BlockLocator, Hash, InvVect, Network};
-use bitcoinsv::p2p::limits::PROTOCOL_VERSION;
+use bitcoinsv::bitcoin::{Hash, Network, OutPoint, Transaction, TxIn, TxOut};
+use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{
-    ControlEvent, InMemoryPeerStore, Manager, ManagerConfig, Message, Peer, PeerStore,
+    BlockFetchOptions, BroadcastOptions, ChainEvent, ControlEvent, HeaderChain, InMemoryPeerStore,
+    Manager, ManagerConfig, Peer, PeerStore,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
+use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::broadcast;
 
 use crate::error::CliError;
 
@@ -139,7 +144,6 @@ async fn demo(args: Args) -> Result<(), CliError> {
     config.listener_port = 0;
     let manager = Manager::new(config, store.clone());
     let mut events = manager.subscribe_control_events();
-    let mut messages = manager.subscribe_messages_lossless(10_000);
     manager.start().await.map_err(other)?;
     let listen = manager
         .listener_address()
@@ -199,24 +203,23 @@ async fn demo(args: Args) -> Result<(), CliError> {
     let crawl = crawl_step(&n, addrs[0]).await?;
     summary.insert("crawl", crawl);
 
-    // Header sync and a block download from one connected peer.
-    let peer = manager
-        .connected_peers()
-        .into_iter()
-        .next()
-        .ok_or_else(|| other("no connected peer"))?;
-    let headers = sync_headers(&n, &manager, &mut messages, peer.peer_id, peer.address).await?;
-    let tip = headers.last().copied().ok_or_else(|| other("no headers"))?;
-    let (txs, size) = download_block(
-        &n,
-        &manager,
-        &mut messages,
-        peer.peer_id,
-        tip.hash(),
-        headers.len(),
-    )
-    .await?;
+    // The services: the header chain syncs, the tip's block is fetched and verified.
+    let chain = manager.header_chain();
+    let mut chain_events = chain.subscribe();
+    let (height, tip_hash) = sync_headers(&n, &chain).await?;
+    let (txs, size) = download_block(&n, &manager, tip_hash, height).await?;
 
+    // A fork: the simnet replaces its last two blocks with three others; the chain reorganises.
+    let reorg = reorg_step(&n, &net, &mut chain_events, height).await?;
+
+    // A broadcast: a node that rejects every transaction dials in, then every peer is offered
+    // one; the report says who asked, who rejected and who announced it back.
+    let rejecter = args.nodes - 2;
+    net.node(rejecter)
+        .set_misbehaviour(Misbehaviour::RejectAllTx);
+    net.node(rejecter).dial(listen).await.map_err(other)?;
+    wait_for_inbound(&manager).await?;
+    let broadcast = broadcast_step(&n, &manager).await?;
     // Summary.
     let snaps = manager.connected_peers();
     let inbound = snaps
@@ -232,12 +235,14 @@ async fn demo(args: Args) -> Result<(), CliError> {
     summary.insert("bans", format!("{} ({})", bans.len(), bans.join(", ")));
     summary.insert(
         "headers synced",
-        format!("{} (tip {})", headers.len(), short(&tip.hash())),
+        format!("{height} (tip {})", short(&tip_hash)),
     );
     summary.insert(
         "block downloaded",
         format!("{txs} transactions, {size} bytes, merkle root verified"),
     );
+    summary.insert("reorg", reorg);
+    summary.insert("broadcast", broadcast);
     summary.insert("bytes received", bytes_in.to_string());
     summary.insert("time", format!("{:.2}s", n.start.elapsed().as_secs_f64()));
     manager.shutdown().await.map_err(other)?;
@@ -253,6 +258,8 @@ async fn demo(args: Args) -> Result<(), CliError> {
             "crawl",
             "headers synced",
             "block downloaded",
+            "reorg",
+            "broadcast",
             "bytes received",
             "time",
         ] {
@@ -363,113 +370,173 @@ async fn crawl_step(n: &Narrator, seed: SocketAddr) -> Result<String, CliError> 
     Ok(text)
 }
 
-async fn next_message(
-    rx: &mut mpsc::Receiver<bitcoinsv::p2p::BitcoinMessageEvent>,
-    peer: uuid::Uuid,
-    want: impl Fn(&Message) -> bool,
-) -> Result<Message, CliError> {
-    tokio::time::timeout(STEP_TIMEOUT, async {
-        while let Some(e) = rx.recv().await {
-            if e.peer_id == peer && want(&e.message) {
-                return Some(e.message);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| other("the peer did not answer in time"))
-}
-
-async fn sync_headers(
-    n: &Narrator,
-    manager: &Manager,
-    rx: &mut mpsc::Receiver<bitcoinsv::p2p::BitcoinMessageEvent>,
-    peer: uuid::Uuid,
-    addr: SocketAddr,
-) -> Result<Vec<BlockHeader>, CliError> {
+async fn sync_headers(n: &Narrator, chain: &HeaderChain) -> Result<(u32, Hash), CliError> {
     let started = Instant::now();
-    let mut all: Vec<BlockHeader> = Vec::new();
-    let mut from = Network::Regtest.genesis_hash();
-    loop {
-        let req = Message::GetHeaders(BlockLocator {
-            version: PROTOCOL_VERSION as u32,
-            hashes: vec![from],
-            stop_hash: Hash::ZERO,
-        });
-        manager.send_message(peer, req).await.map_err(other)?;
-        let Message::Headers(batch) =
-            next_message(rx, peer, |m| matches!(m, Message::Headers(_))).await?
-        else {
-            unreachable!("filtered on headers")
-        };
-        for h in &batch {
-            if h.prev_hash != from {
-                return Err(other(format!(
-                    "header {} does not link to {}",
-                    h.hash(),
-                    from
-                )));
-            }
-            if !h.check_proof_of_work() {
-                return Err(other(format!(
-                    "header {} fails its proof of work",
-                    h.hash()
-                )));
-            }
-            from = h.hash();
-        }
-        let full = batch.len() == 2000;
-        all.extend(batch);
-        if !full {
-            break;
-        }
-    }
+    let tip = chain.sync(STEP_TIMEOUT).await.map_err(other)?;
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     n.say(
         "headers",
         &format!(
-            "{} headers from {addr} in {:.0} ms ({:.0} headers/s): every one links to the last and meets its proof of work",
-            all.len(),
+            "header chain synced to height {} ({}) in {:.0} ms ({:.0} headers/s): every header links to the last and meets its proof of work",
+            tip.height,
+            short(&tip.hash),
             secs * 1000.0,
-            all.len() as f64 / secs
+            f64::from(tip.height) / secs
         ),
-        json!({ "headers": all.len(), "headers_per_second": all.len() as f64 / secs }),
+        json!({ "headers": tip.height, "tip": tip.hash.to_string(), "headers_per_second": f64::from(tip.height) / secs }),
     );
-    Ok(all)
+    Ok((tip.height, tip.hash))
 }
 
 async fn download_block(
     n: &Narrator,
     manager: &Manager,
-    rx: &mut mpsc::Receiver<bitcoinsv::p2p::BitcoinMessageEvent>,
-    peer: uuid::Uuid,
     hash: Hash,
-    height: usize,
+    height: u32,
 ) -> Result<(usize, usize), CliError> {
-    manager
-        .send_message(peer, Message::GetData(vec![InvVect::block(hash)]))
-        .await
-        .map_err(other)?;
-    let Message::Block(block) = next_message(
-        rx,
-        peer,
-        |m| matches!(m, Message::Block(b) if b.hash() == hash),
+    let fetched = tokio::time::timeout(
+        STEP_TIMEOUT,
+        manager.get_block_with(hash, BlockFetchOptions::default()),
     )
-    .await?
-    else {
-        unreachable!("filtered on block")
-    };
-    block.check_merkle_root().map_err(other)?;
-    let size = bitcoinsv::bitcoin::Encode::encoded_len(&block);
+    .await
+    .map_err(|_| other("the block did not arrive in time"))?
+    .map_err(other)?;
+    let block = &fetched.block;
+    let size = bitcoinsv::bitcoin::Encode::encoded_len(block.as_ref());
     n.say(
         "block",
         &format!(
-            "block #{height} {hash}: {} transactions, {size} bytes, hash and merkle root verified",
+            "block #{height} {hash} from {}: {} transactions, {size} bytes, hash and merkle root verified",
+            fetched.address,
             block.transactions.len()
         ),
         json!({ "hash": hash.to_string(), "transactions": block.transactions.len(), "bytes": size }),
     );
     Ok((block.transactions.len(), size))
+}
+
+async fn reorg_step(
+    n: &Narrator,
+    net: &SimNet,
+    events: &mut broadcast::Receiver<ChainEvent>,
+    height: u32,
+) -> Result<String, CliError> {
+    let fork = height.saturating_sub(2);
+    net.reorg(fork, 3).map_err(other)?;
+    n.say(
+        "fork",
+        &format!("the simulated network replaces blocks {} and {height} with three blocks on height {fork}", fork + 1),
+        json!({ "fork_height": fork }),
+    );
+    let reorg = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            match events.recv().await {
+                Ok(ChainEvent::Reorg {
+                    old_tip,
+                    new_tip,
+                    fork_height,
+                    depth,
+                }) => return Ok((old_tip, new_tip, fork_height, depth)),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(other("the header chain stopped"))
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| other("no reorganisation was reported in time"))??;
+    let (old_tip, new_tip, fork_height, depth) = reorg;
+    let text = format!(
+        "depth {depth} at height {fork_height}: {} replaced by {}",
+        short(&old_tip),
+        short(&new_tip)
+    );
+    n.say(
+        "reorg",
+        &format!("the header chain reorganised, {text}"),
+        json!({ "fork_height": fork_height, "depth": depth, "old_tip": old_tip.to_string(), "new_tip": new_tip.to_string() }),
+    );
+    Ok(text)
+}
+
+async fn wait_for_inbound(manager: &Manager) -> Result<(), CliError> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while !manager
+        .connected_peers()
+        .iter()
+        .any(|s| s.direction == bitcoinsv::p2p::Direction::Inbound)
+    {
+        if Instant::now() > deadline {
+            return Err(other("the rejecting node never connected"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A made-up transaction (the simnet does not validate scripts or inputs).
+fn demo_transaction() -> Transaction {
+    Transaction::new(
+        1,
+        vec![TxIn {
+            prevout: OutPoint {
+                txid: Hash([0x5a; 32]),
+                vout: 0,
+            },
+            script_sig: Bytes::from_static(&[0x51]),
+            sequence: u32::MAX,
+        }],
+        vec![TxOut {
+            value: 1_000,
+            script_pubkey: Bytes::from_static(&[0x51]),
+        }],
+        0,
+    )
+}
+
+async fn broadcast_step(n: &Narrator, manager: &Manager) -> Result<String, CliError> {
+    let tx = demo_transaction();
+    let options = BroadcastOptions {
+        window: Duration::from_secs(5),
+        ..BroadcastOptions::default()
+    };
+    let report = manager
+        .broadcast_transaction_with(tx, options)
+        .await
+        .map_err(other)?;
+    for p in &report.peers {
+        let outcome = match &p.rejected {
+            Some(r) => format!(
+                "rejected it: 0x{:02x} {}",
+                r.code.to_u8(),
+                printable(&r.reason)
+            ),
+            None if p.announced_back => "asked for it and announced it back".to_string(),
+            None if p.requested => "asked for it".to_string(),
+            None => format!("{} (no answer)", p.delivery),
+        };
+        n.say(
+            "peer",
+            &format!("  {} {outcome}", p.address),
+            json!({ "peer": p.address.to_string(), "outcome": p.kind() }),
+        );
+    }
+    let requested = report.requested_by().count();
+    let rejected = report.rejected_by().count();
+    let back = report.relayed_back_by().count();
+    let text = format!(
+        "tx {} offered to {} peers: {requested} asked for it, {rejected} rejected it, {back} announced it back",
+        short(&report.txid),
+        report.peers.len()
+    );
+    n.say(
+        "broadcast",
+        &text,
+        json!({ "txid": report.txid.to_string(), "peers": report.peers.len(), "requested": requested, "rejected": rejected, "relayed_back": back }),
+    );
+    Ok(format!(
+        "{} peers: {requested} requested, {rejected} rejected, {back} announced back",
+        report.peers.len()
+    ))
 }
