@@ -255,3 +255,80 @@ async fn one_sigint_during_a_burst_of_events_always_stops_monitor_and_saves_the_
     interrupt_monitor_during_a_burst(&net, false, 5).await;
     net.shutdown().await;
 }
+
+/// Chain activity as it happens: a mined block is a `new tip` line naming its height, hash and
+/// the peer that announced it first; a simnet fork is a `reorg` line with its fork height and
+/// depth; the periodic status gives the tip and blocks per minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_prints_new_tips_with_their_first_peer_and_reorgs() {
+    let net = SimNet::start(SimNetConfig::default().nodes(2).blocks(5))
+        .await
+        .unwrap();
+    let addrs = net.addresses();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bsvp2p"))
+        .args(["monitor", "--network", "regtest", "--store"])
+        .arg(dir.path().join("peers.json"))
+        .args([
+            "--peer",
+            &addrs[0].to_string(),
+            "--peer",
+            &addrs[1].to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, pred: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if pred(&l) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("monitor never printed {what}"),
+            }
+        }
+    };
+    // The header chain syncs to the simnet's tip (height 5) as soon as a peer connects.
+    wait_for("the synced tip", &|l| l.contains(" new tip 5 "));
+    // Both nodes must have read our `sendheaders` to announce by `headers`; either way the
+    // tip arrives (by `headers`, or by `inv` and our `getheaders`).
+    for node in net.nodes() {
+        node.wait_for_stats(Duration::from_secs(10), |s| s.handshakes >= 1)
+            .await
+            .unwrap();
+    }
+    let block = net.mine_block();
+    let line = wait_for("the mined block", &|l| l.contains(" new tip 6 "));
+    assert!(line.contains(&block.hash().to_string()), "{line}");
+    assert!(line.contains(" first from 127.0.0.1:"), "{line}");
+    assert!(line.contains("/Bitcoin SV:1.2.2/"), "{line}");
+    // Blocks 5 and 6 replaced by three blocks on 4: a reorg of depth 2 at height 4.
+    net.reorg(4, 3).unwrap();
+    let line = wait_for("the reorg", &|l| l.contains(" reorg at height "));
+    assert!(line.contains(" reorg at height 4, depth 2: "), "{line}");
+    wait_for("the new tip after the reorg", &|l| {
+        l.contains(" new tip 7 ")
+    });
+    let status = wait_for("the status line", &|l| l.starts_with("# 2 connected; "));
+    assert!(status.contains("tip 7 "), "{status}");
+    assert!(status.contains(" blocks/min, "), "{status}");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "monitor exited with {exit:?}");
+    net.shutdown().await;
+}

@@ -62,7 +62,8 @@ pub enum Misbehaviour {
         bytes_per_second: u32,
     },
     /// Answer every `tx` with `reject` (code 0x10 `REJECT_INVALID`, reason
-    /// `bad-txns-inputs-missingorspent`, the txid) and never accept or relay it.
+    /// `bad-txns-inputs-missingorspent`, the txid), never accept or relay any, and ask for every
+    /// transaction offered by `inv` (the pool shared by the simnet's nodes is not its own).
     RejectAllTx,
     /// Never answer a block `getdata` (as the node does for a block it does not have, §3.4,
     /// but for every block); transactions are served as usual.

@@ -653,11 +653,14 @@ impl PeerState {
         for item in items {
             match item.inv_type {
                 InvType::Tx => {
-                    let known = ctx
-                        .mempool
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains(&item.hash);
+                    // A node that rejects every transaction never has one in its pool (the
+                    // simnet's pool is shared by its nodes): it asks for each it is offered.
+                    let known = self.mode != Misbehaviour::RejectAllTx
+                        && ctx
+                            .mempool
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .contains(&item.hash);
                     if !known {
                         wanted.push(*item);
                     }
@@ -746,6 +749,10 @@ impl PeerState {
     /// A transaction entered the pool: announce it by `inv` unless the peer asked for no
     /// transaction relay.
     pub fn on_new_tx(&self, txid: Hash) -> Vec<Action> {
+        // A node that rejects every transaction accepts and relays none.
+        if self.mode == Misbehaviour::RejectAllTx {
+            return Vec::new();
+        }
         match &self.peer {
             Some(p) if self.verack_received && p.relay => {
                 vec![Action::Send(Message::Inv(vec![InvVect::tx(txid)]))]

@@ -1,6 +1,10 @@
 //! `bsvp2p monitor`: run the manager and watch it. On a terminal, a table of connected peers is
 //! redrawn in place every second above a scrolling list of events; otherwise every event and a
-//! periodic one-line status are printed as plain lines (for logs and pipes). `--metrics-addr`
+//! periodic one-line status are printed as plain lines (for logs and pipes). Chain activity is
+//! shown as it happens: the header chain ([`bitcoinsv::p2p::HeaderChain`]) is followed from the
+//! start, every new tip is a line with its height, hash and the peer that told us first, every
+//! reorganisation a line with its fork height and depth, and the status gives blocks and
+//! transactions (distinct txids announced) per minute. `--metrics-addr`
 //! serves the library's metrics in Prometheus' text format on `/metrics`, and a configured
 //! `telemetry_endpoint` gets them over OTLP ([`crate::telemetry`]). Ctrl-C shuts the manager
 //! down cleanly, saves the peer store and flushes the metrics.
@@ -11,9 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bitcoinsv::bitcoin::{Hash, InvType};
 use bitcoinsv::p2p::text::printable;
-use bitcoinsv::p2p::{ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager};
+use bitcoinsv::p2p::{
+    ChainEvent, ConnectionSnapshot, ControlEvent, InMemoryPeerStore, Manager, Message,
+};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::error::CliError;
 use crate::interrupt::Interrupt;
@@ -96,6 +104,10 @@ async fn monitor(args: Args) -> Result<(), CliError> {
         Manager::with_fixed_peers(config, store, args.peers.clone())
     });
     let mut events = manager.subscribe_control_events();
+    let mut messages = manager.subscribe_bitcoin_messages();
+    let chain = manager.header_chain();
+    let mut chain_events = chain.subscribe();
+    let mut activity = Activity::default();
     // Subscribed once, before anything runs, so no Ctrl-C is lost (see `crate::interrupt`).
     let mut interrupt = Interrupt::install()
         .map_err(|e| CliError::Other(format!("cannot listen for Ctrl-C: {e}")))?;
@@ -124,32 +136,55 @@ async fn monitor(args: Args) -> Result<(), CliError> {
         path.display()
     ));
     let mut recent: Vec<String> = Vec::new();
+    let show = |line: String, recent: &mut Vec<String>| {
+        if live {
+            recent.push(line);
+            let excess = recent.len().saturating_sub(12);
+            recent.drain(..excess);
+        } else {
+            crate::output::line(&line);
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             e = events.recv() => match e {
-                Ok(e) => {
-                    let line = describe(&e, &manager.connected_peers());
-                    if live {
-                        recent.push(line);
-                        let excess = recent.len().saturating_sub(12);
-                        recent.drain(..excess);
-                    } else {
-                        crate::output::line(&line);
-                    }
-                }
+                Ok(e) => show(describe(&e, &manager.connected_peers()), &mut recent),
                 Err(broadcast::error::RecvError::Lagged(n)) => crate::output::line(&format!("# {n} events skipped")),
                 Err(_) => break,
             },
+            e = chain_events.recv() => match e {
+                Ok(e) => {
+                    activity.on_chain_event(&e);
+                    let from = match &e {
+                        ChainEvent::NewTip { hash, .. } => chain.announced_by(hash),
+                        _ => None,
+                    };
+                    let peer = from.and_then(|id| {
+                        manager.connected_peers().into_iter().find(|p| p.peer_id == id)
+                    });
+                    show(printable(&describe_chain(&e, from, peer.as_ref())), &mut recent);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => crate::output::line(&format!("# {n} chain events skipped")),
+                Err(_) => {}
+            },
+            m = messages.recv() => {
+                if let Ok(m) = m {
+                    if let Message::Inv(items) = &m.message {
+                        activity.on_announced(items.iter().filter(|i| i.inv_type == InvType::Tx).map(|i| i.hash));
+                    }
+                }
+            }
             _ = tick.tick() => {
                 ticks += 1;
                 let peers = manager.connected_peers();
+                let status = activity.status(&chain.tip());
                 if live {
-                    draw(&peers, &recent);
+                    draw(&peers, &status, &recent);
                 } else if ticks.is_multiple_of(10) {
-                    crate::output::line(&format!("# {} connected", peers.len()));
+                    crate::output::line(&format!("# {} connected; {status}", peers.len()));
                 }
             }
         }
@@ -238,6 +273,113 @@ fn describe_raw(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
     }
 }
 
+/// One line for a chain event: a new tip with the peer that announced it first, or a reorg.
+fn describe_chain(
+    e: &ChainEvent,
+    from: Option<uuid::Uuid>,
+    peer: Option<&ConnectionSnapshot>,
+) -> String {
+    let t = humantime_now();
+    match e {
+        ChainEvent::NewTip { height, hash } => {
+            let who = match (from, peer) {
+                (_, Some(p)) => {
+                    let agent = p
+                        .details
+                        .as_ref()
+                        .map(|d| d.user_agent.clone())
+                        .unwrap_or_default();
+                    format!(" first from {} {agent}", p.address)
+                }
+                (Some(id), None) => format!(" first from {id}"),
+                (None, None) => String::new(),
+            };
+            format!("{t} new tip {height} {hash}{who}")
+        }
+        ChainEvent::Reorg {
+            old_tip,
+            new_tip,
+            fork_height,
+            depth,
+        } => format!("{t} reorg at height {fork_height}, depth {depth}: {old_tip} -> {new_tip}"),
+    }
+}
+
+/// Blocks and transactions of the last minute, for the status line.
+#[derive(Default)]
+struct Activity {
+    /// When each new tip of the last minute arrived.
+    tips: std::collections::VecDeque<Instant>,
+    /// Distinct transaction ids announced this minute (capped: past the cap the count goes on
+    /// without deduplication).
+    txids: std::collections::HashSet<Hash>,
+    /// Announcements this minute beyond the cap.
+    overflow: u64,
+    /// The count of the last complete minute (none until one completes) and when the current
+    /// one began.
+    last_minute_txs: Option<u64>,
+    minute_start: Option<Instant>,
+    reorgs: u64,
+}
+
+/// Most transaction ids remembered per minute for deduplication (32 bytes each).
+const MAX_TXIDS_PER_MINUTE: usize = 1_000_000;
+
+impl Activity {
+    fn on_chain_event(&mut self, e: &ChainEvent) {
+        match e {
+            ChainEvent::NewTip { .. } => self.tips.push_back(Instant::now()),
+            ChainEvent::Reorg { .. } => self.reorgs += 1,
+        }
+    }
+
+    fn on_announced(&mut self, txids: impl Iterator<Item = Hash>) {
+        self.roll();
+        for txid in txids {
+            if self.txids.len() < MAX_TXIDS_PER_MINUTE {
+                self.txids.insert(txid);
+            } else if !self.txids.contains(&txid) {
+                self.overflow += 1;
+            }
+        }
+    }
+
+    /// Starts a new minute when the current one is over.
+    fn roll(&mut self) {
+        let now = Instant::now();
+        let start = *self.minute_start.get_or_insert(now);
+        if now.duration_since(start) >= Duration::from_secs(60) {
+            self.last_minute_txs = Some(self.txids.len() as u64 + self.overflow);
+            self.txids.clear();
+            self.overflow = 0;
+            self.minute_start = Some(now);
+        }
+    }
+
+    fn status(&mut self, tip: &bitcoinsv::p2p::ChainTip) -> String {
+        self.roll();
+        let now = Instant::now();
+        while self
+            .tips
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.tips.pop_front();
+        }
+        // The current minute's count until the first minute completes, then the last one's.
+        let txs = self
+            .last_minute_txs
+            .unwrap_or(self.txids.len() as u64 + self.overflow);
+        format!(
+            "tip {} {}; {} blocks/min, {txs} tx/min announced, {} reorgs",
+            tip.height,
+            tip.hash,
+            self.tips.len(),
+            self.reorgs
+        )
+    }
+}
+
 fn humantime_now() -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -247,9 +389,9 @@ fn humantime_now() -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
-fn draw(peers: &[ConnectionSnapshot], recent: &[String]) {
+fn draw(peers: &[ConnectionSnapshot], status: &str, recent: &[String]) {
     // Our own escape sequences (home, clear) first; everything below is escaped text.
-    let out = format!("\x1b[H\x1b[2J{}", table(peers, recent));
+    let out = format!("\x1b[H\x1b[2J{status}\n\n{}", table(peers, recent));
     crate::output::line(out.trim_end());
 }
 
