@@ -24,32 +24,11 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Decode, Hash, OutPoint, Transaction, TxIn, TxOut};
+use bitcoinsv::bitcoin::{Decode, Transaction};
 use bitcoinsv::p2p::{InMemoryPeerStore, Manager, ManagerConfig, Network};
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
-use bytes::Bytes;
 
 use common::{Args, Target};
-
-/// A made-up transaction for the simnet (which does not validate).
-fn demo_transaction() -> Transaction {
-    Transaction::new(
-        1,
-        vec![TxIn {
-            prevout: OutPoint {
-                txid: Hash([9; 32]),
-                vout: 0,
-            },
-            script_sig: Bytes::from_static(&[0x51]),
-            sequence: u32::MAX,
-        }],
-        vec![TxOut {
-            value: 1_000,
-            script_pubkey: Bytes::from_static(&[0x51]),
-        }],
-        0,
-    )
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -84,7 +63,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         ),
     };
     let tx = match &simnet {
-        Some(_) => demo_transaction(),
+        Some(_) => bitcoinsv_simnet::sample_transaction(1),
         None => {
             let hex = std::env::var("BROADCAST_TX_HEX")
                 .map_err(|_| "set BROADCAST_TX_HEX to the transaction to broadcast")?;

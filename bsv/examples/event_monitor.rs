@@ -28,10 +28,8 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Hash, OutPoint, Transaction, TxIn, TxOut};
 use bitcoinsv::p2p::{ControlEvent, InMemoryPeerStore, Manager, ManagerConfig, Network};
 use bitcoinsv_simnet::{SimNet, SimNetConfig};
-use bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
@@ -43,26 +41,6 @@ fn kind(e: &ControlEvent) -> String {
         .chars()
         .take_while(|c| c.is_alphanumeric())
         .collect()
-}
-
-/// A made-up transaction for the simnet to announce (the simnet does not validate).
-fn demo_transaction() -> Transaction {
-    Transaction::new(
-        1,
-        vec![TxIn {
-            prevout: OutPoint {
-                txid: Hash([7; 32]),
-                vout: 0,
-            },
-            script_sig: Bytes::from_static(&[0x51]),
-            sequence: u32::MAX,
-        }],
-        vec![TxOut {
-            value: 1_000,
-            script_pubkey: Bytes::from_static(&[0x51]),
-        }],
-        0,
-    )
 }
 
 /// What the example does to the simnet while the monitor watches.
@@ -80,7 +58,7 @@ async fn make_things_happen(net: &SimNet, manager: &Manager) -> Result<(), Box<d
     }
     let block = net.mine_block();
     println!("(simnet) mined block {}", block.hash());
-    let tx = demo_transaction();
+    let tx = bitcoinsv_simnet::sample_transaction(2);
     net.inject_tx(0, tx.clone())?;
     println!("(simnet) injected tx {}", tx.txid());
     let last = net.len() - 1;

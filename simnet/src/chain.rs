@@ -167,6 +167,13 @@ fn coinbase(seed: u64, height: u32, branch: u64) -> Transaction {
 /// The `index`-th filler transaction of the block at `height`: one input spending a derived
 /// outpoint with a 72-byte derived script, one output. The simnet does not validate scripts or
 /// spends, so these only need to be well formed and unique.
+/// A made-up transaction for examples and tests to inject or broadcast: deterministic from
+/// `tag`, distinct from every block's transactions, accepted by the simnet's nodes (which check
+/// neither inputs nor scripts). A real node would reject it.
+pub fn sample_transaction(tag: u32) -> Transaction {
+    filler_tx(u64::MAX, u32::MAX, tag)
+}
+
 pub(crate) fn filler_tx(seed: u64, height: u32, index: u32) -> Transaction {
     let prev = derive(seed, b"simnet-prevout", u64::from(height), u64::from(index));
     let sig_a = derive(seed, b"simnet-sig-a", u64::from(height), u64::from(index));

@@ -62,7 +62,7 @@ use std::sync::{Arc, Mutex};
 use bitcoinsv::bitcoin::{Block, Transaction};
 use tracing::info;
 
-pub use chain::{Chain, ChainHandle};
+pub use chain::{sample_transaction, Chain, ChainHandle};
 pub use config::{SimNetConfig, DEFAULT_USER_AGENT};
 pub use error::SimNetError;
 pub use misbehaviour::{Misbehaviour, BCH_USER_AGENT};

@@ -13,14 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoinsv::bitcoin::{Hash, Network, OutPoint, Transaction, TxIn, TxOut};
+use bitcoinsv::bitcoin::{Hash, Network};
 use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{
     BlockFetchOptions, BroadcastOptions, ChainEvent, ControlEvent, HeaderChain, InMemoryPeerStore,
     Manager, ManagerConfig, Peer, PeerStore,
 };
 use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
-use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -475,28 +474,8 @@ async fn wait_for_inbound(manager: &Manager) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A made-up transaction (the simnet does not validate scripts or inputs).
-fn demo_transaction() -> Transaction {
-    Transaction::new(
-        1,
-        vec![TxIn {
-            prevout: OutPoint {
-                txid: Hash([0x5a; 32]),
-                vout: 0,
-            },
-            script_sig: Bytes::from_static(&[0x51]),
-            sequence: u32::MAX,
-        }],
-        vec![TxOut {
-            value: 1_000,
-            script_pubkey: Bytes::from_static(&[0x51]),
-        }],
-        0,
-    )
-}
-
 async fn broadcast_step(n: &Narrator, manager: &Manager) -> Result<String, CliError> {
-    let tx = demo_transaction();
+    let tx = bitcoinsv_simnet::sample_transaction(3);
     let options = BroadcastOptions {
         window: Duration::from_secs(5),
         ..BroadcastOptions::default()

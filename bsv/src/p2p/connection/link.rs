@@ -278,17 +278,7 @@ impl PeerLink {
                 tokio::time::sleep_until(until).await;
             }
         }
-        let (outbox, frame) = {
-            let guard = self
-                .shared
-                .session
-                .lock()
-                .map_err(|_| not_connected(self.address))?;
-            let Some((outbox, codec)) = guard.as_ref() else {
-                return Err(not_connected(self.address));
-            };
-            (outbox.clone(), codec.encode_to_bytes(&message)?)
-        };
+        let (outbox, frame) = self.encode(&message)?;
         let len = frame.len();
         outbox
             .push_bulk(frame)
@@ -320,17 +310,7 @@ impl PeerLink {
     /// Queues `message` only if the connection's send queue has room now; `Ok(false)` when it is
     /// full (the peer is slow to read). For the services, which must not wait on one peer.
     pub(crate) fn try_send_message(&self, message: &Message) -> Result<bool> {
-        let (outbox, frame) = {
-            let guard = self
-                .shared
-                .session
-                .lock()
-                .map_err(|_| not_connected(self.address))?;
-            let Some((outbox, codec)) = guard.as_ref() else {
-                return Err(not_connected(self.address));
-            };
-            (outbox.clone(), codec.encode_to_bytes(message)?)
-        };
+        let (outbox, frame) = self.encode(message)?;
         let len = frame.len();
         let queued = outbox
             .try_push_bulk(frame)
@@ -339,6 +319,21 @@ impl PeerLink {
             self.shared.stats.count_sent(message.command(), len);
         }
         Ok(queued)
+    }
+
+    /// Encodes `message` with the session's codec (which knows the peer's limits) and returns
+    /// it with the session's outbox; fails when the connection is not established or the
+    /// message is over the peer's limit.
+    fn encode(&self, message: &Message) -> Result<(Outbox, bytes::Bytes)> {
+        let guard = self
+            .shared
+            .session
+            .lock()
+            .map_err(|_| not_connected(self.address))?;
+        let Some((outbox, codec)) = guard.as_ref() else {
+            return Err(not_connected(self.address));
+        };
+        Ok((outbox.clone(), codec.encode_to_bytes(message)?))
     }
 
     /// Tells the connection's protocol machine that the peer broke a rule only a service can
