@@ -4,7 +4,8 @@
 //! `run` function; `main` only parses, dispatches, and turns errors into a one-line message and
 //! a non-zero exit code (never a backtrace). Network subcommands share `--network` and
 //! `--config FILE` ([`config_file`]) and talk to peers through the library: `crawl` through the
-//! crawler, `headers`/`getblock`/`broadcast` through one connection actor each ([`session`]).
+//! crawler, `connect` through a `PeerClient`, and `headers`/`getblock`/`broadcast`/`monitor`
+//! through a manager and its services (header chain, block fetching, transaction broadcast).
 
 mod commands;
 mod config_file;
