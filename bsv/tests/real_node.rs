@@ -32,6 +32,17 @@
 //! The tests share one node, so they run one at a time (a static mutex), and each one's log
 //! check sees only its own traffic.
 
+/// The name `--list` gives a test of the calling module (`NAME` here, `module::NAME` in a
+/// submodule): the marker files `.ci/run` checks must carry it.
+macro_rules! listed {
+    ($name:literal) => {
+        match module_path!().split_once("::") {
+            Some((_, module)) => format!("{}::{}", module, $name),
+            None => $name.to_string(),
+        }
+    };
+}
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

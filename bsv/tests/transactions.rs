@@ -94,12 +94,46 @@ async fn a_broadcast_to_eight_nodes_reports_each_getdata_a_reject_and_the_relay_
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_peer_whose_feefilter_exceeds_our_rate_is_skipped_and_a_push_needs_no_getdata() {
+async fn a_peer_whose_feefilter_exceeds_our_rate_is_skipped() {
+    let (net, manager) = setup(2, &[(0, Misbehaviour::FeeFilter(5_000))]).await;
+    // Our side learns the filter from the message that follows the handshake.
+    let filtered = net.node(0).address();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !manager.connected_peers().iter().any(|p| {
+        p.address == filtered && p.details.as_ref().and_then(|d| d.fee_filter) == Some(5_000)
+    }) {
+        assert!(tokio::time::Instant::now() < deadline, "no feefilter seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let options = BroadcastOptions {
+        fee_rate: Some(1_000),
+        ..BroadcastOptions::default()
+    };
+    let report = manager
+        .broadcast_transaction_with(tx(3), options)
+        .await
+        .unwrap();
+    for p in &report.peers {
+        if p.address == filtered {
+            assert!(
+                matches!(p.delivery, Delivery::SkippedFeeFilter { .. }),
+                "{report}"
+            );
+            assert!(!p.requested, "{report}");
+        } else {
+            assert_eq!(p.delivery, Delivery::Announced, "{report}");
+            assert!(p.requested, "{report}");
+        }
+    }
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pushed_transaction_needs_no_getdata() {
     let (net, manager) = setup(2, &[]).await;
-    // The simnet sends no feefilter, so a rate of 0 skips nobody; push instead of inv.
     let options = BroadcastOptions {
         push: true,
-        fee_rate: Some(0),
         ..BroadcastOptions::default()
     };
     let report = manager

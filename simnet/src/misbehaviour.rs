@@ -65,6 +65,10 @@ pub enum Misbehaviour {
     /// `bad-txns-inputs-missingorspent`, the txid), never accept or relay any, and ask for every
     /// transaction offered by `inv` (the pool shared by the simnet's nodes is not its own).
     RejectAllTx,
+    /// Behave normally, and after the handshake send `feefilter` with this rate (satoshis per
+    /// 1000 bytes) to peers of version 70013 or later, as the node does (§3.15): announcements
+    /// of cheaper transactions are unwelcome.
+    FeeFilter(i64),
     /// Never answer a block `getdata` (as the node does for a block it does not have, §3.4,
     /// but for every block); transactions are served as usual.
     SilentOnBlockGetData,
@@ -109,6 +113,7 @@ impl Misbehaviour {
             Misbehaviour::FloodAddr => "flood-addr",
             Misbehaviour::SlowReader { .. } => "slow-reader",
             Misbehaviour::RejectAllTx => "reject-all-tx",
+            Misbehaviour::FeeFilter(_) => "fee-filter",
             Misbehaviour::SilentOnBlockGetData => "silent-on-block-getdata",
             Misbehaviour::NotFoundBlocks => "notfound-blocks",
             Misbehaviour::CorruptBlocks => "corrupt-blocks",

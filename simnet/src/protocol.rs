@@ -389,6 +389,8 @@ impl PeerState {
 
     /// The messages the node sends on a `verack` (`ProcessVerAckMessage`).
     fn verack_replies(&self, out: &mut Vec<Action>) {
+        /// `FEEFILTER_VERSION` (`src/version.h`).
+        const FEEFILTER_VERSION: i32 = 70013;
         let version = self.peer.as_ref().map_or(0, |p| p.version);
         let challenge: [u8; 32] = rand::random();
         out.push(Action::Send(Message::AuthCh(AuthChallenge {
@@ -403,6 +405,12 @@ impl PeerState {
                 announce: false,
                 version: 1,
             })));
+        }
+        // `SendFeeFilter` (`src/net/net_processing.cpp`): only to peers at 70013 or later.
+        if let Misbehaviour::FeeFilter(rate) = self.mode {
+            if version >= FEEFILTER_VERSION {
+                out.push(Action::Send(Message::FeeFilter(rate)));
+            }
         }
     }
 

@@ -45,7 +45,7 @@ async fn synced(node: &super::Node) -> (Session, HeaderChain) {
 
 #[tokio::test]
 async fn the_header_chain_reaches_the_nodes_tip() {
-    let test = "the_header_chain_reaches_the_nodes_tip";
+    let test = &listed!("the_header_chain_reaches_the_nodes_tip");
     let Some(node) = node(test, true) else {
         return;
     };
@@ -62,7 +62,7 @@ async fn the_header_chain_reaches_the_nodes_tip() {
 
 #[tokio::test]
 async fn a_block_mined_while_we_listen_arrives_through_subscribe() {
-    let test = "a_block_mined_while_we_listen_arrives_through_subscribe";
+    let test = &listed!("a_block_mined_while_we_listen_arrives_through_subscribe");
     let Some(node) = node(test, true) else {
         return;
     };
@@ -87,7 +87,7 @@ async fn a_block_mined_while_we_listen_arrives_through_subscribe() {
 
 #[tokio::test]
 async fn invalidating_the_tip_and_mining_two_blocks_is_a_reorg_of_depth_one() {
-    let test = "invalidating_the_tip_and_mining_two_blocks_is_a_reorg_of_depth_one";
+    let test = &listed!("invalidating_the_tip_and_mining_two_blocks_is_a_reorg_of_depth_one");
     let Some(node) = node(test, true) else {
         return;
     };

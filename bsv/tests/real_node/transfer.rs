@@ -11,7 +11,7 @@ use super::{node, spendable_coinbase_height, Guard, Session, MINER_ADDRESS, STEP
 
 #[tokio::test]
 async fn broadcast_transaction_reaches_the_mempool_and_reports_the_node_s_getdata() {
-    let test = "broadcast_transaction_reaches_the_mempool_and_reports_the_node_s_getdata";
+    let test = &listed!("broadcast_transaction_reaches_the_mempool_and_reports_the_node_s_getdata");
     let Some(node) = node(test, true) else {
         return;
     };
@@ -56,7 +56,8 @@ async fn broadcast_transaction_reaches_the_mempool_and_reports_the_node_s_getdat
 
 #[tokio::test]
 async fn a_block_mined_while_we_listen_is_fetched_equal_to_the_node_s_serialization() {
-    let test = "a_block_mined_while_we_listen_is_fetched_equal_to_the_node_s_serialization";
+    let test =
+        &listed!("a_block_mined_while_we_listen_is_fetched_equal_to_the_node_s_serialization");
     let Some(node) = node(test, true) else {
         return;
     };
