@@ -605,6 +605,9 @@ impl BlockStreamDecoder {
                 self.tx_count = value;
                 self.events.push_back(BlockEvent::TxCount(value));
                 self.next_tx();
+                if self.stage == Stage::Done {
+                    self.end_block()?;
+                }
                 Ok(rest)
             }
             Stage::Tx(field) => self.step_tx(field, input),
@@ -1145,5 +1148,14 @@ mod tests {
         d.feed(&p).unwrap();
         assert!(d.is_done());
         assert_eq!(d.finish(), Ok(()));
+        assert!(matches!(d.next_event(), Some(BlockEvent::Header(_))));
+        assert_eq!(d.next_event(), Some(BlockEvent::TxCount(0)));
+        match d.next_event() {
+            Some(BlockEvent::End(end)) => {
+                assert_eq!(end.computed_merkle_root, Hash::ZERO);
+                assert_eq!(end.tx_count, 0);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
