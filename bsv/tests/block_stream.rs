@@ -443,7 +443,7 @@ proptest! {
         let Some(BlockEvent::End(end)) = events.last() else { panic!("no end") };
         prop_assert_eq!(events.len(), 3 + block.transactions.len());
         prop_assert_eq!(end.checksum, ChecksumStatus::Matched);
-        prop_assert!(end.merkle_matches());
+        prop_assert_eq!(end.merkle_matches(), block.check_merkle_root().is_ok());
         prop_assert_eq!(end.computed_merkle_root, block.compute_merkle_root());
     }
 }
@@ -517,4 +517,82 @@ fn a_64_mib_block_streams_in_txid_only_mode_within_a_small_window() {
         "{r:?}"
     );
     assert!(d.peak_buffered_bytes() <= WINDOW);
+}
+
+/// Streams `payload` (no checksum) in pieces cut at `cuts`, returning the outcome and events.
+fn stream_cuts(
+    payload: &[u8],
+    config: BlockStreamConfig,
+    cuts: &[usize],
+) -> (Vec<BlockEvent>, Result<(), BlockStreamError>) {
+    let mut d = BlockStreamDecoder::new(payload.len() as u64, None, config);
+    let mut events = Vec::new();
+    let mut rest = payload;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = cuts
+            .get(i % cuts.len().max(1))
+            .copied()
+            .unwrap_or(1)
+            .clamp(1, rest.len());
+        i += 1;
+        let (piece, tail) = rest.split_at(n);
+        let r = d.feed(piece);
+        events.extend(std::iter::from_fn(|| d.next_event()));
+        if r.is_err() {
+            return (events, r);
+        }
+        rest = tail;
+    }
+    let r = d.finish();
+    (events, r)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Damaged blocks (a byte changed, bytes cut off or added) never panic the decoder, and it
+    /// accepts exactly what the whole decoder accepts, with the same transactions.
+    #[test]
+    fn damaged_blocks_are_accepted_by_the_stream_iff_by_the_whole_decoder(
+        shapes in prop::collection::vec((0usize..600, 0usize..4), 0..5),
+        damage in 0usize..3,
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cuts in prop::collection::vec(1usize..300, 1..20),
+        txid_only in any::<bool>(),
+    ) {
+        let txs: Vec<Transaction> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, (len, outs))| sample_tx(i as u32, *len, *outs))
+            .collect();
+        let mut payload = build_payload(txs);
+        let i = at.index(payload.len());
+        match damage {
+            0 => payload[i] = byte,
+            1 => payload.truncate(i),
+            _ => payload.insert(i, byte),
+        }
+        let whole = Block::decode_exact(&payload);
+        let config = if txid_only { BlockStreamConfig::txid_only() } else { BlockStreamConfig::default() };
+        let (events, r) = stream_cuts(&payload, config, &cuts);
+        prop_assert_eq!(whole.is_ok(), r.is_ok(), "whole {:?}, stream {:?}", whole, r);
+        if let Ok(block) = whole {
+            let txids: Vec<Hash> = events
+                .iter()
+                .filter_map(|e| match e {
+                    BlockEvent::Transaction { txid, tx, .. } => {
+                        assert_eq!(*txid, tx.txid());
+                        Some(*txid)
+                    }
+                    BlockEvent::TxId { txid, .. } => Some(*txid),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(txids, block.transactions.iter().map(Transaction::txid).collect::<Vec<_>>());
+            let Some(BlockEvent::End(end)) = events.last() else { panic!("no end") };
+            prop_assert_eq!(end.merkle_matches(), block.check_merkle_root().is_ok());
+        }
+    }
 }

@@ -162,9 +162,11 @@ pub struct BlockEnd {
 }
 
 impl BlockEnd {
-    /// Whether the txids hash to the header's merkle root.
+    /// Whether the txids hash to the header's merkle root. A block without transactions never
+    /// matches, as [`Block::check_merkle_root`](crate::bitcoin::Block::check_merkle_root) refuses
+    /// it (the node's `CheckBlock` requires a coinbase).
     pub fn merkle_matches(&self) -> bool {
-        self.header_merkle_root == self.computed_merkle_root
+        self.tx_count > 0 && self.header_merkle_root == self.computed_merkle_root
     }
 
     /// Whether the checksum matched or there was none to check.
@@ -237,6 +239,12 @@ pub enum BlockStreamError {
         offset: u64,
         /// The value read.
         value: u64,
+    },
+    /// The 80-byte block header failed to parse.
+    #[error("malformed block header: {source}")]
+    MalformedHeader {
+        /// What was wrong.
+        source: DecodeError,
     },
     /// A transaction failed to parse.
     #[error("malformed transaction {index} at offset {offset}: {source}")]
@@ -572,14 +580,9 @@ impl BlockStreamDecoder {
                 self.fill_scratch(head);
                 self.pos += n as u64;
                 if self.scratch_len == HEADER_SIZE {
-                    // The scratch holds exactly 80 bytes, which always decode as a header.
-                    let header = BlockHeader::decode_exact(&self.scratch).map_err(|source| {
-                        BlockStreamError::MalformedTx {
-                            index: 0,
-                            offset: 0,
-                            source,
-                        }
-                    })?;
+                    // Any 80 bytes decode as a header; the error is kept rather than unwrapped.
+                    let header = BlockHeader::decode_exact(&self.scratch)
+                        .map_err(|source| BlockStreamError::MalformedHeader { source })?;
                     self.scratch_len = 0;
                     self.header = Some(header);
                     self.events.push_back(BlockEvent::Header(header));
@@ -811,26 +814,11 @@ impl BlockStreamDecoder {
                 }
                 self.next_output()
             }
-            Field::ScriptSigLen => self.expect_or_skip(Field::ScriptSig, value, Field::Sequence, 4),
-            _ => self.expect_or_skip(Field::ScriptPubKey, value, Field::Value, 0),
-        }
-    }
-
-    /// A script of `len` bytes comes next; an empty one moves straight on.
-    fn expect_or_skip(
-        &mut self,
-        script: Field,
-        len: u64,
-        after: Field,
-        after_len: u64,
-    ) -> Result<(), BlockStreamError> {
-        if len > 0 {
-            return self.expect(script, len);
-        }
-        if script == Field::ScriptSig {
-            self.expect(after, after_len)
-        } else {
-            self.after_output()
+            // A script of `value` bytes comes next; an empty one moves straight on.
+            Field::ScriptSigLen if value > 0 => self.expect(Field::ScriptSig, value),
+            Field::ScriptSigLen => self.expect(Field::Sequence, 4),
+            _ if value > 0 => self.expect(Field::ScriptPubKey, value),
+            _ => self.next_output(),
         }
     }
 
@@ -865,10 +853,6 @@ impl BlockStreamDecoder {
         }
     }
 
-    fn after_output(&mut self) -> Result<(), BlockStreamError> {
-        self.next_output()
-    }
-
     /// A fixed-size field or a script has been read in full.
     fn after_fixed(&mut self, field: Field) -> Result<(), BlockStreamError> {
         match field {
@@ -886,7 +870,7 @@ impl BlockStreamDecoder {
                 self.stage = Stage::Tx(Field::ScriptPubKeyLen);
                 Ok(())
             }
-            Field::ScriptPubKey => self.after_output(),
+            Field::ScriptPubKey => self.next_output(),
             Field::LockTime => self.end_tx(),
             Field::InCount | Field::OutCount | Field::ScriptSigLen | Field::ScriptPubKeyLen => {
                 Ok(())
