@@ -195,6 +195,39 @@ fn txid_only_mode_yields_the_same_txids_offsets_and_lengths_and_keeps_no_transac
 }
 
 #[test]
+fn each_chunk_can_be_forwarded_to_a_sink_while_the_decoder_verifies_it() {
+    let raw = real_block();
+    let mut d = BlockStreamDecoder::new(
+        raw.len() as u64,
+        Some(checksum(&raw)),
+        BlockStreamConfig::txid_only(),
+    );
+    let mut sink: Vec<u8> = Vec::new();
+    let mut offsets = Vec::new();
+    for piece in raw.chunks(333) {
+        d.feed(piece).unwrap();
+        sink.extend_from_slice(piece);
+        while let Some(e) = d.next_event() {
+            if let BlockEvent::TxId {
+                txid,
+                offset,
+                length,
+                ..
+            } = e
+            {
+                offsets.push((txid, offset, length));
+            }
+        }
+    }
+    assert_eq!(sink, raw);
+    // Every transaction can be read back from the sink at the offset and length given.
+    for (txid, offset, length) in offsets {
+        let bytes = &sink[offset as usize..(offset + length) as usize];
+        assert_eq!(Transaction::decode_exact(bytes).unwrap().txid(), txid);
+    }
+}
+
+#[test]
 fn a_corrupted_transaction_byte_gives_a_merkle_mismatch_at_the_end_and_the_stream_before_it_is_intact(
 ) {
     let raw = real_block();

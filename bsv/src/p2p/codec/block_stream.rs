@@ -22,7 +22,14 @@
 //! is a parsed whole, and a caller that must accept transactions of any size up to the consensus
 //! limit uses [`TxMode::TxidOnly`] (which keeps no transaction bytes at all) together with the
 //! passthrough, and re-reads the transaction from its sink at the offset the event gives.
-//! [`BlockStreamDecoder::buffered_bytes`] reports what the decoder holds at any moment.
+//! [`BlockStreamDecoder::buffered_bytes`] reports what the decoder holds at any moment. Events
+//! wait in a queue until [`BlockStreamDecoder::next_event`] takes them, so a caller drains it after
+//! each `feed`: what one feed queues is proportional to that chunk (in whole mode, the
+//! transactions it completed, each in its own buffer handed over without a copy).
+//!
+//! **Copies.** In txid-only mode payload bytes are hashed where they lie in the caller's chunk
+//! and never copied; in whole mode each transaction's bytes are copied once, into the buffer that
+//! becomes its [`Transaction`] (a chunk's memory cannot be kept, since the caller reuses it).
 //!
 //! **What is verified.** The layout of every transaction, with the same rules as the whole-frame
 //! decoder (canonical var ints no larger than 0xFFFFFFFF, as the node's `ReadCompactSize` in
@@ -467,10 +474,15 @@ impl BlockStreamDecoder {
         self.stage == Stage::Done
     }
 
-    /// Payload bytes the decoder holds right now (header or var int scratch, the transaction
-    /// being read in [`TxMode::Whole`]). Never more than the window.
+    /// Payload bytes the decoder holds right now: the part of the header or var int in its
+    /// fixed 80-byte scratch, or in [`TxMode::Whole`] the bytes of the transaction being read
+    /// (a var int inside it is in both, and counted once). Never more than the window. Events
+    /// waiting in the queue are not counted: they belong to the caller.
     pub fn buffered_bytes(&self) -> usize {
-        self.scratch_len + self.tx.as_ref().map_or(0, |t| t.bytes.len())
+        match &self.tx {
+            Some(t) if self.config.mode == TxMode::Whole => t.bytes.len().max(self.scratch_len),
+            _ => self.scratch_len,
+        }
     }
 
     /// The most [`BlockStreamDecoder::buffered_bytes`] has been since the decoder was made.
@@ -1085,6 +1097,31 @@ mod tests {
                 assert_eq!(end.checksum, ChecksumStatus::NotApplicable);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_transaction_the_size_of_the_window_is_delivered_and_one_byte_larger_is_not() {
+        let t = tx(500, 3);
+        let p = payload(std::slice::from_ref(&t));
+        for (window, ok) in [(t.size(), true), (t.size() - 1, false)] {
+            let config = BlockStreamConfig {
+                window,
+                ..BlockStreamConfig::default()
+            };
+            let mut d = BlockStreamDecoder::new(p.len() as u64, None, config);
+            let r = p.chunks(1).try_for_each(|b| d.feed(b));
+            assert_eq!(r.is_ok(), ok, "window {window}: {r:?}");
+            assert!(d.peak_buffered_bytes() <= window);
+            if ok {
+                let events: Vec<_> = std::iter::from_fn(|| d.next_event()).collect();
+                assert!(events.contains(&BlockEvent::Transaction {
+                    index: 0,
+                    offset: 81,
+                    txid: t.txid(),
+                    tx: t.clone(),
+                }));
+            }
         }
     }
 
