@@ -39,7 +39,7 @@
 //! may want to weigh itself: the frame checksum (first 4 bytes of sha256d of the payload, as
 //! `ProcessMessages` checks in `src/net/net_processing.cpp`; `extmsg` frames carry none) and the
 //! merkle root of the txids against the header's (`BlockMerkleRoot`, `src/consensus/merkle.cpp`),
-//! computed by a streaming accumulator that holds one hash per tree level.
+//! computed by a [`MerkleAccumulator`] that holds one hash per tree level.
 
 use std::collections::VecDeque;
 
@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 use super::FrameHeader;
 use crate::bitcoin::{
-    sha256d_pair, BlockHeader, Decode, DecodeError, Hash, Reader, Transaction, HEADER_SIZE,
+    BlockHeader, Decode, DecodeError, Hash, MerkleAccumulator, Reader, Transaction, HEADER_SIZE,
     MAX_VAR_INT,
 };
 use crate::p2p::limits::{DEFAULT_BLOCK_STREAM_WINDOW, MAX_TX_SIZE};
@@ -292,71 +292,6 @@ pub enum BlockStreamError {
     /// Input was fed after an earlier error.
     #[error("the block stream already failed")]
     Failed,
-}
-
-/// A merkle root computed from txids as they arrive, holding at most one pending hash per tree
-/// level (O(log n) memory), with the node's rule that an odd last node pairs with itself
-/// (`ComputeMerkleRoot`, `src/consensus/merkle.cpp`).
-#[derive(Debug, Clone, Default)]
-pub struct MerkleAccumulator {
-    /// `levels[i]`: a left node at height `i` still waiting for its right sibling.
-    levels: Vec<Option<Hash>>,
-    count: u64,
-}
-
-impl MerkleAccumulator {
-    /// An empty accumulator.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds the next txid.
-    pub fn push(&mut self, txid: Hash) {
-        self.count += 1;
-        let mut node = txid;
-        for slot in self.levels.iter_mut() {
-            match slot.take() {
-                Some(left) => node = sha256d_pair(&left.0, &node.0),
-                None => {
-                    *slot = Some(node);
-                    return;
-                }
-            }
-        }
-        self.levels.push(Some(node));
-    }
-
-    /// How many txids were added.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// The root of the txids added so far (the zero hash for none, as
-    /// [`merkle_root`](crate::bitcoin::merkle_root)).
-    pub fn root(&self) -> Hash {
-        let top = match self.levels.iter().rposition(Option::is_some) {
-            Some(t) => t,
-            None => return Hash::ZERO,
-        };
-        // `carry` is the last node of the current level when that level has an odd number of
-        // nodes left over from the lower levels; at each level below the top, a lone node pairs
-        // with itself.
-        let mut carry: Option<Hash> = None;
-        for (height, slot) in self.levels.iter().enumerate() {
-            let node = match (*slot, carry) {
-                (None, None) => None,
-                (Some(left), None) if height == top => return left,
-                (Some(left), None) => Some(sha256d_pair(&left.0, &left.0)),
-                (None, Some(c)) => Some(sha256d_pair(&c.0, &c.0)),
-                (Some(left), Some(c)) => Some(sha256d_pair(&left.0, &c.0)),
-            };
-            if height == top {
-                return node.unwrap_or(Hash::ZERO);
-            }
-            carry = node;
-        }
-        Hash::ZERO
-    }
 }
 
 /// Where the decoder is in the payload.
@@ -1001,25 +936,6 @@ fn check_tx_size(
 mod tests {
     use super::*;
     use crate::bitcoin::{merkle_root, Encode, OutPoint, TxIn, TxOut};
-
-    fn leaf(i: u32) -> Hash {
-        let mut h = [0u8; 32];
-        h[..4].copy_from_slice(&i.to_le_bytes());
-        Hash(h)
-    }
-
-    #[test]
-    fn the_accumulator_matches_merkle_root_for_every_count_up_to_70() {
-        for n in 0..70u32 {
-            let leaves: Vec<Hash> = (0..n).map(leaf).collect();
-            let mut acc = MerkleAccumulator::new();
-            for l in &leaves {
-                acc.push(*l);
-            }
-            assert_eq!(acc.root(), merkle_root(leaves.clone()), "n = {n}");
-            assert!(acc.levels.len() <= 8);
-        }
-    }
 
     fn tx(script_len: usize, tag: u8) -> Transaction {
         Transaction::new(

@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub use block_stream::{
     BlockEnd, BlockEvent, BlockStreamConfig, BlockStreamDecoder, BlockStreamError, ChecksumStatus,
-    MerkleAccumulator, TxMode,
+    TxMode,
 };
 pub use error::CodecError;
 pub use framed::{is_close, FrameReader, FramedStream, ReadError};
