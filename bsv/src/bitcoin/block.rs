@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::transaction::MIN_TX_SIZE;
 use super::{
-    sha256d_64, write_var_int, BlockHeader, Decode, DecodeError, Encode, Hash, Reader, Transaction,
-    VarInt, HEADER_SIZE,
+    sha256d_64, sha256d_pair, write_var_int, BlockHeader, Decode, DecodeError, Encode, Hash,
+    Reader, Transaction, VarInt, HEADER_SIZE,
 };
 
 /// A block: header and transactions.
@@ -105,6 +105,71 @@ pub fn merkle_root(mut level: Vec<Hash>) -> Hash {
     level[0]
 }
 
+/// A merkle root computed from txids as they arrive, holding at most one pending hash per tree
+/// level (O(log n) memory), with the node's rule that an odd last node pairs with itself
+/// (`ComputeMerkleRoot`, `src/consensus/merkle.cpp`).
+#[derive(Debug, Clone, Default)]
+pub struct MerkleAccumulator {
+    /// `levels[i]`: a left node at height `i` still waiting for its right sibling.
+    levels: Vec<Option<Hash>>,
+    count: u64,
+}
+
+impl MerkleAccumulator {
+    /// An empty accumulator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the next txid.
+    pub fn push(&mut self, txid: Hash) {
+        self.count += 1;
+        let mut node = txid;
+        for slot in self.levels.iter_mut() {
+            match slot.take() {
+                Some(left) => node = sha256d_pair(&left.0, &node.0),
+                None => {
+                    *slot = Some(node);
+                    return;
+                }
+            }
+        }
+        self.levels.push(Some(node));
+    }
+
+    /// How many txids were added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The root of the txids added so far (the zero hash for none, as
+    /// [`merkle_root`]).
+    pub fn root(&self) -> Hash {
+        let top = match self.levels.iter().rposition(Option::is_some) {
+            Some(t) => t,
+            None => return Hash::ZERO,
+        };
+        // `carry` is the last node of the current level when that level has an odd number of
+        // nodes left over from the lower levels; at each level below the top, a lone node pairs
+        // with itself.
+        let mut carry: Option<Hash> = None;
+        for (height, slot) in self.levels.iter().enumerate() {
+            let node = match (*slot, carry) {
+                (None, None) => None,
+                (Some(left), None) if height == top => return left,
+                (Some(left), None) => Some(sha256d_pair(&left.0, &left.0)),
+                (None, Some(c)) => Some(sha256d_pair(&c.0, &c.0)),
+                (Some(left), Some(c)) => Some(sha256d_pair(&left.0, &c.0)),
+            };
+            if height == top {
+                return node.unwrap_or(Hash::ZERO);
+            }
+            carry = node;
+        }
+        Hash::ZERO
+    }
+}
+
 impl Encode for Block {
     fn encode<B: BufMut>(&self, out: &mut B) {
         self.header.encode(out);
@@ -142,7 +207,25 @@ impl Decode for Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitcoin::sha256d_pair;
+
+    fn leaf(i: u32) -> Hash {
+        let mut h = [0u8; 32];
+        h[..4].copy_from_slice(&i.to_le_bytes());
+        Hash(h)
+    }
+
+    #[test]
+    fn the_accumulator_matches_merkle_root_for_every_count_up_to_70() {
+        for n in 0..70u32 {
+            let leaves: Vec<Hash> = (0..n).map(leaf).collect();
+            let mut acc = MerkleAccumulator::new();
+            for l in &leaves {
+                acc.push(*l);
+            }
+            assert_eq!(acc.root(), merkle_root(leaves.clone()), "n = {n}");
+            assert!(acc.levels.len() <= 8);
+        }
+    }
 
     #[test]
     fn merkle_root_of_one_is_the_txid() {

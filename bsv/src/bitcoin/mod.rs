@@ -18,7 +18,7 @@ mod network;
 pub mod serde_hex;
 mod transaction;
 
-pub use block::{merkle_root, Block, BlockError};
+pub use block::{merkle_root, Block, BlockError, MerkleAccumulator};
 pub use encode::{
     list_len, var_bytes_len, write_list, write_var_bytes, write_var_int, Decode, DecodeError,
     Encode, Reader, VarInt, MAX_VAR_INT,

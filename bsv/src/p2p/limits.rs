@@ -32,6 +32,13 @@ pub const MAX_TX_SIZE: u64 = 1_000_000_000;
 /// Our default cap for block-like messages. The node accepts up to INT64_MAX; we stop at 4 GiB
 /// so a peer cannot make us buffer more than that unless the application opts in.
 pub const DEFAULT_MAX_BLOCK_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+/// Default window of the streaming block decoder (`codec::block_stream`): the most payload bytes
+/// it holds at once, so the largest transaction it delivers whole. Ours: three times the node's
+/// policy limit on a transaction it relays or mines (`DEFAULT_MAX_TX_SIZE_POLICY_AFTER_GENESIS`,
+/// 10 MB, `src/policy/policy.h`), so every transaction a default node mines fits, while a block
+/// costs at most this much memory whatever its size. Larger transactions (up to the consensus
+/// [`MAX_TX_SIZE`]) are read in txid-only mode.
+pub const DEFAULT_BLOCK_STREAM_WINDOW: usize = 32 * 1024 * 1024;
 /// Largest payload a basic header can describe; larger ones need `extmsg`.
 pub const MAX_BASIC_PAYLOAD: u64 = 0xFFFF_FFFF;
 

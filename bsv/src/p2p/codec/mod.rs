@@ -8,12 +8,17 @@
 //! has actually arrived, verify the checksum (basic frames only), and parse once. Payloads are
 //! split off the read buffer without copying, so a block's transactions share the frame's memory.
 
+pub mod block_stream;
 mod error;
 mod framed;
 mod header;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use block_stream::{
+    BlockEnd, BlockEvent, BlockStreamConfig, BlockStreamDecoder, BlockStreamError, ChecksumStatus,
+    TxMode,
+};
 pub use error::CodecError;
 pub use framed::{is_close, FrameReader, FramedStream, ReadError};
 pub use header::{is_sendable_command, parse_command, FrameHeader};
