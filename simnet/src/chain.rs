@@ -85,7 +85,7 @@ fn decode_hex(s: &str) -> Vec<u8> {
 }
 
 /// 32 deterministic bytes for `(seed, tag, a, b)`.
-fn derive(seed: u64, tag: &[u8], a: u64, b: u64) -> Hash {
+pub(crate) fn derive(seed: u64, tag: &[u8], a: u64, b: u64) -> Hash {
     let mut input = Vec::with_capacity(tag.len() + 24);
     input.extend_from_slice(tag);
     input.extend_from_slice(&seed.to_le_bytes());

@@ -37,6 +37,8 @@
 //!   (a restarted node gets its port back), and shuts everything down. Transactions accepted by
 //!   any node go into one shared pool and are announced by every node, as if the nodes were
 //!   connected to each other.
+//! * [`synthetic`]: [`SyntheticBlock`], deterministic blocks of any size (gigabytes) generated
+//!   on the fly as bounded chunks, with a real merkle root and proof of work.
 //!
 //! Where the simnet departs from the node, for the sake of tests: `getaddr` is answered at once
 //! (the node waits about 30 s), misbehaving loopback peers are banned (the node only disconnects
@@ -55,6 +57,7 @@ mod node;
 mod protocol;
 mod shared;
 mod stats;
+pub mod synthetic;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -69,6 +72,7 @@ pub use misbehaviour::{Misbehaviour, BCH_USER_AGENT};
 pub use node::NodeHandle;
 pub use protocol::{NODE_SERVICES, STREAM_POLICIES};
 pub use stats::NodeStats;
+pub use synthetic::{SyntheticBlock, SyntheticChunks, SyntheticReader};
 
 use protocol::Mempool;
 use shared::{NetShared, NodeShared};
