@@ -569,4 +569,33 @@ mod tests {
             );
         }
     }
+
+    /// The layout's length for a whole plan, from its parts.
+    fn planned_len(fillers: u64, tx_size: u64, last: u64) -> u64 {
+        let body = match fillers {
+            0 => 0,
+            n => (n - 1) * tx_size + last,
+        };
+        HEADER_LEN + VarInt::size(fillers + 1) as u64 + COINBASE_SIZE + body
+    }
+
+    #[test]
+    fn every_size_from_the_smallest_filler_up_is_exact() {
+        let fixed = HEADER_LEN + 1 + COINBASE_SIZE;
+        assert_eq!(plan(0, MIN_TX_SIZE).2, fixed);
+        for tx_size in [MIN_TX_SIZE, 250, 346, 1_000] {
+            let ranges = [
+                fixed + MIN_FILLER_SIZE..fixed + 60_000,
+                252 * tx_size - 2_000..252 * tx_size + 2_000,
+                65_535 * tx_size - 2_000..65_535 * tx_size + 2_000,
+            ];
+            for size in ranges.into_iter().flatten() {
+                let (fillers, last, len) = plan(size, tx_size);
+                assert_eq!(len, size, "tx_size {tx_size}");
+                assert!(fillers == 0 || last >= MIN_FILLER_SIZE);
+                assert!(last < 2 * tx_size);
+                assert_eq!(planned_len(fillers, tx_size, last), len);
+            }
+        }
+    }
 }
