@@ -11,12 +11,14 @@
 //!
 //! Layout: the coinbase first (94 bytes), then filler transactions of exactly `tx_size` bytes
 //! each (at least [`MIN_TX_SIZE`]) except the last, which absorbs the remainder (normally
-//! between `tx_size` and `2 × tx_size` bytes, smaller when the whole block is). Each filler has one input (a derived outpoint and a
-//! 33–35-byte derived input script) and one output whose script is `OP_FALSE OP_RETURN` followed
-//! by deterministic padding. The payload length is **exactly** the requested size whenever that
-//! size can be reached: 175 bytes (header, count and coinbase alone) and every size from
-//! 175 + [`MIN_FILLER_SIZE`] up; otherwise it is the smallest reachable size above it. [`SyntheticBlock::len`]
-//! always gives the real length.
+//! between `tx_size` and `2 × tx_size` bytes, smaller when the whole block is). Each filler has
+//! one input (a derived outpoint and a 33–35-byte derived input script) and one output whose
+//! script is `OP_FALSE OP_RETURN` followed by deterministic padding. The payload length is
+//! **exactly** the requested size whenever that size can be reached: 175 bytes (header, count
+//! and coinbase alone) and every size from 175 + [`MIN_FILLER_SIZE`] up; otherwise it is the
+//! smallest reachable size above it. [`SyntheticBlock::len`] always gives the real length.
+//! Generating is CPU-bound (one SHA-256 pass over the bytes for the txids, a second one for the
+//! checksum when it is needed): a multi-GiB block takes seconds to minutes in a debug build.
 //!
 //! The frame checksum of a basic 24-byte header covers the block header, which depends on the
 //! merkle root of every transaction, so it cannot be computed in the same pass as the txids;
