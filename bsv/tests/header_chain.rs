@@ -62,6 +62,39 @@ async fn next_control_event(
     .expect("event in time")
 }
 
+/// Starts a one-node simnet whose node misbehaves as `mode` and a manager syncing its header
+/// chain from the start; returns them with the rule and score of the first offence reported.
+async fn first_offence(mode: Misbehaviour) -> (SimNet, Manager, Misbehavior, u32) {
+    let net = SimNet::start(
+        SimNetConfig::default()
+            .nodes(1)
+            .blocks(5)
+            .with_misbehaviour(0, mode),
+    )
+    .await
+    .unwrap();
+    let mut c = config();
+    c.header_chain.enabled = true;
+    let addrs = net.addresses();
+    let store = Arc::new(InMemoryPeerStore::new());
+    store
+        .create(Peer::new(addrs[0].ip(), addrs[0].port()))
+        .await
+        .unwrap();
+    let manager = Manager::with_fixed_peers(c, store, addrs);
+    // Subscribed before start: the offence may come with the first headers.
+    let mut control = manager.subscribe_control_events();
+    manager.start().await.unwrap();
+    match next_control_event(&mut control, |e| {
+        matches!(e, ControlEvent::PeerMisbehavior { .. })
+    })
+    .await
+    {
+        ControlEvent::PeerMisbehavior { reason, score, .. } => (net, manager, reason, score),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn total_sent(net: &SimNet, command: &str) -> u64 {
     net.nodes().iter().map(|n| n.stats().sent(command)).sum()
 }
@@ -272,36 +305,8 @@ async fn a_header_file_of_another_network_fails_sync_with_a_typed_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_header_without_proof_of_work_is_scored_high_hash() {
-    let net = SimNet::start(
-        SimNetConfig::default()
-            .nodes(1)
-            .blocks(5)
-            .with_misbehaviour(0, Misbehaviour::BadPowHeader),
-    )
-    .await
-    .unwrap();
-    let mut c = config();
-    c.header_chain.enabled = true;
-    let addrs = net.addresses();
-    let store = Arc::new(InMemoryPeerStore::new());
-    store
-        .create(Peer::new(addrs[0].ip(), addrs[0].port()))
-        .await
-        .unwrap();
-    let manager = Manager::with_fixed_peers(c, store, addrs);
-    let mut control = manager.subscribe_control_events();
-    manager.start().await.unwrap();
-    let e = next_control_event(&mut control, |e| {
-        matches!(e, ControlEvent::PeerMisbehavior { .. })
-    })
-    .await;
-    match e {
-        ControlEvent::PeerMisbehavior { reason, score, .. } => {
-            assert_eq!(reason, Misbehavior::HighHash);
-            assert_eq!(score, 50);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (net, manager, reason, score) = first_offence(Misbehaviour::BadPowHeader).await;
+    assert_eq!((reason, score), (Misbehavior::HighHash, 50));
     assert_eq!(manager.header_chain().tip().height, 5);
     manager.shutdown().await.unwrap();
     net.shutdown().await;
@@ -309,36 +314,11 @@ async fn a_header_without_proof_of_work_is_scored_high_hash() {
 
 #[tokio::test(start_paused = true)]
 async fn ten_unconnecting_announcements_cost_twenty_and_each_gets_getheaders() {
-    let net = SimNet::start(
-        SimNetConfig::default()
-            .nodes(1)
-            .blocks(5)
-            .with_misbehaviour(0, Misbehaviour::UnconnectingHeaders(10)),
-    )
-    .await
-    .unwrap();
-    let mut c = config();
-    c.header_chain.enabled = true;
-    let addrs = net.addresses();
-    let store = Arc::new(InMemoryPeerStore::new());
-    store
-        .create(Peer::new(addrs[0].ip(), addrs[0].port()))
-        .await
-        .unwrap();
-    let manager = Manager::with_fixed_peers(c, store, addrs);
-    let mut control = manager.subscribe_control_events();
-    manager.start().await.unwrap();
-    let e = next_control_event(&mut control, |e| {
-        matches!(e, ControlEvent::PeerMisbehavior { .. })
-    })
-    .await;
-    match e {
-        ControlEvent::PeerMisbehavior { reason, score, .. } => {
-            assert_eq!(reason, Misbehavior::TooManyUnconnectedHeaders);
-            assert_eq!(score, 20);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (net, manager, reason, score) = first_offence(Misbehaviour::UnconnectingHeaders(10)).await;
+    assert_eq!(
+        (reason, score),
+        (Misbehavior::TooManyUnconnectedHeaders, 20)
+    );
     let chain = manager.header_chain();
     chain.sync(WAIT).await.unwrap();
     // One getheaders to start the sync, one for each of the ten announcements.
@@ -354,36 +334,8 @@ async fn ten_unconnecting_announcements_cost_twenty_and_each_gets_getheaders() {
 
 #[tokio::test(start_paused = true)]
 async fn a_longer_batch_that_does_not_connect_costs_ten_as_prev_blk_not_found() {
-    let net = SimNet::start(
-        SimNetConfig::default()
-            .nodes(1)
-            .blocks(5)
-            .with_misbehaviour(0, Misbehaviour::UnconnectingBatch),
-    )
-    .await
-    .unwrap();
-    let mut c = config();
-    c.header_chain.enabled = true;
-    let addrs = net.addresses();
-    let store = Arc::new(InMemoryPeerStore::new());
-    store
-        .create(Peer::new(addrs[0].ip(), addrs[0].port()))
-        .await
-        .unwrap();
-    let manager = Manager::with_fixed_peers(c, store, addrs);
-    let mut control = manager.subscribe_control_events();
-    manager.start().await.unwrap();
-    let e = next_control_event(&mut control, |e| {
-        matches!(e, ControlEvent::PeerMisbehavior { .. })
-    })
-    .await;
-    match e {
-        ControlEvent::PeerMisbehavior { reason, score, .. } => {
-            assert_eq!(reason, Misbehavior::PrevBlkNotFound);
-            assert_eq!(score, 10);
-        }
-        other => panic!("{other:?}"),
-    }
+    let (net, manager, reason, score) = first_offence(Misbehaviour::UnconnectingBatch).await;
+    assert_eq!((reason, score), (Misbehavior::PrevBlkNotFound, 10));
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }

@@ -422,17 +422,11 @@ impl Drop for LiftBans<'_> {
 /// carry the names the test binary lists (`rules::NAME`), which `.ci/run` looks for.
 macro_rules! node_or_skip {
     ($test:literal) => {
-        match node(&listed_name($test), true) {
+        match node(&listed!($test), true) {
             Some(n) => n,
             None => return,
         }
     };
-}
-
-/// `rules::NAME`: this module's path inside the test crate, then the test's name.
-fn listed_name(test: &str) -> String {
-    let (_crate, module) = module_path!().split_once("::").unwrap();
-    format!("{module}::{test}")
 }
 
 #[tokio::test]
