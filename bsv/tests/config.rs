@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitcoinsv::p2p::{
-    AddressConfig, BlockFetchConfig, ConnectionConfig, HeaderChainConfig, ManagerConfig, Network,
+    AddressConfig, BlockFetchConfig, BlockStreamingConfig, ConnectionConfig, HeaderChainConfig, ManagerConfig, Network,
     P2pError, TransactionConfig, Whitelist,
 };
 
@@ -209,6 +209,14 @@ fn toml_file_with_every_setting_round_trips() {
             max_in_flight_per_peer: 8,
             announcements_per_peer: 512,
         },
+        block_streaming: BlockStreamingConfig {
+            threshold: 8 << 20,
+            window: 4 << 20,
+            budget: 32 << 20,
+            max_whole_tx: 2 << 20,
+            stall_timeout: Duration::from_secs(20),
+            stall_min_rate: 50_000,
+        },
         transactions: TransactionConfig {
             relay_cache_bytes: 1 << 20,
             seen_capacity: 1000,
@@ -239,9 +247,9 @@ fn toml_file_with_every_setting_round_trips() {
 
     // Every setting is written out: 26 manager settings, 13 connection settings, 5 header
     // chain lines (enabled, sync_timeout, store_path, checkpoint height and header), 4 of block
-    // fetching, 4 of the transaction services and 2 of peer learning.
+    // fetching, 6 of block streaming, 4 of the transaction services and 2 of peer learning.
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 4 + 2, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 6 + 4 + 2, "{text}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::p2p::services::addrs::AddressConfig;
-pub use crate::p2p::services::blocks::BlockFetchConfig;
+pub use crate::p2p::services::blocks::{BlockFetchConfig, BlockStreamingConfig};
 pub use crate::p2p::services::chain::HeaderChainConfig;
 pub use crate::p2p::services::txs::TransactionConfig;
 
@@ -270,6 +270,8 @@ pub struct ManagerConfig {
     pub header_chain: HeaderChainConfig,
     /// Block fetching (`Manager::get_block`).
     pub block_fetch: BlockFetchConfig,
+    /// Blocks of any size as streams (`Manager::get_block_stream`).
+    pub block_streaming: BlockStreamingConfig,
     /// Transaction broadcast and stream.
     pub transactions: TransactionConfig,
     /// Peer learning from `addr`.
@@ -319,6 +321,7 @@ impl ManagerConfig {
             connection: ConnectionConfig::default(),
             header_chain: HeaderChainConfig::default(),
             block_fetch: BlockFetchConfig::default(),
+            block_streaming: BlockStreamingConfig::default(),
             transactions: TransactionConfig::default(),
             addresses: AddressConfig::default(),
         }
@@ -411,6 +414,7 @@ impl ManagerConfig {
         }
         self.header_chain.check()?;
         self.block_fetch.check()?;
+        self.block_streaming.check()?;
         self.transactions.check()?;
         self.addresses.check()?;
         if self
@@ -476,6 +480,7 @@ struct ManagerConfigFile {
     connection: ConnectionConfig,
     header_chain: HeaderChainConfig,
     block_fetch: BlockFetchConfig,
+    block_streaming: BlockStreamingConfig,
     transactions: TransactionConfig,
     addresses: AddressConfig,
 }
@@ -513,6 +518,7 @@ impl Default for ManagerConfigFile {
             connection: d.connection,
             header_chain: d.header_chain,
             block_fetch: d.block_fetch,
+            block_streaming: d.block_streaming,
             transactions: d.transactions,
             addresses: d.addresses,
         }
@@ -552,6 +558,7 @@ impl From<ManagerConfigFile> for ManagerConfig {
             connection: f.connection,
             header_chain: f.header_chain,
             block_fetch: f.block_fetch,
+            block_streaming: f.block_streaming,
             transactions: f.transactions,
             addresses: f.addresses,
         }

@@ -260,3 +260,33 @@ pub const ADDR_HORIZON: u64 = 30 * 24 * 60 * 60;
 /// cannot push DNS-seeded candidates out of the store (which evicts the oldest `Unknown` peer
 /// when full). Ours; the node's address manager holds up to 65,536 "new" entries.
 pub const DEFAULT_MAX_LEARNED_CANDIDATES: usize = 1000;
+
+// ---- Streaming blocks (p2p::services::blocks::stream, docs/GUIDE.md "Blocks of any size") ----
+
+/// Free room kept in the read buffer while a block is streamed: bigger reads than [`READ_ROOM`]
+/// (fewer system calls per gigabyte), still a fixed cost per streaming connection.
+pub const STREAM_READ_ROOM: usize = 256 * 1024;
+/// `block` frames with a payload above this are streamed rather than buffered whole. Ours: the
+/// blocks of the BSV network's quiet days fit whole (and arrive as `Message::Block`, as ever),
+/// while a block of gigabytes costs a bounded window. Equal to the decoder's window so that a
+/// block we buffer whole is never larger than one we would hold while streaming.
+pub const DEFAULT_STREAM_THRESHOLD: u64 = DEFAULT_BLOCK_STREAM_WINDOW as u64;
+/// Bytes of one streamed block that may wait for the application (transactions decoded, or raw
+/// chunks) before the connection stops reading: the back-pressure window per stream.
+pub const DEFAULT_STREAM_WINDOW: usize = 16 * 1024 * 1024;
+/// Bytes all streamed blocks together may have waiting for the application, so that N peers
+/// streaming at once cannot multiply [`DEFAULT_STREAM_WINDOW`]: past it every stream waits.
+pub const DEFAULT_STREAM_BUDGET: usize = 64 * 1024 * 1024;
+/// A streamed block must arrive at [`DEFAULT_BLOCK_STALLING_MIN_RATE`] measured over this much
+/// time spent waiting for the peer (time waiting for the application does not count): the
+/// node's `-blockstallingtimeout` default (10 s; docs/PROTOCOL.md §5), after which it
+/// disconnects a peer that stalls a block download.
+pub const DEFAULT_BLOCK_STALLING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The slowest acceptable block download, in bytes per second: the node's
+/// `-blockstallingmindownloadspeed` default (100 kB/s; docs/PROTOCOL.md §5).
+pub const DEFAULT_BLOCK_STALLING_MIN_RATE: u64 = 100_000;
+/// What a transaction-id event costs against a stream's window (its size in the queue), so
+/// that the window bounds the count of queued events as well as their bytes.
+pub const STREAM_EVENT_COST: usize = 64;
+/// Largest chunk of payload handed over at once in raw mode (and fed to the decoder at once).
+pub const STREAM_CHUNK: usize = 1024 * 1024;

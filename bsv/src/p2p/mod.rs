@@ -57,7 +57,8 @@ pub use manager::{LogLevelHandler, Manager, Mode};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};
 pub use services::blocks::{
-    Attempt, AttemptOutcome, BlockFetchError, BlockFetchOptions, FetchedBlock,
+    Attempt, AttemptOutcome, BlockFetchError, BlockFetchOptions, BlockPart, BlockStream,
+    BlockStreamFailure, BlockStreamMode, BlockStreamingConfig, FetchedBlock,
 };
 pub use services::chain::{ChainEvent, ChainHeader, ChainTip, Checkpoint, HeaderChain};
 pub use services::txs::{

@@ -88,6 +88,16 @@ const BLOCK_FETCH_DOCS: &[Doc] = &[
     ("announcements_per_peer", "Block hashes remembered per peer from its inv/headers announcements, to ask peers that have a block first.", None),
 ];
 
+/// Block streaming's settings (`[block_streaming]`).
+const BLOCK_STREAMING_DOCS: &[Doc] = &[
+    ("threshold", "Block payloads above this many bytes are streamed (Manager::get_block_stream, subscribe_block_streams), never buffered whole.", None),
+    ("window", "Bytes of one streamed block that may wait for the application before its connection stops reading (back-pressure).", None),
+    ("budget", "Bytes all streamed blocks together may have waiting, so several peers streaming at once cannot multiply the window.", None),
+    ("max_whole_tx", "Largest transaction a stream delivers parsed; larger ones need the TxIds or Raw mode.", None),
+    ("stall_timeout", "A streamed block must arrive at stall_min_rate over every such period of waiting for the peer (the node's -blockstallingtimeout, 10 s).", None),
+    ("stall_min_rate", "Slowest acceptable block download in bytes per second (the node's -blockstallingmindownloadspeed, 100 kB/s); slower peers are disconnected.", None),
+];
+
 /// The transaction services' settings (`[transactions]`).
 const TRANSACTIONS_DOCS: &[Doc] = &[
     ("relay_cache_bytes", "Bytes of broadcast transactions kept to answer peers' getdata (each for 15 minutes, the node's relay memory).", None),
@@ -118,6 +128,11 @@ const SECTIONS: &[(&str, &str, &[Doc])] = &[
         "block_fetch",
         "Block fetching (Manager::get_block, bsvp2p getblock).",
         BLOCK_FETCH_DOCS,
+    ),
+    (
+        "block_streaming",
+        "Blocks of any size as streams, in bounded memory.",
+        BLOCK_STREAMING_DOCS,
     ),
     (
         "transactions",

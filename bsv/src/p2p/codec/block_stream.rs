@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::FrameHeader;
+use super::{CodecError, FrameHeader};
 use crate::bitcoin::{
     BlockHeader, Decode, DecodeError, Hash, MerkleAccumulator, Reader, Transaction, HEADER_SIZE,
     MAX_VAR_INT,
@@ -292,6 +292,57 @@ pub enum BlockStreamError {
     /// Input was fed after an earlier error.
     #[error("the block stream already failed")]
     Failed,
+}
+
+impl BlockStreamError {
+    /// The same fault as the whole-frame decoder reports it, so that a streamed block is judged
+    /// by the rules that judge a buffered one (`PeerProtocol::on_codec_error`). `None` for what
+    /// is not the peer's fault: our own window ([`BlockStreamError::TxExceedsWindow`]) and the
+    /// caller's misuse of the decoder.
+    pub fn to_codec_error(&self) -> Option<CodecError> {
+        let at = |offset: u64| usize::try_from(offset).unwrap_or(usize::MAX);
+        let command = crate::p2p::messages::commands::BLOCK.to_string();
+        let invalid = |field: &'static str, offset: u64| CodecError::Malformed {
+            command: command.clone(),
+            offset: at(offset),
+            source: DecodeError::Invalid {
+                field,
+                offset: at(offset),
+                detail: self.to_string(),
+            },
+        };
+        Some(match self {
+            BlockStreamError::NonCanonicalVarInt { offset } => CodecError::NonCanonicalVarInt {
+                command,
+                offset: at(*offset),
+            },
+            BlockStreamError::VarIntTooLarge { offset, value } => CodecError::VarIntTooLarge {
+                command,
+                offset: at(*offset),
+                value: *value,
+            },
+            BlockStreamError::MalformedHeader { source } => CodecError::Malformed {
+                command,
+                offset: source.offset(),
+                source: source.clone(),
+            },
+            BlockStreamError::MalformedTx { offset, source, .. } => CodecError::Malformed {
+                command,
+                offset: at(*offset),
+                source: source.clone(),
+            },
+            BlockStreamError::CountTooLarge { offset, .. } => invalid("count", *offset),
+            BlockStreamError::ContentLongerThanDeclared { offset, .. } => {
+                invalid("length", *offset)
+            }
+            BlockStreamError::ContentShorterThanDeclared { end, .. } => invalid("length", *end),
+            BlockStreamError::TxTooLarge { offset, .. } => invalid("transaction", *offset),
+            BlockStreamError::TxExceedsWindow { .. }
+            | BlockStreamError::BeyondDeclaredLength { .. }
+            | BlockStreamError::Incomplete { .. }
+            | BlockStreamError::Failed => return None,
+        })
+    }
 }
 
 /// Where the decoder is in the payload.

@@ -12,12 +12,12 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
-use super::{CodecError, MessageCodec, RawFrame};
-use crate::p2p::limits::READ_ROOM;
+use super::{CodecError, Decoded, MessageCodec, RawFrame};
+use crate::p2p::limits::{READ_ROOM, STREAM_READ_ROOM};
 use crate::p2p::Message;
 
 /// Reads frames from the read half of a stream.
@@ -26,6 +26,9 @@ pub struct FrameReader<R> {
     rd: R,
     codec: MessageCodec,
     buf: BytesMut,
+    /// Payload bytes of a streamed block ([`Decoded::BlockStart`]) still to be taken with
+    /// [`FrameReader::take_stream_chunk`] before frames are decoded again.
+    stream_left: u64,
 }
 
 /// Why [`FramedStream::next_frame`] returned no frame.
@@ -49,6 +52,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             rd,
             codec,
             buf: BytesMut::with_capacity(READ_ROOM),
+            stream_left: 0,
         }
     }
 
@@ -60,8 +64,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Waits for more bytes; returns how many arrived, 0 when the peer closed the stream.
     /// Cancel-safe.
     pub async fn read_more(&mut self) -> std::io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < READ_ROOM {
-            self.buf.reserve(READ_ROOM);
+        // A streamed block passes through in big reads; frames keep the small room.
+        let room = if self.stream_left > 0 {
+            STREAM_READ_ROOM
+        } else {
+            READ_ROOM
+        };
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room);
         }
         self.rd.read_buf(&mut self.buf).await
     }
@@ -79,6 +89,57 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Splits one frame off the buffer if a whole one has arrived (`Ok(None)`: read more).
     pub fn decode(&mut self) -> Result<Option<RawFrame>, CodecError> {
         self.codec.decode_frame(&mut self.buf)
+    }
+
+    /// Splits one frame off the buffer, or hands over the header of a `block` frame above the
+    /// codec's streaming threshold ([`MessageCodec::set_stream_threshold`]); after
+    /// [`Decoded::BlockStart`], the payload is taken with [`FrameReader::take_stream_chunk`] /
+    /// [`FrameReader::stream_bytes`] and nothing is decoded until all of it has been.
+    pub fn decode_next(&mut self) -> Result<Option<Decoded>, CodecError> {
+        if self.stream_left > 0 {
+            return Ok(None);
+        }
+        let decoded = self.codec.decode_next(&mut self.buf)?;
+        if let Some(Decoded::BlockStart(header)) = &decoded {
+            self.stream_left = header.length;
+        }
+        Ok(decoded)
+    }
+
+    /// Payload bytes of the streamed block not yet taken (0: no block is being streamed).
+    pub fn stream_left(&self) -> u64 {
+        self.stream_left
+    }
+
+    /// The streamed block's payload bytes buffered now, at most `max`, to look at before
+    /// [`FrameReader::consume_stream`].
+    pub fn stream_bytes(&self, max: usize) -> &[u8] {
+        let n = self.stream_chunk_len(max);
+        &self.buf[..n]
+    }
+
+    /// Drops `n` bytes of the streamed block's payload from the buffer (after
+    /// [`FrameReader::stream_bytes`]); the buffer's memory is reused.
+    pub fn consume_stream(&mut self, n: usize) {
+        let n = self.stream_chunk_len(n);
+        bytes::Buf::advance(&mut self.buf, n);
+        self.stream_left -= n as u64;
+    }
+
+    /// Takes up to `max` buffered bytes of the streamed block's payload, without copying
+    /// (`None` when none is buffered or the block is complete).
+    pub fn take_stream_chunk(&mut self, max: usize) -> Option<Bytes> {
+        let n = self.stream_chunk_len(max);
+        if n == 0 {
+            return None;
+        }
+        self.stream_left -= n as u64;
+        Some(self.buf.split_to(n).freeze())
+    }
+
+    fn stream_chunk_len(&self, max: usize) -> usize {
+        let left = usize::try_from(self.stream_left).unwrap_or(usize::MAX);
+        self.buf.len().min(left).min(max)
     }
 
     /// Bytes buffered and not yet decoded.

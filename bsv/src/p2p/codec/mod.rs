@@ -106,6 +106,18 @@ impl RawFrame {
     }
 }
 
+/// What [`MessageCodec::decode_next`] split off the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A whole frame.
+    Frame(RawFrame),
+    /// The header of a `block` frame larger than the streaming threshold
+    /// ([`MessageCodec::set_stream_threshold`]): the header has been consumed and checked
+    /// against the limits; the next `header.length` bytes of the stream are its payload, which
+    /// the caller reads itself (e.g. through a [`BlockStreamDecoder`]) before decoding again.
+    BlockStart(FrameHeader),
+}
+
 /// The network a buffer's first frame belongs to, from its magic.
 pub fn detect_network(buf: &[u8]) -> Result<Network, CodecError> {
     let magic: Magic = match buf.get(..4) {
@@ -135,6 +147,8 @@ pub struct MessageCodec {
     peer_legacy_ping: bool,
     pending: Option<FrameHeader>,
     skip: Option<(u64, [u8; 12])>,
+    /// `block` frames with a payload above this are handed over as [`Decoded::BlockStart`].
+    stream_threshold: Option<u64>,
 }
 
 impl MessageCodec {
@@ -154,6 +168,7 @@ impl MessageCodec {
             peer_legacy_ping: false,
             pending: None,
             skip: None,
+            stream_threshold: None,
         }
     }
 
@@ -180,6 +195,12 @@ impl MessageCodec {
     /// Changes the receive limits (applies to the next header).
     pub fn set_recv_limits(&mut self, limits: RecvLimits) {
         self.recv = limits;
+    }
+
+    /// Makes [`MessageCodec::decode_next`] hand over `block` frames whose payload is larger than
+    /// `threshold` as [`Decoded::BlockStart`] instead of buffering them (`None`: never).
+    pub fn set_stream_threshold(&mut self, threshold: Option<u64>) {
+        self.stream_threshold = threshold;
     }
 
     /// Records the peer's `protoconf` limit: the largest non-block message we may send it.
@@ -273,6 +294,25 @@ impl MessageCodec {
     /// Splits one complete frame off `buf`. `Ok(None)` means more bytes are needed; by then the
     /// header has been checked, and nothing has been allocated for the payload still to come.
     pub fn decode_frame(&mut self, buf: &mut BytesMut) -> Result<Option<RawFrame>, CodecError> {
+        match self.decode_inner(buf, false)? {
+            Some(Decoded::Frame(f)) => Ok(Some(f)),
+            // Not asked for: `allow_stream` is false.
+            Some(Decoded::BlockStart(_)) | None => Ok(None),
+        }
+    }
+
+    /// As [`MessageCodec::decode_frame`], except that a `block` frame above the streaming
+    /// threshold is not waited for: its header is returned as soon as it has been checked, and
+    /// its payload is left in `buf` (and in the stream) for the caller.
+    pub fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, CodecError> {
+        self.decode_inner(buf, true)
+    }
+
+    fn decode_inner(
+        &mut self,
+        buf: &mut BytesMut,
+        allow_stream: bool,
+    ) -> Result<Option<Decoded>, CodecError> {
         if let Some((remaining, _)) = &mut self.skip {
             let n = (*remaining).min(buf.len() as u64) as usize;
             let _ = buf.split_to(n);
@@ -292,7 +332,7 @@ impl MessageCodec {
                     Ok(None) => return Ok(None),
                     Err(CodecError::BadCommand { raw }) => {
                         self.check_magic(buf)?;
-                        return self.skip_bad_command(buf, raw);
+                        return self.skip_bad_command(buf, raw, allow_stream);
                     }
                     Err(e) => return Err(e),
                 };
@@ -309,6 +349,12 @@ impl MessageCodec {
                 header
             }
         };
+        if allow_stream
+            && header.command == commands::BLOCK
+            && self.stream_threshold.is_some_and(|t| header.length > t)
+        {
+            return Ok(Some(Decoded::BlockStart(header)));
+        }
         // `length` is within a limit that fits in memory terms only if the platform can address
         // it; refuse rather than truncate on 32-bit targets.
         let Ok(len) = usize::try_from(header.length) else {
@@ -339,7 +385,7 @@ impl MessageCodec {
                 });
             }
         }
-        Ok(Some(RawFrame { header, payload }))
+        Ok(Some(Decoded::Frame(RawFrame { header, payload })))
     }
 
     /// Splits one complete frame off `buf` and parses it.
@@ -368,7 +414,8 @@ impl MessageCodec {
         &mut self,
         buf: &mut BytesMut,
         raw: [u8; 12],
-    ) -> Result<Option<RawFrame>, CodecError> {
+        allow_stream: bool,
+    ) -> Result<Option<Decoded>, CodecError> {
         let length = header::peek_length(buf).unwrap_or(0);
         if length > self.recv.max_payload {
             return Err(CodecError::Oversized {
@@ -379,7 +426,7 @@ impl MessageCodec {
         }
         let _ = buf.split_to(HEADER_LEN);
         self.skip = Some((length, raw));
-        self.decode_frame(buf)
+        self.decode_inner(buf, allow_stream)
     }
 }
 

@@ -127,6 +127,7 @@ fn harness(config: ConnectionConfig) -> Harness {
         tap: None,
         ask_for_addresses: false,
         services: None,
+        streaming: None,
     };
     Harness {
         ctx,

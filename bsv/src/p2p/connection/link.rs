@@ -142,6 +142,18 @@ pub(crate) struct ConnectionContext {
     /// The manager's services (header chain, blocks, transactions, addresses): told when the
     /// handshake completes and given the messages they use.
     pub services: Option<crate::p2p::services::ServiceTx>,
+    /// Streaming of large blocks; `None` (a lone connection, without services to hand the
+    /// streams to) buffers every block whole up to `max_block_size`.
+    pub streaming: Option<Streaming>,
+}
+
+/// What a connection needs to stream large blocks (docs/GUIDE.md, "Blocks of any size").
+#[derive(Debug, Clone)]
+pub(crate) struct Streaming {
+    /// The settings.
+    pub config: crate::p2p::services::blocks::BlockStreamingConfig,
+    /// The manager-wide budget of queued bytes.
+    pub budget: crate::p2p::services::blocks::stream::StreamBudget,
 }
 
 impl ConnectionContext {
@@ -173,6 +185,7 @@ impl ConnectionContext {
             tap: None,
             ask_for_addresses: false,
             services: None,
+            streaming: None,
         })
     }
 }

@@ -9,7 +9,8 @@
 //! * `keepalive`: the ping schedule, pong matching, RTT and the dead-peer timeout;
 //! * `rules`: the node's checks on single messages and the counters some rules need;
 //! * `retry`: backoff with cap and jitter, the retry budget, restarts per window;
-//! * `state`: the lifecycle of SPEC §6 with only the legal transitions.
+//! * `state`: the lifecycle of SPEC §6 with only the legal transitions;
+//! * `stall`: the block-download stall rule for streamed blocks.
 //!
 //! The actor (`actor`, `session`) only moves bytes and timers for the machine: it dials, reads,
 //! writes through the `Outbox` and reports facts to the manager, which alone writes
@@ -26,6 +27,8 @@ mod reason;
 pub(crate) mod retry;
 pub(crate) mod rules;
 pub(crate) mod session;
+mod session_block;
+pub(crate) mod stall;
 pub(crate) mod state;
 pub mod stats;
 

@@ -48,6 +48,16 @@ pub enum DisconnectReason {
     /// The peer broke a rule the node answers with a disconnect but no ban.
     #[error("protocol violation: {0}")]
     Protocol(ProtocolViolation),
+    /// A streamed block arrived slower than `block_streaming.stall_min_rate` over
+    /// `block_streaming.stall_timeout` of waiting for the peer (the node's block-download
+    /// stall rule, `-blockstallingtimeout`).
+    #[error("block download stalled: {received} bytes in {within:?}")]
+    BlockStalled {
+        /// Bytes received in the period.
+        received: u64,
+        /// The period.
+        within: Duration,
+    },
     /// Our side closed: the application, the manager (a ban of the IP, shutdown) or a dropped
     /// handle asked for it.
     #[error("disconnect requested")]
@@ -71,6 +81,7 @@ impl DisconnectReason {
             DisconnectReason::NotReading => "not_reading",
             DisconnectReason::Misbehavior { .. } => "misbehavior",
             DisconnectReason::Protocol(_) => "protocol_violation",
+            DisconnectReason::BlockStalled { .. } => "block_stalled",
             DisconnectReason::Requested => "requested",
         }
     }

@@ -26,7 +26,8 @@ use super::{
     OutboxError, PeerDetails,
 };
 use crate::bitcoin::NetAddress;
-use crate::p2p::codec::{is_close, FrameReader, MessageCodec, RecvLimits};
+use super::session_block::{self, Flow, InboundBlock};
+use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
 use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
@@ -90,8 +91,8 @@ impl Noise {
     }
 }
 
-struct Session {
-    protocol: PeerProtocol,
+pub(super) struct Session {
+    pub(super) protocol: PeerProtocol,
     /// Encodes what we send (the reader has its own decoder).
     codec: MessageCodec,
     outbox: Outbox,
@@ -100,10 +101,12 @@ struct Session {
     noise: Noise,
     /// Message counts not yet added to the metrics.
     tally: Tally,
+    /// The block being streamed in, if any (docs/GUIDE.md, "Blocks of any size").
+    pub(super) inbound: Option<InboundBlock>,
 }
 
 impl Session {
-    fn end(&self, reason: DisconnectReason) -> SessionEnd {
+    pub(super) fn end(&self, reason: DisconnectReason) -> SessionEnd {
         SessionEnd {
             reason,
             connected: self.protocol.is_established(),
@@ -172,7 +175,10 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         .in_current_span(),
     );
     let started = Instant::now();
-    let decoder = MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor));
+    let mut decoder = MessageCodec::new(actor.ctx.network).with_recv_limits(recv_limits(actor));
+    if let Some(streaming) = &actor.ctx.streaming {
+        decoder.set_stream_threshold(Some(streaming.config.threshold));
+    }
     let mut rd = FrameReader::new(rd, decoder);
     let mut s = Session {
         protocol: PeerProtocol::new(settings(actor, flow), started),
@@ -182,9 +188,13 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         banned: false,
         noise: Noise::default(),
         tally: Tally::new(),
+        inbound: None,
     };
     let handshake = tracing::info_span!("handshake", flow = ?flow);
     let end = session_loop(actor, &mut rd, &mut s, handshake).await;
+    if let Some(inbound) = s.inbound.take() {
+        inbound.abandon(&end.reason);
+    }
     actor.ctx.metrics.flush(&mut s.tally);
     s.noise.log(Instant::now());
     if let Ok(mut g) = actor.shared.session.lock() {
@@ -238,10 +248,13 @@ async fn step(
     s: &mut Session,
 ) -> Option<SessionEnd> {
     let protocol_deadline = s.protocol.deadline();
-    let deadline = match s.tally.flush_due() {
+    let mut deadline = match s.tally.flush_due() {
         Some(due) => protocol_deadline.min(due),
         None => protocol_deadline,
     };
+    if let Some(inbound) = &s.inbound {
+        deadline = deadline.min(inbound.deadline());
+    }
     tokio::select! {
         biased;
         _ = actor.shared.cancel.cancelled() => Some(s.end(DisconnectReason::Requested)),
@@ -252,6 +265,9 @@ async fn step(
                 Ok(n) => {
                     actor.shared.stats.add_bytes_in(n);
                     s.protocol.on_bytes_received(Instant::now());
+                    if let Some(inbound) = s.inbound.as_mut() {
+                        inbound.on_bytes(n);
+                    }
                 }
             }
             drain_frames(actor, rd, s).await
@@ -270,6 +286,10 @@ async fn step(
             if s.tally.flush_due().is_some_and(|due| now >= due) {
                 actor.ctx.metrics.flush(&mut s.tally);
             }
+            if let Some(reason) = s.inbound.as_mut().and_then(|i| i.check_stall(now)) {
+                debug!(error = %reason, "peer stalled a block download");
+                return Some(s.end(reason));
+            }
             if now < protocol_deadline {
                 return None;
             }
@@ -286,9 +306,27 @@ async fn drain_frames(
     s: &mut Session,
 ) -> Option<SessionEnd> {
     loop {
+        if s.inbound.is_some() {
+            match session_block::pump(actor, rd, s).await {
+                Flow::NeedBytes => return None,
+                Flow::Done => continue,
+                Flow::End(end) => return Some(end),
+            }
+        }
         let now = Instant::now();
-        let frame = match rd.decode() {
-            Ok(Some(f)) => f,
+        let frame = match rd.decode_next() {
+            Ok(Some(Decoded::Frame(f))) => f,
+            Ok(Some(Decoded::BlockStart(header))) => {
+                let size = usize::try_from(header.length)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(header.wire_len());
+                actor.shared.stats.count_received(&header.command, size);
+                if s.tally.record(true, &header.command, size) {
+                    actor.ctx.metrics.flush(&mut s.tally);
+                }
+                s.inbound = Some(InboundBlock::new(actor, header));
+                continue;
+            }
             Ok(None) => return None,
             Err(e) => {
                 trace!(error = %e, "codec error");
@@ -335,7 +373,7 @@ async fn drain_frames(
 
 /// Performs the protocol's actions in order; returns the end of the session if one of them
 /// closes it.
-async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Option<SessionEnd> {
+pub(super) async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Option<SessionEnd> {
     for action in actions {
         match action {
             Action::Send(m) => {

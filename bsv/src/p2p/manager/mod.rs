@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     hub: Mutex<Option<Hub>>,
     /// Where connections feed the services.
     services_tx: ServiceTx,
+    /// What every streamed block of this manager's connections may queue together.
+    stream_budget: crate::p2p::services::blocks::stream::StreamBudget,
     /// The services, for the public handles.
     pub(crate) services: ManagerServices,
     slots: Slots,
@@ -146,6 +148,10 @@ impl Inner {
                 ctx.nonces = self.nonces.clone();
                 ctx.sinks = self.sinks.clone();
                 ctx.services = Some(self.services_tx.clone());
+                ctx.streaming = Some(crate::p2p::connection::link::Streaming {
+                    config: config.block_streaming.clone(),
+                    budget: self.stream_budget.clone(),
+                });
                 ctx.ask_for_addresses = self.mode == Mode::Normal && config.addresses.learn;
                 Some(ctx)
             }
@@ -519,6 +525,8 @@ impl Manager {
         services
             .addrs
             .set_learning(mode == Mode::Normal && config.addresses.learn);
+        let stream_budget =
+            crate::p2p::services::blocks::stream::StreamBudget::new(config.block_streaming.budget);
         let manager = Manager {
             inner: Arc::new(Inner {
                 config: RwLock::new(config),
@@ -529,6 +537,7 @@ impl Manager {
                 links,
                 hub: Mutex::new(Some(hub)),
                 services_tx,
+                stream_budget,
                 services,
                 slots: Slots::default(),
                 nonces: NonceRegistry::default(),

@@ -53,6 +53,23 @@ pub(crate) enum ServiceInput {
         /// The message.
         message: Message,
     },
+    /// A block above the streaming threshold is arriving (docs/GUIDE.md, "Blocks of any
+    /// size"): who wants it?
+    BlockStream {
+        /// The peer sending it.
+        peer_id: Uuid,
+        /// The stream and the reply.
+        offer: blocks::stream::StreamOffer,
+    },
+    /// A streamed block's payload has ended.
+    BlockStreamEnded {
+        /// The peer that sent it.
+        peer_id: Uuid,
+        /// Its hash.
+        hash: crate::bitcoin::Hash,
+        /// What it was.
+        outcome: blocks::stream::StreamOutcome,
+    },
     /// The connection ended (sent after its last message).
     PeerDown {
         /// The connection's peer.
@@ -187,6 +204,24 @@ pub(crate) trait Service: Send + Sync {
     fn on_peer_down(&self, _peers: &Peers, _peer_id: Uuid) {}
     /// Called every [`SERVICE_TICK`]: timeouts and retries.
     fn on_tick(&self, _peers: &Peers, _now: Instant) {}
+    /// A streamed block is arriving: take the offer, or give it back for the next service.
+    fn on_block_stream(
+        &self,
+        _peers: &Peers,
+        _peer_id: Uuid,
+        offer: blocks::stream::StreamOffer,
+    ) -> Option<blocks::stream::StreamOffer> {
+        Some(offer)
+    }
+    /// A streamed block's payload ended.
+    fn on_block_stream_end(
+        &self,
+        _peers: &Peers,
+        _peer_id: Uuid,
+        _hash: &crate::bitcoin::Hash,
+        _outcome: &blocks::stream::StreamOutcome,
+    ) {
+    }
 }
 
 /// The hub: the task that feeds every [`Service`].
@@ -249,6 +284,24 @@ impl Hub {
             ServiceInput::Message { peer_id, message } => {
                 for s in &self.services {
                     s.on_message(&self.peers, peer_id, &message);
+                }
+            }
+            ServiceInput::BlockStream { peer_id, offer } => {
+                let mut offer = Some(offer);
+                for s in &self.services {
+                    match offer.take() {
+                        Some(o) => offer = s.on_block_stream(&self.peers, peer_id, o),
+                        None => break,
+                    }
+                }
+            }
+            ServiceInput::BlockStreamEnded {
+                peer_id,
+                hash,
+                outcome,
+            } => {
+                for s in &self.services {
+                    s.on_block_stream_end(&self.peers, peer_id, &hash, &outcome);
                 }
             }
             ServiceInput::PeerDown { peer_id } => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::stream::BlockStreamFailure;
 use crate::bitcoin::Hash;
 
 /// One peer asked for a block, and what it did.
@@ -132,6 +133,25 @@ pub enum BlockFetchError {
     Stopped {
         /// The block.
         hash: Hash,
+    },
+    /// The block arrived as a stream (it is above `block_streaming.threshold`) and went to
+    /// another caller of `get_block_stream` for the same hash: a stream has one reader.
+    #[error("block {hash} was streamed to another caller")]
+    StreamedElsewhere {
+        /// The block.
+        hash: Hash,
+    },
+    /// The block was streamed and the stream failed (see [`BlockStreamFailure`]).
+    #[error("block {hash} from {address} failed while streaming: {failure}")]
+    StreamFailed {
+        /// The block.
+        hash: Hash,
+        /// The peer that streamed it.
+        peer_id: Uuid,
+        /// Its address.
+        address: SocketAddr,
+        /// What went wrong.
+        failure: Box<BlockStreamFailure>,
     },
 }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::debug;
 use uuid::Uuid;
 
+use super::stream::{BlockStream, BlockStreamMode, StreamOffer};
 use super::{Attempt, AttemptOutcome, BlockFetchConfig, BlockFetchError, FetchedBlock};
 use crate::bitcoin::{Block, BlockError, Encode, Hash, InvVect};
 use crate::p2p::connection::link::Offence;
@@ -26,6 +27,8 @@ use crate::p2p::Message;
 pub(crate) type FetchResult = Result<FetchedBlock, BlockFetchError>;
 /// A caller's end of a fetch.
 pub(crate) type Waiter = oneshot::Receiver<FetchResult>;
+/// What a caller of `get_block_stream` receives.
+pub(crate) type StreamResult = Result<BlockStream, BlockFetchError>;
 
 /// The peer a fetch is currently asking.
 #[derive(Debug)]
@@ -43,6 +46,8 @@ struct Asked {
 #[derive(Debug)]
 struct Fetch {
     waiters: Vec<oneshot::Sender<FetchResult>>,
+    /// Callers of `get_block_stream`, each with the mode it asked for.
+    streams: Vec<(BlockStreamMode, oneshot::Sender<StreamResult>)>,
     tried: Vec<Attempt>,
     asked: Option<Asked>,
     preferred: Option<Uuid>,
@@ -82,23 +87,39 @@ impl Fetches {
     pub(crate) fn join(
         &mut self,
         hash: Hash,
-        waiter: oneshot::Sender<FetchResult>,
+        waiter: Caller,
         preferred: Option<Uuid>,
         attempt_timeout: Duration,
         _now: Instant,
     ) {
         if let Some(f) = self.fetches.get_mut(&hash) {
-            f.waiters.push(waiter);
+            match waiter {
+                Caller::Whole(w) => f.waiters.push(w),
+                Caller::Stream(mode, w) => f.streams.push((mode, w)),
+            }
             return;
         }
         if self.fetches.len() >= MAX_PENDING_BLOCK_FETCHES {
-            let _ = waiter.send(Err(BlockFetchError::TooManyFetches { hash }));
+            let err = BlockFetchError::TooManyFetches { hash };
+            match waiter {
+                Caller::Whole(w) => {
+                    let _ = w.send(Err(err));
+                }
+                Caller::Stream(_, w) => {
+                    let _ = w.send(Err(err));
+                }
+            }
             return;
         }
+        let (waiters, streams) = match waiter {
+            Caller::Whole(w) => (vec![w], Vec::new()),
+            Caller::Stream(mode, w) => (Vec::new(), vec![(mode, w)]),
+        };
         self.fetches.insert(
             hash,
             Fetch {
-                waiters: vec![waiter],
+                waiters,
+                streams,
                 tried: Vec::new(),
                 asked: None,
                 preferred,
@@ -192,6 +213,10 @@ impl Fetches {
                 for w in fetch.waiters {
                     let _ = w.send(Ok(fetched.clone()));
                 }
+                for (mode, w) in fetch.streams {
+                    let stream = BlockStream::from_block(block, mode, peer_id, asked.address);
+                    let _ = w.send(Ok(stream));
+                }
                 // A slot freed at this peer.
                 self.pump(peers, metrics, now);
             }
@@ -211,6 +236,72 @@ impl Fetches {
                 self.pump(peers, metrics, now);
             }
         }
+    }
+
+    /// `peer_id` started streaming a block: if a fetch asked it for that block, the stream
+    /// answers the fetch (the offer is consumed); otherwise the offer is given back.
+    pub(crate) fn on_stream_offer(
+        &mut self,
+        peer_id: Uuid,
+        offer: StreamOffer,
+        peers: &Peers,
+        metrics: &Metrics,
+        now: Instant,
+    ) -> Option<StreamOffer> {
+        let hash = offer.stream.hash();
+        let asked_it = self
+            .fetches
+            .get(&hash)
+            .and_then(|f| f.asked.as_ref())
+            .is_some_and(|a| a.peer_id == peer_id);
+        if !asked_it {
+            return Some(offer);
+        }
+        let fetch = self.fetches.remove(&hash)?;
+        release(&mut self.in_flight, peer_id);
+        let StreamOffer { mut stream, reply } = offer;
+        let mut streams = fetch.streams.into_iter();
+        if let Some((mode, w)) = streams.next() {
+            stream.set_mode(mode);
+            let _ = reply.send(mode);
+            let _ = w.send(Ok(stream));
+            let err = BlockFetchError::StreamedElsewhere { hash };
+            for w in fetch.waiters {
+                let _ = w.send(Err(err.clone()));
+            }
+            for (_, w) in streams {
+                let _ = w.send(Err(err.clone()));
+            }
+        } else {
+            // `get_block` callers asked for the whole block: collect it from the stream.
+            stream.set_mode(BlockStreamMode::Transactions);
+            let _ = reply.send(BlockStreamMode::Transactions);
+            let waiters = fetch.waiters;
+            let tried = fetch.tried;
+            tokio::spawn(async move {
+                let peer_id = stream.peer_id();
+                let address = stream.address();
+                let result = match stream.into_block().await {
+                    Ok(block) => Ok(FetchedBlock {
+                        block: Arc::new(block),
+                        peer_id,
+                        address,
+                        failed_attempts: tried,
+                    }),
+                    Err(failure) => Err(BlockFetchError::StreamFailed {
+                        hash,
+                        peer_id,
+                        address,
+                        failure: Box::new(failure),
+                    }),
+                };
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            });
+        }
+        self.pump(peers, metrics, now);
+        None
     }
 
     /// `peer_id` answered `notfound` for `hash`.
@@ -288,7 +379,8 @@ impl Fetches {
     pub(crate) fn on_tick(&mut self, peers: &Peers, metrics: &Metrics, now: Instant) {
         self.fetches.retain(|_, f| {
             f.waiters.retain(|w| !w.is_closed());
-            if f.waiters.is_empty() {
+            f.streams.retain(|(_, w)| !w.is_closed());
+            if f.waiters.is_empty() && f.streams.is_empty() {
                 if let Some(a) = &f.asked {
                     release(&mut self.in_flight, a.peer_id);
                 }
@@ -377,14 +469,12 @@ impl Fetches {
                     }
                     Choice::Wait => break,
                     Choice::GiveUp => {
-                        if let Some(f) = self.fetches.remove(&hash) {
+                        if let Some(mut f) = self.fetches.remove(&hash) {
                             let err = BlockFetchError::BlockNotFound {
                                 hash,
-                                tried: f.tried,
+                                tried: std::mem::take(&mut f.tried),
                             };
-                            for w in f.waiters {
-                                let _ = w.send(Err(err.clone()));
-                            }
+                            f.fail(err);
                         }
                         break;
                     }
@@ -427,6 +517,27 @@ impl Fetches {
             .min_by_key(|(id, _)| rank(id))
             .map_or(Choice::Wait, |(id, a)| Choice::Ask(*id, *a))
     }
+}
+
+impl Fetch {
+    /// Ends the fetch with `err` for every caller.
+    fn fail(self, err: BlockFetchError) {
+        for w in self.waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+        for (_, w) in self.streams {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
+
+/// A caller joining a fetch.
+#[derive(Debug)]
+pub(crate) enum Caller {
+    /// `get_block`: the whole block.
+    Whole(oneshot::Sender<FetchResult>),
+    /// `get_block_stream`: a stream in this mode.
+    Stream(BlockStreamMode, oneshot::Sender<StreamResult>),
 }
 
 /// What to do with an idle fetch.

@@ -13,6 +13,7 @@
 
 mod error;
 mod fetches;
+pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use error::{Attempt, AttemptOutcome, BlockFetchError};
+pub use stream::{BlockPart, BlockStream, BlockStreamFailure, BlockStreamMode, BlockStreamingConfig};
 
 use super::{PeerView, Peers, Service};
 use crate::bitcoin::{Block, Hash};
@@ -35,7 +37,8 @@ use crate::p2p::limits::{
 };
 use crate::p2p::metrics::Metrics;
 use crate::p2p::{Manager, Message};
-use fetches::{Fetches, Waiter};
+use fetches::{Caller, Fetches, Waiter};
+use stream::{StreamOffer, StreamOutcome};
 
 /// Settings of block fetching (`[block_fetch]` in a configuration file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,8 @@ pub(crate) struct BlockService {
     config: BlockFetchConfig,
     metrics: Metrics,
     state: Mutex<Fetches>,
+    /// `subscribe_block_streams` subscribers, in subscription order.
+    subscribers: Mutex<Vec<(BlockStreamMode, tokio::sync::mpsc::Sender<BlockStream>)>>,
 }
 
 impl BlockService {
@@ -124,6 +129,7 @@ impl BlockService {
             config: config.block_fetch.clone(),
             metrics: Metrics::from_global(),
             state: Mutex::new(Fetches::new(&config.block_fetch)),
+            subscribers: Mutex::new(Vec::new()),
         }
     }
 
@@ -138,15 +144,53 @@ impl BlockService {
     /// big blocks are streamed (issue: big blocks), the waiter is where a stream of the block's
     /// parts would be delivered instead: the peer selection, attempts and verification stay.
     fn start(&self, hash: Hash, options: &BlockFetchOptions) -> Waiter {
+        let (tx, rx) = oneshot::channel();
+        self.join(hash, Caller::Whole(tx), options);
+        rx
+    }
+
+    fn join(&self, hash: Hash, caller: Caller, options: &BlockFetchOptions) {
         let attempt_timeout = options
             .attempt_timeout
             .unwrap_or(self.config.attempt_timeout);
         let now = Instant::now();
-        let (tx, rx) = oneshot::channel();
         self.with_state(|s| {
-            s.join(hash, tx, options.preferred_peer, attempt_timeout, now);
+            s.join(hash, caller, options.preferred_peer, attempt_timeout, now);
             s.pump(&self.peers, &self.metrics, now);
         });
+    }
+
+    /// Fetches `hash` as a stream (see [`Manager::get_block_stream_with`]).
+    pub(crate) async fn fetch_stream(
+        &self,
+        hash: Hash,
+        mode: BlockStreamMode,
+        options: BlockFetchOptions,
+    ) -> std::result::Result<BlockStream, BlockFetchError> {
+        let timeout = options.timeout.unwrap_or(self.config.timeout);
+        let (tx, rx) = oneshot::channel();
+        self.join(hash, Caller::Stream(mode, tx), &options);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BlockFetchError::Stopped { hash }),
+            Err(_) => Err(BlockFetchError::Timeout {
+                hash,
+                after: timeout,
+                tried: self.with_state(|s| s.tried(&hash, &self.peers, Instant::now())),
+            }),
+        }
+    }
+
+    /// A new subscriber to the streamed blocks nobody asked for.
+    pub(crate) fn subscribe(
+        &self,
+        mode: BlockStreamMode,
+        capacity: usize,
+    ) -> tokio::sync::mpsc::Receiver<BlockStream> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.push((mode, tx));
+        }
         rx
     }
 
@@ -214,6 +258,58 @@ impl Service for BlockService {
         });
     }
 
+    fn on_block_stream(
+        &self,
+        peers: &Peers,
+        peer_id: Uuid,
+        offer: StreamOffer,
+    ) -> Option<StreamOffer> {
+        let offer =
+            self.with_state(|s| s.on_stream_offer(peer_id, offer, peers, &self.metrics, Instant::now()))?;
+        // Nobody fetched it: the first subscriber with room takes it.
+        let StreamOffer { mut stream, reply } = offer;
+        let Ok(mut subs) = self.subscribers.lock() else {
+            return None;
+        };
+        subs.retain(|(_, tx)| !tx.is_closed());
+        for (mode, tx) in subs.iter() {
+            stream.set_mode(*mode);
+            match tx.try_send(stream) {
+                Ok(()) => {
+                    let _ = reply.send(*mode);
+                    return None;
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Full(s))
+                | Err(tokio::sync::mpsc::error::TrySendError::Closed(s)) => stream = s,
+            }
+        }
+        tracing::debug!(hash = %stream.hash(), %peer_id, "streamed block nobody asked for: checked and dropped");
+        None
+    }
+
+    fn on_block_stream_end(
+        &self,
+        peers: &Peers,
+        peer_id: Uuid,
+        hash: &Hash,
+        outcome: &StreamOutcome,
+    ) {
+        match outcome {
+            StreamOutcome::Verified { len } => self.metrics.block_fetched(*len as usize),
+            // As for a whole block (`CheckBlock`, `bad-txnmrklroot`): the peer pays 100.
+            StreamOutcome::Failed(BlockStreamFailure::MerkleMismatch { expected, computed }) => {
+                tracing::debug!(%hash, %peer_id, %expected, %computed, "streamed block is corrupt");
+                peers.penalize(
+                    peer_id,
+                    crate::p2p::connection::link::Offence::Rule(
+                        crate::p2p::connection::Misbehavior::BadTxnMerkleRoot,
+                    ),
+                );
+            }
+            StreamOutcome::Failed(_) => {}
+        }
+    }
+
     fn on_peer_down(&self, peers: &Peers, peer_id: Uuid) {
         self.with_state(|s| s.on_peer_down(peer_id, peers, &self.metrics, Instant::now()));
     }
@@ -243,5 +339,44 @@ impl Manager {
         options: BlockFetchOptions,
     ) -> Result<FetchedBlock> {
         Ok(self.services().blocks.fetch(hash, options).await?)
+    }
+
+    /// Fetches the block `hash` as a [`BlockStream`] in `mode`, in memory bounded by
+    /// `[block_streaming]` whatever its size: the stream is returned as soon as the peer starts
+    /// sending, and verifies the block as it passes. Peers are chosen and retried as for
+    /// [`Manager::get_block`] until one starts sending; a failure after that ends the stream
+    /// (call again to try another peer). Works for blocks of any size (a small block is
+    /// streamed from memory).
+    pub async fn get_block_stream(&self, hash: Hash, mode: BlockStreamMode) -> Result<BlockStream> {
+        self.get_block_stream_with(hash, mode, BlockFetchOptions::default())
+            .await
+    }
+
+    /// [`Manager::get_block_stream`] with `options`.
+    pub async fn get_block_stream_with(
+        &self,
+        hash: Hash,
+        mode: BlockStreamMode,
+        options: BlockFetchOptions,
+    ) -> Result<BlockStream> {
+        Ok(self
+            .services()
+            .blocks
+            .fetch_stream(hash, mode, options)
+            .await?)
+    }
+
+    /// Streams of the large blocks (above `block_streaming.threshold`) that arrive without a
+    /// `get_block`/`get_block_stream` asking for them (a peer pushing its new block, or a
+    /// `getdata` the application sent itself), in `mode`. Each stream goes to one subscriber:
+    /// the first, in subscription order, with room among its `capacity` pending streams; with
+    /// none, the connection checks the block and drops it. Smaller blocks arrive as
+    /// `Message::Block` on the message channels, as ever.
+    pub fn subscribe_block_streams(
+        &self,
+        mode: BlockStreamMode,
+        capacity: usize,
+    ) -> tokio::sync::mpsc::Receiver<BlockStream> {
+        self.services().blocks.subscribe(mode, capacity)
     }
 }
