@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitcoinsv::p2p::{
-    AddressConfig, BlockFetchConfig, BlockStreamingConfig, ConnectionConfig, HeaderChainConfig, ManagerConfig, Network,
-    P2pError, TransactionConfig, Whitelist,
+    AddressConfig, BlockFetchConfig, BlockStreamingConfig, ConnectionConfig, HeaderChainConfig,
+    ManagerConfig, Network, P2pError, TransactionConfig, Whitelist,
 };
 
 fn manager_error(config: &ManagerConfig) -> String {

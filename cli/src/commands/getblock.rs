@@ -1,7 +1,9 @@
-//! `bsvp2p getblock`: download one block from one peer through the library's block fetching
-//! (`Manager::get_block_with`), which verifies that it is the block asked for (its header
-//! hashes to HASH and its transactions hash to the header's merkle root); the command also
-//! checks its proof of work, prints a summary, and optionally saves the raw bytes.
+//! `bsvp2p getblock`: download one block from one peer as a stream
+//! (`Manager::get_block_stream_with`), which verifies that it is the block asked for (its header
+//! hashes to HASH, its transactions hash to the header's merkle root, the frame checksum) as
+//! the bytes pass, so a block of any size takes bounded memory; the command also checks its
+//! proof of work, shows a progress bar on a terminal (bytes, MB/s, transactions), prints a
+//! summary, and optionally writes the raw bytes (`--out`) or prints each txid (`--txids`).
 //!
 //! `--timeout` bounds the whole command, handshake included. A node sends nothing at all for a
 //! block it does not have (no `notfound`, docs/PROTOCOL.md §3.4), so silence is reported as
@@ -10,13 +12,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Block, Encode, Hash};
-use bitcoinsv::p2p::{AttemptOutcome, BlockFetchOptions, ManagerConfig, P2pError};
+use bitcoinsv::bitcoin::{Block, Decode, Hash, Transaction};
+use bitcoinsv::p2p::{
+    AttemptOutcome, BlockFetchOptions, BlockPart, BlockStream, BlockStreamFailure, BlockStreamMode,
+    ManagerConfig, P2pError,
+};
 use bytes::BytesMut;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::{fixed_peers, parse_address, parse_seconds};
@@ -32,9 +37,13 @@ pub struct Args {
     /// The block hash (64 hex digits, as explorers show it).
     #[arg(value_parser = parse_hash)]
     pub hash: Hash,
-    /// Write the raw block (wire serialization) to this file.
+    /// Write the raw block (wire serialization) to this file as it arrives, verified on the
+    /// fly (any size, in bounded memory).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Print each transaction id as it arrives (no transaction is kept in memory).
+    #[arg(long)]
+    pub txids: bool,
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Print the summary as JSON.
@@ -77,45 +86,49 @@ pub fn coinbase_height(block: &Block) -> Option<u64> {
     }
 }
 
+/// What the command learned while the block streamed past.
+struct Streamed {
+    hash: Hash,
+    header: bitcoinsv::bitcoin::BlockHeader,
+    transactions: u64,
+    size: u64,
+    height: Option<u64>,
+    took: Duration,
+}
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> Result<(), CliError> {
     let config = args.config.load()?;
-    let block = super::runtime()?.block_on(fetch(config, &args))?;
-    let mut raw = BytesMut::with_capacity(block.encoded_len());
-    block.encode(&mut raw);
-    if let Some(path) = &args.out {
-        std::fs::write(path, &raw).map_err(|source| CliError::File {
-            path: path.display().to_string(),
-            source,
-        })?;
-    }
-    let height = coinbase_height(&block);
+    let b = super::runtime()?.block_on(fetch(config, &args))?;
+    let mb_per_s = b.size as f64 / 1e6 / b.took.as_secs_f64().max(1e-9);
     if args.json {
         let v = json!({
-            "hash": block.hash(),
-            "height": height,
-            "prev_hash": block.header.prev_hash,
-            "time": block.header.time,
-            "transactions": block.transactions.len(),
-            "size": raw.len(),
-            "merkle_root": block.header.merkle_root,
+            "hash": b.hash,
+            "height": b.height,
+            "prev_hash": b.header.prev_hash,
+            "time": b.header.time,
+            "transactions": b.transactions,
+            "size": b.size,
+            "merkle_root": b.header.merkle_root,
             "merkle_root_valid": true,
             "proof_of_work_valid": true,
+            "seconds": b.took.as_secs_f64(),
             "out": args.out.as_ref().map(|p| p.display().to_string()),
         });
         crate::output::line(&v.to_string());
     } else {
         let mut lines = vec![
-            format!("hash          {}", block.hash()),
+            format!("hash          {}", b.hash),
             format!(
                 "height        {}",
-                height.map_or_else(|| "unknown".into(), |h| h.to_string())
+                b.height.map_or_else(|| "unknown".into(), |h| h.to_string())
             ),
-            format!("prev hash     {}", block.header.prev_hash),
-            format!("transactions  {}", block.transactions.len()),
-            format!("size          {} bytes", raw.len()),
-            format!("merkle root   {} (verified)", block.header.merkle_root),
+            format!("prev hash     {}", b.header.prev_hash),
+            format!("transactions  {}", b.transactions),
+            format!("size          {} bytes", b.size),
+            format!("merkle root   {} (verified)", b.header.merkle_root),
             "proof of work verified".to_string(),
+            format!("streamed in   {:.2?} ({mb_per_s:.1} MB/s)", b.took),
         ];
         if let Some(p) = &args.out {
             lines.push(format!("written to    {}", p.display()));
@@ -125,9 +138,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Connects (within `--timeout`) and fetches the block with `Manager::get_block_with`,
-/// which verifies it; the rest of `--timeout` bounds the fetch.
-async fn fetch(config: ManagerConfig, args: &Args) -> Result<Block, CliError> {
+/// Connects (within `--timeout`) and streams the block with `Manager::get_block_stream_with`,
+/// which verifies it as it passes (checksum, merkle root); the rest of `--timeout` bounds the
+/// wait for the first byte. Memory stays bounded whatever the block's size: `--out` writes the
+/// raw bytes as they arrive, `--txids` prints each txid, and otherwise only counts are kept.
+async fn fetch(config: ManagerConfig, args: &Args) -> Result<Streamed, CliError> {
     let deadline = Instant::now() + args.timeout;
     let connected = fixed_peers::connect(config, vec![args.address], deadline).await?;
     let manager = connected.manager;
@@ -137,14 +152,139 @@ async fn fetch(config: ManagerConfig, args: &Args) -> Result<Block, CliError> {
         attempt_timeout: Some(left),
         preferred_peer: None,
     };
-    let result = manager.get_block_with(args.hash, options).await;
+    let mode = if args.out.is_some() {
+        BlockStreamMode::Raw
+    } else if args.txids {
+        BlockStreamMode::TxIds
+    } else {
+        BlockStreamMode::Transactions
+    };
+    let started = Instant::now();
+    let result = match manager
+        .get_block_stream_with(args.hash, mode, options)
+        .await
+    {
+        Ok(stream) => consume(stream, args).await,
+        Err(e) => Err(CliError::Other(explain(&e, args))),
+    };
     let _ = manager.shutdown().await;
-    let fetched = result.map_err(|e| CliError::Other(explain(&e, args)))?;
-    // Proof of work too (the service checks the hash and the merkle root).
-    fetched.block.validate().map_err(|e| {
-        CliError::Other(format!("block {} from {}: {e}", args.hash, fetched.address))
-    })?;
-    Ok(Arc::try_unwrap(fetched.block).unwrap_or_else(|b| (*b).clone()))
+    let mut streamed = result?;
+    streamed.took = started.elapsed();
+    Ok(streamed)
+}
+
+/// Reads the stream to its end: writes, prints or counts, with a progress bar on a terminal.
+async fn consume(mut stream: BlockStream, args: &Args) -> Result<Streamed, CliError> {
+    let header = *stream.header();
+    if !header.check_proof_of_work() {
+        return Err(CliError::Other(format!(
+            "block {} from {}: its header does not meet its own proof-of-work target",
+            args.hash,
+            stream.address()
+        )));
+    }
+    let bar = crate::progress::bar(
+        stream.len(),
+        "{bytes}/{total_bytes} {bytes_per_sec} {msg} [{elapsed_precise}]",
+    );
+    let mut file = match &args.out {
+        Some(path) => Some(tokio::io::BufWriter::new(
+            tokio::fs::File::create(path)
+                .await
+                .map_err(|source| file_error(path, source))?,
+        )),
+        None => None,
+    };
+    // The start of the raw block, to read the coinbase's height from in Raw mode.
+    let mut head = BytesMut::new();
+    let mut height = None;
+    let failed = |e: BlockStreamFailure| {
+        CliError::Other(format!(
+            "block {} from {}: {e}",
+            args.hash,
+            stream_address(args)
+        ))
+    };
+    while let Some(part) = stream.next().await {
+        match part.map_err(failed)? {
+            BlockPart::Bytes(b) => {
+                if head.len() < COINBASE_WINDOW {
+                    head.extend_from_slice(&b[..b.len().min(COINBASE_WINDOW - head.len())]);
+                }
+                if let (Some(f), Some(path)) = (file.as_mut(), &args.out) {
+                    f.write_all(&b)
+                        .await
+                        .map_err(|source| file_error(path, source))?;
+                }
+                bar.inc(b.len() as u64);
+            }
+            BlockPart::TxId {
+                index,
+                txid,
+                offset,
+                length,
+            } => {
+                if index == 0 {
+                    height =
+                        coinbase_from(&head, offset, length).and_then(|tx| height_of(&header, tx));
+                }
+                if args.txids {
+                    crate::output::line(&txid.to_string());
+                }
+            }
+            BlockPart::Transaction { index, tx, .. } => {
+                if index == 0 {
+                    height = height_of(&header, tx);
+                }
+            }
+        }
+        bar.set_message(format!("{} transactions", stream.transactions_seen()));
+    }
+    if let (Some(mut f), Some(path)) = (file, &args.out) {
+        f.flush().await.map_err(|source| file_error(path, source))?;
+    }
+    bar.finish_and_clear();
+    let end = stream
+        .verified()
+        .copied()
+        .ok_or_else(|| CliError::Other(format!("block {} ended without a verdict", args.hash)))?;
+    Ok(Streamed {
+        hash: stream.hash(),
+        header,
+        transactions: end.tx_count,
+        size: end.length,
+        height,
+        took: Duration::ZERO,
+    })
+}
+
+/// Bytes of a raw block kept to find its coinbase in (a coinbase is small).
+const COINBASE_WINDOW: usize = 64 * 1024;
+
+fn stream_address(args: &Args) -> SocketAddr {
+    args.address
+}
+
+fn file_error(path: &std::path::Path, source: std::io::Error) -> CliError {
+    CliError::File {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The coinbase parsed from the start of a raw block, when it lies within what was kept.
+fn coinbase_from(head: &[u8], offset: u64, length: u64) -> Option<Transaction> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(length).ok()?)?;
+    Transaction::decode_exact(head.get(start..end)?).ok()
+}
+
+/// The height the coinbase declares (see [`coinbase_height`]).
+fn height_of(header: &bitcoinsv::bitcoin::BlockHeader, coinbase: Transaction) -> Option<u64> {
+    coinbase_height(&Block {
+        header: *header,
+        transactions: vec![coinbase],
+    })
 }
 
 /// The error as the user needs it: what the peer actually did.

@@ -21,12 +21,12 @@ use tracing::{debug, trace, warn, Instrument, Span};
 use super::actor::Actor;
 use super::link::{Mailbox, Offence, Report};
 use super::protocol::{Action, Learned, PeerProtocol, ProtocolSettings};
+use super::session_block::{self, Flow, InboundBlock};
 use super::{
     ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFlow, Outbox,
     OutboxError, PeerDetails,
 };
 use crate::bitcoin::NetAddress;
-use super::session_block::{self, Flow, InboundBlock};
 use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
 use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
@@ -373,7 +373,11 @@ async fn drain_frames(
 
 /// Performs the protocol's actions in order; returns the end of the session if one of them
 /// closes it.
-pub(super) async fn apply(actor: &mut Actor, s: &mut Session, actions: Vec<Action>) -> Option<SessionEnd> {
+pub(super) async fn apply(
+    actor: &mut Actor,
+    s: &mut Session,
+    actions: Vec<Action>,
+) -> Option<SessionEnd> {
     for action in actions {
         match action {
             Action::Send(m) => {

@@ -271,7 +271,12 @@ async fn finish(
         Ok(()) => StreamOutcome::Verified { len: end.length },
         Err(f) => StreamOutcome::Failed(f),
     };
-    trace!(bytes = end.length, transactions = end.tx_count, ?outcome, "streamed block ended");
+    trace!(
+        bytes = end.length,
+        transactions = end.tx_count,
+        ?outcome,
+        "streamed block ended"
+    );
     if let Some((tx, _)) = ib.to.take() {
         tx.finish(Queued::End(end));
     }

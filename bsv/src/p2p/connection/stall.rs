@@ -136,6 +136,10 @@ mod tests {
         assert_eq!(g.deadline(), t0 + Duration::from_secs(70));
         g.on_bytes(500_000);
         assert_eq!(g.check(t0 + Duration::from_secs(70)), Ok(()));
-        assert_eq!(g.check(t0 + Duration::from_secs(80)).map_err(|s| s.received), Err(0));
+        assert_eq!(
+            g.check(t0 + Duration::from_secs(80))
+                .map_err(|s| s.received),
+            Err(0)
+        );
     }
 }

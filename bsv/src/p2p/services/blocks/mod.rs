@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub use error::{Attempt, AttemptOutcome, BlockFetchError};
-pub use stream::{BlockPart, BlockStream, BlockStreamFailure, BlockStreamMode, BlockStreamingConfig};
+pub use stream::{
+    BlockPart, BlockStream, BlockStreamFailure, BlockStreamMode, BlockStreamingConfig,
+};
 
 use super::{PeerView, Peers, Service};
 use crate::bitcoin::{Block, Hash};
@@ -264,8 +266,9 @@ impl Service for BlockService {
         peer_id: Uuid,
         offer: StreamOffer,
     ) -> Option<StreamOffer> {
-        let offer =
-            self.with_state(|s| s.on_stream_offer(peer_id, offer, peers, &self.metrics, Instant::now()))?;
+        let offer = self.with_state(|s| {
+            s.on_stream_offer(peer_id, offer, peers, &self.metrics, Instant::now())
+        })?;
         // Nobody fetched it: the first subscriber with room takes it.
         let StreamOffer { mut stream, reply } = offer;
         let Ok(mut subs) = self.subscribers.lock() else {

@@ -433,8 +433,9 @@ impl BlockStream {
         out.flush()
             .await
             .map_err(|e| BlockStreamFailure::Write(e.to_string()))?;
-        self.end
-            .ok_or(BlockStreamFailure::Disconnected(DisconnectReason::Requested))
+        self.end.ok_or(BlockStreamFailure::Disconnected(
+            DisconnectReason::Requested,
+        ))
     }
 
     /// Collects the whole block ([`BlockStreamMode::Transactions`]): its size in memory, so
