@@ -187,6 +187,14 @@ pub enum P2pError {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 
+    /// A block sent in a basic frame (under 4 GiB) needs its payload's checksum
+    /// (`Manager::send_block_stream`).
+    #[error("a {length}-byte block goes in a basic frame, which needs the payload's checksum")]
+    ChecksumRequired {
+        /// The payload length.
+        length: u64,
+    },
+
     /// A block could not be fetched (`Manager::get_block`).
     #[error(transparent)]
     BlockFetch(#[from] crate::p2p::services::blocks::BlockFetchError),

@@ -231,6 +231,32 @@ impl MessageCodec {
         }
     }
 
+    /// The header of a `block` frame of `length` payload bytes whose payload the caller writes
+    /// itself (streamed from a file): an `extmsg` header above 0xFFFFFFFF bytes, refused
+    /// ([`CodecError::SendOversized`]) unless the peer is at 70016 or later; a basic header
+    /// otherwise, which carries `checksum` (the first 4 bytes of the payload's sha256d).
+    pub fn block_frame_header(&self, length: u64, checksum: [u8; 4]) -> Result<Bytes, CodecError> {
+        let limit = self.send_limit_for(commands::BLOCK);
+        if length > limit {
+            return Err(CodecError::SendOversized {
+                command: commands::BLOCK.to_string(),
+                length,
+                limit,
+            });
+        }
+        let extended = length > MAX_BASIC_PAYLOAD;
+        let header = FrameHeader {
+            magic: self.magic.unwrap_or(Network::Mainnet.magic()),
+            command: commands::BLOCK.to_string(),
+            length,
+            checksum: if extended { [0; 4] } else { checksum },
+            extended,
+        };
+        let mut b = BytesMut::with_capacity(header.wire_len());
+        header.encode(&mut b);
+        Ok(b.freeze())
+    }
+
     /// Checks that `msg` may be sent to the peer, without encoding it.
     pub fn check_send(&self, msg: &Message) -> Result<(), CodecError> {
         if !is_sendable_command(msg.command()) {

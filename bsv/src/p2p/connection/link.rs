@@ -349,6 +349,51 @@ impl PeerLink {
         Ok((outbox.clone(), codec.encode_to_bytes(message)?))
     }
 
+    /// Sends a `block` frame whose `len`-byte payload is read from `body` as it is written
+    /// (see `Manager::send_block_stream`); `checksum` is used for a basic frame. Waits for the
+    /// frames queued before it, then for the write to end; returns the payload bytes written.
+    pub(crate) async fn send_block_stream(
+        &self,
+        body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        len: u64,
+        checksum: [u8; 4],
+    ) -> Result<u64> {
+        let (outbox, header) = {
+            let guard = self
+                .shared
+                .session
+                .lock()
+                .map_err(|_| not_connected(self.address))?;
+            let Some((outbox, codec)) = guard.as_ref() else {
+                return Err(not_connected(self.address));
+            };
+            (outbox.clone(), codec.block_frame_header(len, checksum)?)
+        };
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = super::outbox::StreamJob {
+            header,
+            body,
+            len,
+            done,
+        };
+        outbox
+            .push_stream(job)
+            .await
+            .map_err(|_| not_connected(self.address))?;
+        let written = result
+            .await
+            .map_err(|_| not_connected(self.address))?
+            .map_err(|reason| P2pError::Connection {
+                address: self.address,
+                reason: format!("streaming a block failed: {reason}"),
+            })?;
+        self.shared.stats.count_sent(
+            crate::p2p::messages::commands::BLOCK,
+            usize::try_from(written).unwrap_or(usize::MAX),
+        );
+        Ok(written)
+    }
+
     /// Tells the connection's protocol machine that the peer broke a rule only a service can
     /// see; the machine scores it (and bans at the threshold). Dropped if the mailbox is full.
     pub(crate) fn penalize(&self, offence: Offence) {

@@ -27,11 +27,43 @@ pub enum OutboxError {
     PriorityFull,
 }
 
+/// A frame whose payload is read from a source while it is written, never held whole
+/// (`Manager::send_block_stream`): the writer writes `header`, then copies exactly `len` bytes
+/// from `body`, and says on `done` how it went.
+pub(crate) struct StreamJob {
+    /// The frame header, encoded.
+    pub header: Bytes,
+    /// The payload.
+    pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    /// The payload's length.
+    pub len: u64,
+    /// Payload bytes written, or why the write failed.
+    pub done: tokio::sync::oneshot::Sender<Result<u64, String>>,
+}
+
+/// What the writer writes next.
+pub(crate) enum Out {
+    /// A whole frame.
+    Frame(Bytes),
+    /// A frame streamed from a source.
+    Stream(StreamJob),
+}
+
+impl Out {
+    /// Bytes it holds in memory.
+    fn held(&self) -> usize {
+        match self {
+            Out::Frame(f) => f.len(),
+            Out::Stream(j) => j.header.len(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Lanes {
     priority: VecDeque<Bytes>,
     priority_bytes: usize,
-    bulk: VecDeque<(Bytes, Option<OwnedSemaphorePermit>)>,
+    bulk: VecDeque<(Out, Option<OwnedSemaphorePermit>)>,
     closed: bool,
 }
 
@@ -104,12 +136,28 @@ impl Outbox {
         }
     }
 
+    /// Queues a streamed frame behind the bulk data already queued. It holds one byte of the
+    /// budget (its payload is read as it is written, never queued).
+    pub(crate) async fn push_stream(&self, job: StreamJob) -> Result<(), OutboxError> {
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(1)
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        self.enqueue(Out::Stream(job), permit)
+    }
+
     fn enqueue_bulk(&self, frame: Bytes, permit: OwnedSemaphorePermit) -> Result<(), OutboxError> {
+        self.enqueue(Out::Frame(frame), permit)
+    }
+
+    fn enqueue(&self, out: Out, permit: OwnedSemaphorePermit) -> Result<(), OutboxError> {
         let mut l = self.lanes.lock().map_err(|_| OutboxError::Closed)?;
         if l.closed {
             return Err(OutboxError::Closed);
         }
-        l.bulk.push_back((frame, Some(permit)));
+        l.bulk.push_back((out, Some(permit)));
         drop(l);
         self.notify.notify_one();
         Ok(())
@@ -117,14 +165,14 @@ impl Outbox {
 
     /// The next frame to write (control first), waiting until there is one. `None` once closed
     /// and drained. The returned guard releases the bulk budget when dropped (after the write).
-    pub async fn next(&self) -> Option<(Bytes, Option<OwnedSemaphorePermit>)> {
+    pub(crate) async fn next(&self) -> Option<(Out, Option<OwnedSemaphorePermit>)> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut l = self.lanes.lock().ok()?;
                 if let Some(f) = l.priority.pop_front() {
                     l.priority_bytes -= f.len();
-                    return Some((f, None));
+                    return Some((Out::Frame(f), None));
                 }
                 if let Some(f) = l.bulk.pop_front() {
                     return Some(f);
@@ -150,7 +198,7 @@ impl Outbox {
     pub fn queued_bytes(&self) -> usize {
         self.lanes
             .lock()
-            .map(|l| l.priority_bytes + l.bulk.iter().map(|(f, _)| f.len()).sum::<usize>())
+            .map(|l| l.priority_bytes + l.bulk.iter().map(|(f, _)| f.held()).sum::<usize>())
             .unwrap_or(0)
     }
 }
@@ -159,13 +207,22 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    impl Out {
+        fn frame(self) -> Bytes {
+            match self {
+                Out::Frame(f) => f,
+                Out::Stream(j) => j.header,
+            }
+        }
+    }
+
     #[tokio::test]
     async fn control_frames_overtake_queued_bulk_data() {
         let o = Outbox::new(1024);
         o.push_bulk(Bytes::from_static(b"block")).await.unwrap();
         o.push_priority(Bytes::from_static(b"pong")).unwrap();
-        assert_eq!(o.next().await.unwrap().0, "pong");
-        assert_eq!(o.next().await.unwrap().0, "block");
+        assert_eq!(o.next().await.unwrap().0.frame(), "pong");
+        assert_eq!(o.next().await.unwrap().0.frame(), "block");
     }
 
     #[tokio::test]
@@ -199,7 +256,7 @@ mod tests {
             Err(OutboxError::Closed)
         );
         assert!(o.push_bulk(Bytes::from_static(b"c")).await.is_err());
-        assert_eq!(o.next().await.unwrap().0, "a");
+        assert_eq!(o.next().await.unwrap().0.frame(), "a");
         assert!(o.next().await.is_none());
     }
 }

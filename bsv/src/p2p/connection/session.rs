@@ -26,6 +26,7 @@ use super::{
     ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFlow, Outbox,
     OutboxError, PeerDetails,
 };
+use super::outbox::Out;
 use crate::bitcoin::NetAddress;
 use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
@@ -634,16 +635,38 @@ async fn write_loop(
             },
             None => outbox.next().await,
         };
-        let Some((frame, permit)) = next else {
+        let Some((out, permit)) = next else {
             break;
         };
-        if let Err(e) = write_frame(&mut wr, &frame).await {
-            debug!(error = %e, "write failed");
-            outbox.close();
-            break;
-        }
-        stats.add_bytes_out(frame.len());
-        if tally.record(false, frame_command(&frame), frame.len()) {
+        let (command, written) = match out {
+            Out::Frame(frame) => {
+                if let Err(e) = write_frame(&mut wr, &frame).await {
+                    debug!(error = %e, "write failed");
+                    outbox.close();
+                    break;
+                }
+                (frame_command(&frame).to_string(), frame.len())
+            }
+            Out::Stream(job) => {
+                let header = job.header.len();
+                let result = write_stream(&mut wr, job.header, job.body, job.len).await;
+                let ok = result.is_ok();
+                let written = result.as_ref().map_or(0, |n| *n);
+                let _ = job.done.send(result.map_err(|e| e.to_string()));
+                if !ok {
+                    // A frame cut short cannot be resumed: the connection is over.
+                    debug!("streamed block write failed");
+                    outbox.close();
+                    break;
+                }
+                let total = usize::try_from(written)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(header);
+                (crate::p2p::messages::commands::BLOCK.to_string(), total)
+            }
+        };
+        stats.add_bytes_out(written);
+        if tally.record(false, &command, written) {
             metrics.flush(&mut tally);
         }
         drop(permit);
@@ -670,4 +693,27 @@ fn frame_command(frame: &[u8]) -> &str {
 
 async fn write_frame(wr: &mut OwnedWriteHalf, frame: &Bytes) -> std::io::Result<()> {
     wr.write_all(frame).await
+}
+
+/// Writes a frame header then exactly `len` payload bytes from `body`, through a fixed buffer
+/// ([`STREAM_CHUNK`]); returns the payload bytes written.
+async fn write_stream(
+    wr: &mut OwnedWriteHalf,
+    header: Bytes,
+    body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    len: u64,
+) -> std::io::Result<u64> {
+    wr.write_all(&header).await?;
+    let mut body = tokio::io::BufReader::with_capacity(
+        crate::p2p::limits::STREAM_CHUNK,
+        tokio::io::AsyncReadExt::take(body, len),
+    );
+    let n = tokio::io::copy_buf(&mut body, wr).await?;
+    if n < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the block's source ended after {n} of {len} bytes"),
+        ));
+    }
+    Ok(n)
 }

@@ -686,6 +686,59 @@ impl Manager {
             .inspect_err(|e| warn!(%peer_id, error = %e, "sending failed"))
     }
 
+    /// Sends a `block` to one connected peer with its `len`-byte payload (the serialized block)
+    /// read from `body` as it is written, so a block of any size is served without being
+    /// loaded (docs/GUIDE.md, "Blocks of any size"). A payload above 0xFFFFFFFF bytes goes in an
+    /// `extmsg` frame, refused with [`CodecError::SendOversized`](crate::p2p::CodecError) when the
+    /// peer's version is below 70016; a smaller one in a basic frame, which needs the payload's
+    /// `checksum` (first 4 bytes of its sha256d; [`Manager::send_block_file`] computes it).
+    /// Waits for frames queued before it, then for the write to end (the peer's reading pace);
+    /// returns the payload bytes written. A source that ends early ends the connection (a frame
+    /// cut short cannot be taken back).
+    pub async fn send_block_stream<R>(
+        &self,
+        peer_id: Uuid,
+        body: R,
+        len: u64,
+        checksum: Option<[u8; 4]>,
+    ) -> Result<u64>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        let link = self
+            .inner
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&peer_id).cloned())
+            .ok_or(P2pError::PeerNotFound { peer_id })?;
+        let checksum = match checksum {
+            Some(c) => c,
+            None if len > crate::p2p::limits::MAX_BASIC_PAYLOAD => [0; 4],
+            None => return Err(P2pError::ChecksumRequired { length: len }),
+        };
+        link.send_block_stream(Box::new(body), len, checksum).await
+    }
+
+    /// [`Manager::send_block_stream`] from a file holding one serialized block: its length is
+    /// the file's, and for a basic frame its checksum is computed first (one pass over the
+    /// file, off the async runtime).
+    pub async fn send_block_file(&self, peer_id: Uuid, path: &std::path::Path) -> Result<u64> {
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        let checksum = if len > crate::p2p::limits::MAX_BASIC_PAYLOAD {
+            None
+        } else {
+            let p = path.to_path_buf();
+            Some(
+                tokio::task::spawn_blocking(move || file_checksum(&p))
+                    .await
+                    .map_err(|e| P2pError::Io(std::io::Error::other(e.to_string())))??,
+            )
+        };
+        self.send_block_stream(peer_id, file, len, checksum).await
+    }
+
     /// Sends `message` to every connected peer; returns how many accepted it. The sends run
     /// concurrently, so a peer that does not read (its send queue full) delays only itself:
     /// the others get the message at once and the call returns when the slowest has it queued
@@ -940,4 +993,23 @@ impl Drop for Manager {
             l.disconnect();
         }
     }
+}
+
+/// The frame checksum of a file's contents: the first 4 bytes of their sha256d, read in
+/// fixed chunks.
+fn file_checksum(path: &std::path::Path) -> std::io::Result<[u8; 4]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; crate::p2p::limits::STREAM_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    let twice = Sha256::digest(hasher.finalize());
+    Ok([twice[0], twice[1], twice[2], twice[3]])
 }
