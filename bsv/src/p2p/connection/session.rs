@@ -20,13 +20,13 @@ use tracing::{debug, trace, warn, Instrument, Span};
 
 use super::actor::Actor;
 use super::link::{Mailbox, Offence, Report};
+use super::outbox::Out;
 use super::protocol::{Action, Learned, PeerProtocol, ProtocolSettings};
 use super::session_block::{self, Flow, InboundBlock};
 use super::{
     ConnectionState, ConnectionStats, Direction, DisconnectReason, HandshakeFlow, Outbox,
     OutboxError, PeerDetails,
 };
-use super::outbox::Out;
 use crate::bitcoin::NetAddress;
 use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
