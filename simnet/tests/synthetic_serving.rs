@@ -245,9 +245,7 @@ async fn frames_wait_behind_a_block_and_the_node_keeps_reading_meanwhile() {
     let header = next_frame_header(&mut client, "block").await;
     assert_eq!(header.length, info.len);
     let mut left = info.len - client.buf.len().min(info.len as usize) as u64;
-    let _ = client
-        .buf
-        .split_to(client.buf.len().min(info.len as usize));
+    let _ = client.buf.split_to(client.buf.len().min(info.len as usize));
     let mut buf = vec![0u8; READ_SIZE];
     while left > 0 {
         let want = READ_SIZE.min(left as usize);
