@@ -38,12 +38,43 @@
 //!   any node go into one shared pool and are announced by every node, as if the nodes were
 //!   connected to each other.
 //! * [`synthetic`]: [`SyntheticBlock`], deterministic blocks of any size (gigabytes) generated
-//!   on the fly as bounded chunks, with a real merkle root and proof of work.
+//!   on the fly as bounded chunks, with a real merkle root and proof of work (or a chosen
+//!   [`Corruption`]); registered ones are served by every node (below).
+//!
+//! ## Blocks of any size
+//!
+//! [`SimNet::add_synthetic_block`] registers a [`SyntheticBlock`] that every node serves on
+//! `getdata(MSG_BLOCK, hash)`, so a client can be tested against 256 MiB, 1 GiB or 5 GiB blocks
+//! that nobody holds in memory: the connection writes the frame header, then streams the
+//! generator's output into the socket 1 MiB at a time, reading the peer meanwhile; frames
+//! produced during the block wait behind it. A payload over 0xFFFFFFFF bytes goes out with the
+//! `extmsg` header, to peers of version 70016 or later only (older peers get `notfound`).
+//! Registered blocks are not part of the chain; by default their
+//! parent is the tip, so a header chain can accept them. [`Corruption`] makes a block fail a
+//! receiver's checks in a chosen way, and [`Misbehaviour::TrickleBlocks`] sends it slowly.
+//!
+//! ```no_run
+//! # async fn demo(simnet: &bitcoinsv_simnet::SimNet) -> Result<(), bitcoinsv_simnet::SimNetError> {
+//! use bitcoinsv_simnet::{Corruption, SyntheticSpec};
+//!
+//! // Costs a pass over the payload for the merkle root and one for the checksum.
+//! let big = simnet.add_synthetic_block(SyntheticSpec::new(256 << 20)).await?;
+//! simnet.announce_synthetic(&big.hash)?;
+//! let bad = simnet
+//!     .add_synthetic_block(
+//!         SyntheticSpec::new(1 << 20).corruption(Corruption::MerkleMismatch { tx_index: 3 }),
+//!     )
+//!     .await?;
+//! # let _ = bad;
+//! # Ok(()) }
+//! ```
 //!
 //! Where the simnet departs from the node, for the sake of tests: `getaddr` is answered at once
 //! (the node waits about 30 s), misbehaving loopback peers are banned (the node only disconnects
 //! local peers), the association ID is always empty (no extra streams), and transactions and
-//! blocks are not validated. Every node listens on 127.0.0.1 and dials loopback addresses only.
+//! blocks are not validated; a synthetic block over 4 GiB asked for by a peer below 70016 gets
+//! `notfound` (the node logs and sends nothing). Every node listens on 127.0.0.1 and dials
+//! loopback addresses only.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
