@@ -365,8 +365,8 @@ impl SimNet {
     /// the payload for the txids (merkle root), and, for a block sent with a basic header, a
     /// second one for the frame checksum, so that serving starts at once; a block over 4 GiB
     /// (`extmsg`, no checksum) or one with [`Corruption::PlaceholderMerkleRoot`] skips those
-    /// passes. In a debug build a pass runs at a few tens of MB/s (a 64 MiB block registers in
-    /// a few seconds); an optimised build is an order of magnitude faster.
+    /// passes. Each pass hashes every payload byte with SHA-256, so registering takes time
+    /// linear in the size, which is long for big blocks in a debug build.
     pub async fn add_synthetic_block(
         &self,
         spec: SyntheticSpec,
