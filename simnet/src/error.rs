@@ -52,4 +52,10 @@ pub enum SimNetError {
     /// The simnet only ever talks to loopback addresses.
     #[error("refusing to dial {0}: the simnet only connects to loopback addresses")]
     NotLoopback(SocketAddr),
+    /// No synthetic block with this hash is registered.
+    #[error("no synthetic block {0} is registered")]
+    UnknownSyntheticBlock(bitcoinsv::bitcoin::Hash),
+    /// Generating a synthetic block failed (its blocking task panicked or was cancelled).
+    #[error("generating synthetic block failed: {0}")]
+    SyntheticTask(String),
 }

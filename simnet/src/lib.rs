@@ -38,12 +38,43 @@
 //!   any node go into one shared pool and are announced by every node, as if the nodes were
 //!   connected to each other.
 //! * [`synthetic`]: [`SyntheticBlock`], deterministic blocks of any size (gigabytes) generated
-//!   on the fly as bounded chunks, with a real merkle root and proof of work.
+//!   on the fly as bounded chunks, with a real merkle root and proof of work (or a chosen
+//!   [`Corruption`]); registered ones are served by every node (below).
+//!
+//! ## Blocks of any size
+//!
+//! [`SimNet::add_synthetic_block`] registers a [`SyntheticBlock`] that every node serves on
+//! `getdata(MSG_BLOCK, hash)`, so a client can be tested against 256 MiB, 1 GiB or 5 GiB blocks
+//! that nobody holds in memory: the connection writes the frame header, then streams the
+//! generator's output into the socket 1 MiB at a time, reading the peer meanwhile; frames
+//! produced during the block wait behind it. A payload over 0xFFFFFFFF bytes goes out with the
+//! `extmsg` header, to peers of version 70016 or later only (older peers get `notfound`).
+//! Registered blocks are not part of the chain; by default their
+//! parent is the tip, so a header chain can accept them. [`Corruption`] makes a block fail a
+//! receiver's checks in a chosen way, and [`Misbehaviour::TrickleBlocks`] sends it slowly.
+//!
+//! ```no_run
+//! # async fn demo(simnet: &bitcoinsv_simnet::SimNet) -> Result<(), bitcoinsv_simnet::SimNetError> {
+//! use bitcoinsv_simnet::{Corruption, SyntheticSpec};
+//!
+//! // Costs a pass over the payload for the merkle root and one for the checksum.
+//! let big = simnet.add_synthetic_block(SyntheticSpec::new(256 << 20)).await?;
+//! simnet.announce_synthetic(&big.hash)?;
+//! let bad = simnet
+//!     .add_synthetic_block(
+//!         SyntheticSpec::new(1 << 20).corruption(Corruption::MerkleMismatch { tx_index: 3 }),
+//!     )
+//!     .await?;
+//! # let _ = bad;
+//! # Ok(()) }
+//! ```
 //!
 //! Where the simnet departs from the node, for the sake of tests: `getaddr` is answered at once
 //! (the node waits about 30 s), misbehaving loopback peers are banned (the node only disconnects
 //! local peers), the association ID is always empty (no extra streams), and transactions and
-//! blocks are not validated. Every node listens on 127.0.0.1 and dials loopback addresses only.
+//! blocks are not validated; a synthetic block over 4 GiB asked for by a peer below 70016 gets
+//! `notfound` (the node logs and sends nothing). Every node listens on 127.0.0.1 and dials
+//! loopback addresses only.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -62,7 +93,7 @@ pub mod synthetic;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use bitcoinsv::bitcoin::{Block, Transaction};
+use bitcoinsv::bitcoin::{Block, BlockHeader, Hash, Transaction};
 use tracing::info;
 
 pub use chain::{sample_transaction, Chain, ChainHandle};
@@ -72,10 +103,91 @@ pub use misbehaviour::{Misbehaviour, BCH_USER_AGENT};
 pub use node::NodeHandle;
 pub use protocol::{NODE_SERVICES, STREAM_POLICIES};
 pub use stats::NodeStats;
-pub use synthetic::{SyntheticBlock, SyntheticChunks, SyntheticReader};
+pub use synthetic::{
+    Corruption, SharedSyntheticChunks, SyntheticBlock, SyntheticChunks, SyntheticReader,
+};
 
 use protocol::Mempool;
 use shared::{NetShared, NodeShared};
+
+/// Default transaction size of a [`SyntheticSpec`]: 1 MB, so a GiB block has about a thousand
+/// transactions (few hashing calls per byte, as in a large real block of big transactions).
+pub const DEFAULT_SYNTHETIC_TX_SIZE: u64 = 1_000_000;
+
+/// What synthetic block to register with [`SimNet::add_synthetic_block`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntheticSpec {
+    /// Payload size in bytes (exact for every size from a few hundred bytes up, see
+    /// [`synthetic`]).
+    pub size: u64,
+    /// Transaction size in bytes (raised to [`synthetic::MIN_TX_SIZE`]).
+    pub tx_size: u64,
+    /// Seed of the deterministic content.
+    pub seed: u64,
+    /// The parent hash; `None` for the chain's tip at registration, so a header chain can
+    /// accept the block.
+    pub prev_hash: Option<Hash>,
+    /// A deliberate defect, for tests of a receiver's checks.
+    pub corruption: Option<Corruption>,
+}
+
+impl SyntheticSpec {
+    /// A block of `size` payload bytes of [`DEFAULT_SYNTHETIC_TX_SIZE`]-byte transactions,
+    /// seed 0, on the chain's tip, intact.
+    pub fn new(size: u64) -> Self {
+        SyntheticSpec {
+            size,
+            tx_size: DEFAULT_SYNTHETIC_TX_SIZE,
+            seed: 0,
+            prev_hash: None,
+            corruption: None,
+        }
+    }
+
+    /// With transactions of `tx_size` bytes.
+    pub fn tx_size(mut self, tx_size: u64) -> Self {
+        self.tx_size = tx_size;
+        self
+    }
+
+    /// With content derived from `seed`.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// On `prev_hash` rather than the chain's tip.
+    pub fn prev_hash(mut self, prev_hash: Hash) -> Self {
+        self.prev_hash = Some(prev_hash);
+        self
+    }
+
+    /// With `corruption`.
+    pub fn corruption(mut self, corruption: Corruption) -> Self {
+        self.corruption = Some(corruption);
+        self
+    }
+}
+
+/// A registered synthetic block, as [`SimNet::add_synthetic_block`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntheticInfo {
+    /// The block hash (what to ask for with `getdata(MSG_BLOCK)`).
+    pub hash: Hash,
+    /// The block header.
+    pub header: BlockHeader,
+    /// The exact payload length in bytes.
+    pub len: u64,
+    /// The number of transactions, the coinbase included.
+    pub tx_count: u64,
+    /// Whether it is sent with the 44-byte `extmsg` header (payload over 0xFFFFFFFF bytes;
+    /// only to peers of version 70016 or later, others get `notfound`).
+    pub extended: bool,
+    /// The frame checksum of the basic header; `None` for an `extmsg` frame.
+    pub checksum: Option<[u8; 4]>,
+    /// The block itself (the generator), to regenerate or check its bytes in a test.
+    pub block: Arc<SyntheticBlock>,
+}
 
 /// A running simulated network.
 ///
@@ -154,6 +266,7 @@ impl SimNet {
             addresses: all_addresses,
             mempool: Mutex::new(Mempool::default()),
             nodes: shared.clone(),
+            synthetic: Mutex::new(std::collections::HashMap::new()),
         });
         let nodes: Vec<NodeHandle> = shared
             .into_iter()
@@ -238,6 +351,95 @@ impl SimNet {
             });
         }
         Ok(self.net.reorg(fork_height, blocks))
+    }
+
+    /// Registers a synthetic block (see [`synthetic`]) that every node serves on
+    /// `getdata(MSG_BLOCK, hash)`, streaming it from the generator in bounded memory (1 MiB at
+    /// a time per connection); a block over 0xFFFFFFFF bytes is framed with `extmsg` and sent
+    /// only to peers of version 70016 or later (others get `notfound`). The block is not part
+    /// of the chain: it is neither announced (see [`SimNet::announce_synthetic`]) nor
+    /// returned by `getheaders`, and the chain's tip does not move. Registering a block with
+    /// the hash of one already registered replaces it.
+    ///
+    /// Cost: generation is CPU-bound and runs on tokio's blocking pool. It makes one pass over
+    /// the payload for the txids (merkle root), and, for a block sent with a basic header, a
+    /// second one for the frame checksum, so that serving starts at once; a block over 4 GiB
+    /// (`extmsg`, no checksum) or one with [`Corruption::PlaceholderMerkleRoot`] skips those
+    /// passes. Each pass hashes every payload byte with SHA-256, so registering takes time
+    /// linear in the size, which is long for big blocks in a debug build.
+    pub async fn add_synthetic_block(
+        &self,
+        spec: SyntheticSpec,
+    ) -> Result<SyntheticInfo, SimNetError> {
+        let prev_hash = spec.prev_hash.unwrap_or_else(|| self.net.chain.tip_hash());
+        let block = tokio::task::spawn_blocking(move || {
+            let block = SyntheticBlock::with_corruption(
+                spec.seed,
+                prev_hash,
+                spec.size,
+                spec.tx_size,
+                spec.corruption,
+            );
+            let checksum = (!block.needs_extended_header()).then(|| block.checksum());
+            (block, checksum)
+        })
+        .await
+        .map_err(|e| SimNetError::SyntheticTask(e.to_string()))?;
+        let (block, checksum) = block;
+        let block = Arc::new(block);
+        let info = SyntheticInfo {
+            hash: block.hash(),
+            header: *block.header(),
+            len: block.len(),
+            tx_count: block.tx_count(),
+            extended: block.needs_extended_header(),
+            checksum,
+            block: Arc::clone(&block),
+        };
+        self.net
+            .synthetic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.hash, block);
+        info!(
+            hash = %info.hash,
+            bytes = info.len,
+            txs = info.tx_count,
+            extended = info.extended,
+            "simnet registered synthetic block"
+        );
+        Ok(info)
+    }
+
+    /// Forgets a synthetic block (connections already streaming it finish). Returns whether
+    /// it was registered.
+    pub fn remove_synthetic_block(&self, hash: &Hash) -> bool {
+        self.net
+            .synthetic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash)
+            .is_some()
+    }
+
+    /// Announces a registered synthetic block by `inv` on every node's connections that have
+    /// completed the handshake (as the node announces a block to a peer that did not ask for
+    /// `headers`); a peer that wants it asks with `getdata`.
+    pub fn announce_synthetic(&self, hash: &Hash) -> Result<(), SimNetError> {
+        let known = self
+            .net
+            .synthetic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(hash);
+        if !known {
+            return Err(SimNetError::UnknownSyntheticBlock(*hash));
+        }
+        let event = shared::ConnEvent::AnnounceBlock(*hash);
+        for node in &self.net.nodes {
+            node.broadcast(&event, None);
+        }
+        Ok(())
     }
 
     /// Hands `tx` to node `node_index` as if it had arrived from the network: it enters the

@@ -92,6 +92,16 @@ pub enum Misbehaviour {
     /// Never answer `getheaders`, as a node in initial block download does (everything else is
     /// normal).
     IgnoreGetHeaders,
+    /// Write synthetic blocks (`SimNet::add_synthetic_block`) at most this many bytes per
+    /// second, a tenth of a second's allowance at a time (at least one byte), frame header
+    /// included: a peer that stalls mid-block, for a receiver's stall rule. Everything else,
+    /// the chain's blocks included, goes out at full speed, though frames queued behind a
+    /// trickling block wait for it; the node's own pings too, as at the node, whose ping
+    /// timeout (20 minutes by default) runs from when the ping is queued.
+    TrickleBlocks {
+        /// Write rate in bytes per second (at least 1).
+        bytes_per_second: u32,
+    },
 }
 
 impl Misbehaviour {
@@ -121,6 +131,7 @@ impl Misbehaviour {
             Misbehaviour::UnconnectingHeaders(_) => "unconnecting-headers",
             Misbehaviour::UnconnectingBatch => "unconnecting-batch",
             Misbehaviour::IgnoreGetHeaders => "ignore-getheaders",
+            Misbehaviour::TrickleBlocks { .. } => "trickle-blocks",
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoinsv::bitcoin::{
@@ -24,7 +24,7 @@ use bitcoinsv::bitcoin::{
     Transaction,
 };
 use bitcoinsv::p2p::limits::{
-    BAN_SCORE_THRESHOLD, BIP0031_VERSION, DEFAULT_MAX_RECV_PAYLOAD,
+    BAN_SCORE_THRESHOLD, BIP0031_VERSION, DEFAULT_MAX_RECV_PAYLOAD, EXTENDED_PAYLOAD_VERSION,
     LEGACY_MAX_PROTOCOL_PAYLOAD_LENGTH, MAX_ADDR, MAX_BLOCKS_TO_ANNOUNCE, MAX_GETBLOCKS_RESULTS,
     MAX_HEADERS_RESULTS, MIN_PEER_PROTO_VERSION, NODE_BITCOIN_CASH, NODE_NETWORK, NO_BLOOM_VERSION,
     PROTOCOL_VERSION, SENDHEADERS_VERSION, SHORT_IDS_BLOCKS_VERSION,
@@ -37,6 +37,10 @@ use bytes::Bytes;
 
 use crate::chain::ChainHandle;
 use crate::misbehaviour::{Misbehaviour, BCH_USER_AGENT};
+use crate::synthetic::SyntheticBlock;
+
+/// The synthetic blocks every node serves on `getdata`, by hash (`SimNet::add_synthetic_block`).
+pub(crate) type SyntheticBlocks = Mutex<HashMap<Hash, Arc<SyntheticBlock>>>;
 
 /// Services the node advertises: `NODE_NETWORK | NODE_BITCOIN_CASH` (docs/PROTOCOL.md §2.4).
 pub const NODE_SERVICES: u64 = NODE_NETWORK | NODE_BITCOIN_CASH;
@@ -112,6 +116,8 @@ pub(crate) struct Ctx<'a> {
     pub user_agent: &'a str,
     /// Nonces of the node's own outbound `version`s (to detect connecting to itself).
     pub local_nonces: &'a Mutex<HashSet<u64>>,
+    /// Registered synthetic blocks, served on `getdata(MSG_BLOCK)` only.
+    pub synthetic: &'a SyntheticBlocks,
 }
 
 /// What the connection task must do after an event.
@@ -119,6 +125,9 @@ pub(crate) struct Ctx<'a> {
 pub enum Action {
     /// Send this message.
     Send(Message),
+    /// Stream this synthetic block as a `block` message (the connection writes it in bounded
+    /// memory; frames queued after it wait until it is written).
+    SendSynthetic(Arc<SyntheticBlock>),
     /// Put this transaction into the pool and announce it to the other peers.
     AcceptTx(Transaction),
     /// The peer's `protoconf` limit: never send it a larger non-block message.
@@ -632,6 +641,8 @@ impl PeerState {
                                 ctx.chain.tip_hash(),
                             )])));
                         }
+                    } else if item.inv_type == InvType::Block {
+                        self.serve_synthetic(item, ctx, out, &mut notfound);
                     }
                 }
                 InvType::Tx => {
@@ -651,6 +662,36 @@ impl PeerState {
         }
         if !notfound.is_empty() {
             out.push(Action::Send(Message::NotFound(notfound)));
+        }
+    }
+
+    /// A block `getdata` for a hash the chain does not hold: a registered synthetic block is
+    /// streamed; one that needs the `extmsg` header (over 4 GiB) goes only to a peer of
+    /// version ≥ 70016 (`CMessageHeader::GetMaxPayloadLength`, docs/PROTOCOL.md §1.2). To an
+    /// older peer the node logs and sends nothing; the simnet answers `notfound` instead, so
+    /// a test sees the refusal at once rather than waiting for a timeout. Unknown hashes stay
+    /// unanswered, as before.
+    fn serve_synthetic(
+        &self,
+        item: &InvVect,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Action>,
+        notfound: &mut Vec<InvVect>,
+    ) {
+        let block = ctx
+            .synthetic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&item.hash)
+            .cloned();
+        let Some(block) = block else {
+            return;
+        };
+        let version = self.peer.as_ref().map_or(0, |p| p.version);
+        if block.needs_extended_header() && version < EXTENDED_PAYLOAD_VERSION {
+            notfound.push(*item);
+        } else {
+            out.push(Action::SendSynthetic(block));
         }
     }
 
@@ -795,6 +836,7 @@ mod tests {
         mempool: Mutex<Mempool>,
         addrs: Vec<SocketAddr>,
         nonces: Mutex<HashSet<u64>>,
+        synthetic: SyntheticBlocks,
     }
 
     impl Fixture {
@@ -807,6 +849,7 @@ mod tests {
                     "127.0.0.1:1001".parse().unwrap(),
                 ],
                 nonces: Mutex::new(HashSet::new()),
+                synthetic: Mutex::new(HashMap::new()),
             }
         }
         fn ctx(&self) -> Ctx<'_> {
@@ -817,6 +860,7 @@ mod tests {
                 own_addr: "127.0.0.1:1000".parse().unwrap(),
                 user_agent: "/Bitcoin SV:1.2.2/",
                 local_nonces: &self.nonces,
+                synthetic: &self.synthetic,
             }
         }
     }

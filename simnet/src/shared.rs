@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use crate::chain::ChainHandle;
 use crate::config::SimNetConfig;
 use crate::misbehaviour::Misbehaviour;
-use crate::protocol::{Direction, Mempool};
+use crate::protocol::{Direction, Mempool, SyntheticBlocks};
 use crate::stats::Counters;
 
 /// Pending announcements per connection; beyond this a slow peer misses announcements rather
@@ -38,6 +38,8 @@ pub(crate) enum ConnEvent {
     NewTx(Hash),
     /// The peer's IP was banned (by another connection): close.
     Kick(String),
+    /// Announce this (synthetic) block by `inv` (`SimNet::announce_synthetic`).
+    AnnounceBlock(Hash),
 }
 
 /// A live connection as the node's registry sees it.
@@ -233,6 +235,8 @@ pub(crate) struct NetShared {
     pub mempool: Mutex<Mempool>,
     /// Every node.
     pub nodes: Vec<Arc<NodeShared>>,
+    /// The synthetic blocks every node serves on request (not part of the chain).
+    pub synthetic: SyntheticBlocks,
 }
 
 impl NetShared {

@@ -28,7 +28,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bitcoinsv::bitcoin::{
@@ -64,9 +64,12 @@ const HEADER_LEN: u64 = HEADER_SIZE as u64;
 const MIN_CHUNK: usize = 128;
 /// Scratch size of the hashing passes.
 const PASS_CHUNK: usize = 64 * 1024;
+/// Offset of the input-script length in every transaction of the layout (version 4, input
+/// count 1, outpoint 36), where [`Corruption::Malformed`] strikes.
+const INPUT_SCRIPT_LEN_AT: usize = 41;
 
 /// A deterministic block of any size that is generated as it is read.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct SyntheticBlock {
     seed: u64,
     prev_hash: Hash,
@@ -79,7 +82,55 @@ pub struct SyntheticBlock {
     len: u64,
     header: BlockHeader,
     hash: Hash,
+    corruption: Option<Corruption>,
     checksum: OnceLock<[u8; 4]>,
+}
+
+/// A deliberate defect of a [`SyntheticBlock`], for tests of a receiver's checks. Each is
+/// applied where the payload is generated, so [`SyntheticBlock::chunks`],
+/// [`SyntheticBlock::reader`] and [`SyntheticBlock::checksum`] all see the same (corrupted)
+/// bytes and [`SyntheticBlock::len`] stays exact. A corrupted block never shares its hash with
+/// the intact block of the same parameters (the corruption is mixed into the coinbase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Corruption {
+    /// One byte of transaction `tx_index`'s output script is changed after the merkle root was
+    /// computed: the layout stays valid, but the txids no longer hash to the header's merkle
+    /// root (the node's `bad-txnmrklroot`, +100, `ProcessNewBlock` → `CheckBlock`). The index
+    /// is clamped to the block's transactions.
+    MerkleMismatch {
+        /// The transaction to alter (0 = coinbase).
+        tx_index: u64,
+    },
+    /// Transaction `tx_index`'s input-script length is written as a non-canonical var int
+    /// (`0xFD` and a two-byte value below 253, taking two bytes of the script so the length is
+    /// unchanged): a decoder fails in the middle of the block (the node's
+    /// `ReadCompactSize`: "non-canonical ReadCompactSize()"). The index is clamped to the
+    /// block's transactions.
+    Malformed {
+        /// The transaction to break (0 = coinbase).
+        tx_index: u64,
+    },
+    /// The header's merkle root is a placeholder derived from the seed instead of computed
+    /// from the transactions. Construction then skips the pass over the payload, so a block of
+    /// any size is described at once; for tests that read only the header and part of a huge
+    /// block (in a debug build the txid pass over 5 GiB takes minutes). A receiver that reads
+    /// it all sees a merkle mismatch.
+    PlaceholderMerkleRoot,
+}
+
+impl Corruption {
+    /// A distinct tag per corruption, mixed into the coinbase.
+    fn tag(&self) -> [u8; 9] {
+        let (kind, index) = match *self {
+            Corruption::MerkleMismatch { tx_index } => (1u8, tx_index),
+            Corruption::Malformed { tx_index } => (2, tx_index),
+            Corruption::PlaceholderMerkleRoot => (3, 0),
+        };
+        let mut t = [0u8; 9];
+        t[0] = kind;
+        t[1..].copy_from_slice(&index.to_le_bytes());
+        t
+    }
 }
 
 /// One transaction's bytes, described without its padding: `prefix`, then `pad_len` bytes of
@@ -190,6 +241,20 @@ impl SyntheticBlock {
     /// derived from `seed`. Walks every transaction once (time linear in `size`, memory
     /// O(log n)) and solves regtest proof of work.
     pub fn new(seed: u64, prev_hash: Hash, size: u64, tx_size: u64) -> SyntheticBlock {
+        Self::with_corruption(seed, prev_hash, size, tx_size, None)
+    }
+
+    /// As [`SyntheticBlock::new`], with a deliberate defect (see [`Corruption`]). The merkle
+    /// root is computed from the intact transactions (except for
+    /// [`Corruption::PlaceholderMerkleRoot`], which skips that pass), so the header is what the
+    /// intact block's would be apart from its coinbase.
+    pub fn with_corruption(
+        seed: u64,
+        prev_hash: Hash,
+        size: u64,
+        tx_size: u64,
+        corruption: Option<Corruption>,
+    ) -> SyntheticBlock {
         let tx_size = tx_size.max(MIN_TX_SIZE);
         let (fillers, last_size, len) = plan(size, tx_size);
         let mut block = SyntheticBlock {
@@ -208,12 +273,35 @@ impl SyntheticBlock {
                 nonce: 0,
             },
             hash: Hash::ZERO,
+            corruption,
             checksum: OnceLock::new(),
         };
+        block.header.merkle_root = if corruption == Some(Corruption::PlaceholderMerkleRoot) {
+            derive(
+                seed,
+                b"synthetic-placeholder-root",
+                block.len,
+                block.fillers,
+            )
+        } else {
+            block.merkle_root()
+        };
+        for nonce in 0..=u32::MAX {
+            block.header.nonce = nonce;
+            if block.header.check_proof_of_work() {
+                break;
+            }
+        }
+        block.hash = block.header.hash();
+        block
+    }
+
+    /// The merkle root of the intact transactions, in one streaming pass.
+    fn merkle_root(&self) -> Hash {
         let mut merkle = MerkleAccumulator::new();
         let mut scratch = Vec::with_capacity(PASS_CHUNK);
-        for index in 0..block.tx_count() {
-            let tx = block.tx_bytes(index);
+        for index in 0..self.tx_count() {
+            let tx = self.intact_tx_bytes(index);
             let mut hasher = Sha256::new();
             let mut pos = 0u64;
             while pos < tx.len() {
@@ -227,15 +315,12 @@ impl SyntheticBlock {
             }
             merkle.push(Hash(Sha256::digest(hasher.finalize()).into()));
         }
-        block.header.merkle_root = merkle.root();
-        for nonce in 0..=u32::MAX {
-            block.header.nonce = nonce;
-            if block.header.check_proof_of_work() {
-                break;
-            }
-        }
-        block.hash = block.header.hash();
-        block
+        merkle.root()
+    }
+
+    /// The defect this block was built with, if any.
+    pub fn corruption(&self) -> Option<Corruption> {
+        self.corruption
     }
 
     /// The exact serialized payload length in bytes.
@@ -296,7 +381,43 @@ impl SyntheticBlock {
         out
     }
 
+    /// Transaction `index` as sent: the intact bytes with the corruption, if it targets it.
     fn tx_bytes(&self, index: u64) -> TxBytes {
+        let mut tx = self.intact_tx_bytes(index);
+        let target = |i: u64| i.min(self.fillers) == index;
+        match self.corruption {
+            Some(Corruption::MerkleMismatch { tx_index }) if target(tx_index) => {
+                // The last byte of the output script's fixed part: `OP_RETURN` of a filler,
+                // the final `OP_CHECKSIG` of the coinbase (which ends with its lock time).
+                let at = if index == 0 {
+                    tx.prefix.len().checked_sub(5)
+                } else {
+                    tx.prefix.len().checked_sub(1)
+                };
+                if let Some(b) = at.and_then(|at| tx.prefix.get_mut(at)) {
+                    *b ^= 0x01;
+                }
+            }
+            Some(Corruption::Malformed { tx_index }) if target(tx_index) => {
+                // The input-script length var int (one byte at offset 41 in both layouts:
+                // version 4, input count 1, outpoint 36) becomes `FD vv 00`, vv = the old
+                // length − 2: non-canonical, and three bytes where there were one plus two of
+                // the script, so the length is unchanged.
+                if let Some(field) = tx
+                    .prefix
+                    .get_mut(INPUT_SCRIPT_LEN_AT..INPUT_SCRIPT_LEN_AT + 3)
+                {
+                    let old = field[0];
+                    field.copy_from_slice(&[0xFD, old.saturating_sub(2), 0x00]);
+                }
+            }
+            _ => {}
+        }
+        tx
+    }
+
+    /// Transaction `index` as the merkle root was computed from.
+    fn intact_tx_bytes(&self, index: u64) -> TxBytes {
         if index == 0 {
             return self.coinbase_bytes();
         }
@@ -328,9 +449,12 @@ impl SyntheticBlock {
     }
 
     fn coinbase_bytes(&self) -> TxBytes {
-        let mut key = Vec::with_capacity(40);
+        let mut key = Vec::with_capacity(49);
         key.extend_from_slice(&self.prev_hash.0);
         key.extend_from_slice(&self.len.to_le_bytes());
+        if let Some(c) = self.corruption {
+            key.extend_from_slice(&c.tag());
+        }
         let extra = derive(self.seed, &key, self.fillers, self.tx_size);
         let payee = derive(self.seed, b"synthetic-miner", 0, 0);
         let mut p = Vec::with_capacity(COINBASE_SIZE as usize);
@@ -363,6 +487,22 @@ impl SyntheticBlock {
     pub fn chunks(&self, max: usize) -> SyntheticChunks<'_> {
         SyntheticChunks {
             block: self,
+            cursor: self.cursor(max),
+        }
+    }
+
+    /// As [`SyntheticBlock::chunks`], holding the block by [`Arc`] rather than by reference,
+    /// so the iterator can live in a task or a struct (the simnet's connections stream from
+    /// it).
+    pub fn shared_chunks(self: &Arc<Self>, max: usize) -> SharedSyntheticChunks {
+        SharedSyntheticChunks {
+            block: Arc::clone(self),
+            cursor: self.cursor(max),
+        }
+    }
+
+    fn cursor(&self, max: usize) -> ChunkCursor {
+        ChunkCursor {
             max: max.max(MIN_CHUNK),
             head: Some(self.head()),
             index: 0,
@@ -429,6 +569,20 @@ impl SyntheticBlock {
 #[derive(Debug)]
 pub struct SyntheticChunks<'a> {
     block: &'a SyntheticBlock,
+    cursor: ChunkCursor,
+}
+
+/// The payload of a [`SyntheticBlock`] held by [`Arc`], as bounded chunks
+/// ([`SyntheticBlock::shared_chunks`]).
+#[derive(Debug)]
+pub struct SharedSyntheticChunks {
+    block: Arc<SyntheticBlock>,
+    cursor: ChunkCursor,
+}
+
+/// Where the generation of a payload stands.
+#[derive(Debug)]
+struct ChunkCursor {
     max: usize,
     head: Option<Vec<u8>>,
     index: u64,
@@ -448,42 +602,26 @@ impl std::fmt::Debug for TxCursor {
     }
 }
 
-impl SyntheticChunks<'_> {
-    /// The largest chunk this iterator yields.
-    pub fn max_chunk(&self) -> usize {
-        self.max
-    }
-
-    /// Payload bytes yielded so far.
-    pub fn position(&self) -> u64 {
-        self.emitted
-    }
-
-    /// Bytes of generator state besides the chunk being built: the current transaction's
-    /// fixed part (a few hundred bytes at most, whatever the block or transaction size).
-    pub fn state_bytes(&self) -> usize {
+impl ChunkCursor {
+    fn state_bytes(&self) -> usize {
         self.head.as_ref().map_or(0, Vec::capacity)
             + self.tx.as_ref().map_or(0, |t| t.0.prefix.capacity())
     }
-}
 
-impl Iterator for SyntheticChunks<'_> {
-    type Item = Bytes;
-
-    fn next(&mut self) -> Option<Bytes> {
-        if self.emitted >= self.block.len {
+    fn next(&mut self, block: &SyntheticBlock) -> Option<Bytes> {
+        if self.emitted >= block.len {
             return None;
         }
         let mut out = Vec::with_capacity(self.max);
         if let Some(head) = self.head.take() {
             out.extend_from_slice(&head);
         }
-        while out.len() < self.max && self.index < self.block.tx_count() {
+        while out.len() < self.max && self.index < block.tx_count() {
             let tx = match &self.tx {
                 Some(t) => t,
                 None => {
                     self.offset = 0;
-                    self.tx.insert(TxCursor(self.block.tx_bytes(self.index)))
+                    self.tx.insert(TxCursor(block.tx_bytes(self.index)))
                 }
             };
             let want = self.max - out.len();
@@ -499,6 +637,57 @@ impl Iterator for SyntheticChunks<'_> {
         }
         self.emitted += out.len() as u64;
         Some(Bytes::from(out))
+    }
+}
+
+impl SyntheticChunks<'_> {
+    /// The largest chunk this iterator yields.
+    pub fn max_chunk(&self) -> usize {
+        self.cursor.max
+    }
+
+    /// Payload bytes yielded so far.
+    pub fn position(&self) -> u64 {
+        self.cursor.emitted
+    }
+
+    /// Bytes of generator state besides the chunk being built: the current transaction's
+    /// fixed part (a few hundred bytes at most, whatever the block or transaction size).
+    pub fn state_bytes(&self) -> usize {
+        self.cursor.state_bytes()
+    }
+}
+
+impl Iterator for SyntheticChunks<'_> {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        self.cursor.next(self.block)
+    }
+}
+
+impl SharedSyntheticChunks {
+    /// The block being generated.
+    pub fn block(&self) -> &Arc<SyntheticBlock> {
+        &self.block
+    }
+
+    /// The largest chunk this iterator yields.
+    pub fn max_chunk(&self) -> usize {
+        self.cursor.max
+    }
+
+    /// Payload bytes yielded so far.
+    pub fn position(&self) -> u64 {
+        self.cursor.emitted
+    }
+}
+
+impl Iterator for SharedSyntheticChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        self.cursor.next(&self.block)
     }
 }
 
@@ -555,6 +744,7 @@ mod tests {
                 nonce: 0,
             },
             hash: Hash::ZERO,
+            corruption: None,
             checksum: OnceLock::new(),
         };
         assert!(block.needs_extended_header());

@@ -4,7 +4,8 @@ use bitcoinsv::bitcoin::{Block, Decode, Hash, Network};
 use bitcoinsv::p2p::codec::{
     BlockEvent, BlockStreamConfig, BlockStreamDecoder, ChecksumStatus, FrameHeader,
 };
-use bitcoinsv_simnet::synthetic::{SyntheticBlock, MIN_FILLER_SIZE};
+use bitcoinsv_simnet::synthetic::{Corruption, SyntheticBlock, MIN_FILLER_SIZE};
+use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 fn parent() -> Hash {
@@ -182,4 +183,124 @@ fn a_64_mib_block_streams_in_bounded_memory() {
     assert_eq!(end.checksum, ChecksumStatus::NotApplicable);
     assert_eq!(count, block.tx_count());
     assert!(dec.peak_buffered_bytes() <= 4 * 1024 * 1024);
+}
+
+/// sha256d's first four bytes of `bytes`.
+fn checksum_of(bytes: &[u8]) -> [u8; 4] {
+    let d = bitcoinsv::bitcoin::sha256d(bytes);
+    [d.0[0], d.0[1], d.0[2], d.0[3]]
+}
+
+/// Decodes `bytes` as a whole block frame with the stream decoder (txid-only): the end event,
+/// or the error.
+fn stream_decode(
+    block: &SyntheticBlock,
+    bytes: &[u8],
+) -> Result<bitcoinsv::p2p::codec::BlockEnd, bitcoinsv::p2p::codec::BlockStreamError> {
+    let mut dec = BlockStreamDecoder::new(
+        block.len(),
+        Some(block.checksum()),
+        BlockStreamConfig::txid_only(),
+    );
+    let mut end = None;
+    for chunk in bytes.chunks(7_000) {
+        dec.feed(chunk)?;
+        while let Some(ev) = dec.next_event() {
+            if let BlockEvent::End(e) = ev {
+                end = Some(e);
+            }
+        }
+    }
+    Ok(end.expect("end event"))
+}
+
+#[test]
+fn corruptions_keep_the_length_and_agree_across_chunks_reader_and_checksum() {
+    let intact = SyntheticBlock::new(3, parent(), 150_000, 2_000);
+    for corruption in [
+        Corruption::MerkleMismatch { tx_index: 7 },
+        Corruption::Malformed { tx_index: 7 },
+        Corruption::MerkleMismatch { tx_index: 0 },
+        Corruption::Malformed { tx_index: 0 },
+        Corruption::MerkleMismatch { tx_index: u64::MAX },
+        Corruption::PlaceholderMerkleRoot,
+    ] {
+        let block = SyntheticBlock::with_corruption(3, parent(), 150_000, 2_000, Some(corruption));
+        assert_eq!(block.corruption(), Some(corruption));
+        assert_eq!(block.len(), intact.len(), "{corruption:?}");
+        assert_eq!(block.tx_count(), intact.tx_count());
+        assert_ne!(block.hash(), intact.hash(), "{corruption:?}");
+        assert!(block.header().check_proof_of_work());
+        let bytes = collect(&block, 4_096);
+        assert_eq!(bytes.len() as u64, block.len());
+        assert_eq!(collect(&block, 100_000), bytes);
+        assert_eq!(block.checksum(), checksum_of(&bytes), "{corruption:?}");
+        let outcome = stream_decode(&block, &bytes);
+        match corruption {
+            Corruption::Malformed { .. } => assert!(
+                matches!(
+                    outcome,
+                    Err(bitcoinsv::p2p::codec::BlockStreamError::NonCanonicalVarInt { .. })
+                ),
+                "{corruption:?}: {outcome:?}"
+            ),
+            _ => {
+                let end = outcome.expect("decodes");
+                assert!(!end.merkle_matches(), "{corruption:?}");
+                assert_eq!(end.checksum, ChecksumStatus::Matched);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_malformed_transaction_breaks_the_normal_decoder_and_a_mismatch_fails_the_merkle_check() {
+    let malformed = SyntheticBlock::with_corruption(
+        4,
+        parent(),
+        60_000,
+        1_000,
+        Some(Corruption::Malformed { tx_index: 3 }),
+    );
+    assert!(Block::decode_exact(&collect(&malformed, 8_192)).is_err());
+    let mismatch = SyntheticBlock::with_corruption(
+        4,
+        parent(),
+        60_000,
+        1_000,
+        Some(Corruption::MerkleMismatch { tx_index: 3 }),
+    );
+    let block = Block::decode_exact(&collect(&mismatch, 8_192)).expect("layout intact");
+    assert_eq!(block.hash(), mismatch.hash());
+    assert!(block.check_merkle_root().is_err());
+}
+
+#[test]
+fn shared_chunks_yield_the_same_bytes_as_borrowed_chunks() {
+    let block = Arc::new(SyntheticBlock::new(6, parent(), 90_000, 1_200));
+    let mut shared = block.shared_chunks(5_000);
+    let mut bytes = Vec::new();
+    for chunk in shared.by_ref() {
+        assert!(chunk.len() <= 5_000);
+        bytes.extend_from_slice(&chunk);
+    }
+    assert_eq!(shared.position(), block.len());
+    assert_eq!(bytes, collect(&block, 5_000));
+}
+
+#[test]
+fn a_placeholder_merkle_root_describes_a_5_gib_block_without_walking_it() {
+    let started = std::time::Instant::now();
+    let block = SyntheticBlock::with_corruption(
+        1,
+        parent(),
+        5 << 30,
+        1_000_000,
+        Some(Corruption::PlaceholderMerkleRoot),
+    );
+    assert_eq!(block.len(), 5 << 30);
+    assert!(block.needs_extended_header());
+    assert_eq!(block.frame_header_bytes(Network::Regtest.magic()).len(), 44);
+    // No pass over 5 GiB (minutes in a debug build): construction is PoW only.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
