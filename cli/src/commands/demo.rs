@@ -4,8 +4,9 @@
 //! them running a BCH user agent), runs the connection manager against it with a listener, then
 //! crawls the network and shows the library's services at work: the header chain syncing, a
 //! block fetched and verified, a fork the simnet resolves into a reorganisation the chain
-//! reports, and a transaction broadcast with its per-peer report (one node, dialling in,
-//! rejects it). Each step is narrated, and a summary table ends the run. `--json` prints the
+//! reports, a large synthetic block (256 MiB by default) streamed and verified in bounded memory
+//! with the process's peak memory beside it, and a transaction broadcast with its per-peer
+//! report (one node, dialling in, rejects it). Each step is narrated, and a summary table ends the run. `--json` prints the
 //! same account as JSON lines.
 
 use std::collections::BTreeMap;
@@ -16,10 +17,10 @@ use std::time::{Duration, Instant};
 use bitcoinsv::bitcoin::{Hash, Network};
 use bitcoinsv::p2p::text::printable;
 use bitcoinsv::p2p::{
-    BlockFetchOptions, BroadcastOptions, ChainEvent, ControlEvent, HeaderChain, InMemoryPeerStore,
-    Manager, ManagerConfig, Peer, PeerStore,
+    BlockFetchOptions, BlockStreamMode, BroadcastOptions, ChainEvent, ControlEvent, HeaderChain,
+    InMemoryPeerStore, Manager, ManagerConfig, Peer, PeerStore,
 };
-use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig};
+use bitcoinsv_simnet::{Misbehaviour, SimNet, SimNetConfig, SyntheticSpec};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -37,6 +38,9 @@ pub struct Args {
     /// Outbound connections the manager keeps.
     #[arg(long, default_value_t = 8)]
     pub target: usize,
+    /// Size of the large synthetic block streamed through the manager, in MiB (0: skip).
+    #[arg(long, default_value_t = 256)]
+    pub big_block_mib: u64,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -207,6 +211,10 @@ async fn demo(args: Args) -> Result<(), CliError> {
     let mut chain_events = chain.subscribe();
     let (height, tip_hash) = sync_headers(&n, &chain).await?;
     let (txs, size) = download_block(&n, &manager, tip_hash, height).await?;
+    if args.big_block_mib > 0 {
+        let streamed = big_block_step(&n, &net, &manager, args.big_block_mib).await?;
+        summary.insert("big block", streamed);
+    }
 
     // A fork: the simnet replaces its last two blocks with three others; the chain reorganises.
     let reorg = reorg_step(&n, &net, &mut chain_events, height).await?;
@@ -218,6 +226,11 @@ async fn demo(args: Args) -> Result<(), CliError> {
         .set_misbehaviour(Misbehaviour::RejectAllTx);
     net.node(rejecter).dial(listen).await.map_err(other)?;
     wait_for_inbound(&manager).await?;
+    // Every outbound peer too: one the reorg or the big block kept busy may be re-dialling.
+    manager
+        .wait_for_connections(args.target + 1, STEP_TIMEOUT)
+        .await
+        .map_err(other)?;
     let broadcast = broadcast_step(&n, &manager).await?;
     // Summary.
     let snaps = manager.connected_peers();
@@ -257,6 +270,7 @@ async fn demo(args: Args) -> Result<(), CliError> {
             "crawl",
             "headers synced",
             "block downloaded",
+            "big block",
             "reorg",
             "broadcast",
             "bytes received",
@@ -412,6 +426,83 @@ async fn download_block(
         json!({ "hash": hash.to_string(), "transactions": block.transactions.len(), "bytes": size }),
     );
     Ok((block.transactions.len(), size))
+}
+
+/// The process's resident memory now and at its peak, in KiB (`/proc/self/status`).
+fn memory_kib(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A synthetic block of `mib` MiB, generated on the fly by a simulated node, streamed through
+/// the manager (`get_block_stream`, txid-only) and verified as it passes, in bounded memory.
+async fn big_block_step(
+    n: &Narrator,
+    net: &SimNet,
+    manager: &Manager,
+    mib: u64,
+) -> Result<String, CliError> {
+    let spec = SyntheticSpec::new(mib * 1024 * 1024)
+        .tx_size(1000)
+        .seed(mib);
+    let info = net.add_synthetic_block(spec).await.map_err(other)?;
+    let before = memory_kib("VmRSS:");
+    // Reset the peak to now (Linux `clear_refs` 5), so the peak below is this step's.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let started = Instant::now();
+    let mut stream = tokio::time::timeout(
+        STEP_TIMEOUT,
+        manager.get_block_stream(info.hash, BlockStreamMode::TxIds),
+    )
+    .await
+    .map_err(|_| other("the large block did not start in time"))?
+    .map_err(other)?;
+    while let Some(part) = stream.next().await {
+        part.map_err(other)?;
+    }
+    let took = started.elapsed();
+    let end = stream
+        .verified()
+        .copied()
+        .ok_or_else(|| other("the large block ended without a verdict"))?;
+    let peak = memory_kib("VmHWM:");
+    let mb_s = end.length as f64 / 1e6 / took.as_secs_f64().max(1e-9);
+    let memory = match (before, peak) {
+        (Some(b), Some(p)) => format!(
+            "process peak memory {} MiB ({} MiB before)",
+            p / 1024,
+            b / 1024
+        ),
+        _ => "process memory unknown (no /proc)".to_string(),
+    };
+    n.say(
+        "stream",
+        &format!(
+            "streamed a {mib} MiB block ({} transactions) from {} in {:.2}s ({mb_s:.0} MB/s), checksum and merkle root verified on the fly; {memory}",
+            end.tx_count,
+            stream.address(),
+            took.as_secs_f64()
+        ),
+        json!({
+            "hash": info.hash.to_string(),
+            "bytes": end.length,
+            "transactions": end.tx_count,
+            "seconds": took.as_secs_f64(),
+            "rss_before_kib": before,
+            "peak_rss_kib": peak,
+        }),
+    );
+    Ok(format!(
+        "{mib} MiB, {} transactions in {:.2}s, {memory}",
+        end.tx_count,
+        took.as_secs_f64()
+    ))
 }
 
 async fn reorg_step(

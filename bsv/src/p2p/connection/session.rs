@@ -268,6 +268,12 @@ async fn step(
                     s.protocol.on_bytes_received(Instant::now());
                     if let Some(inbound) = s.inbound.as_mut() {
                         inbound.on_bytes(n);
+                        // Also here: a peer sending tiny pieces often could keep the timer
+                        // branch below from ever being chosen.
+                        if let Some(reason) = inbound.check_stall(Instant::now()) {
+                            debug!(error = %reason, "peer stalled a block download");
+                            return Some(s.end(reason));
+                        }
                     }
                 }
             }
