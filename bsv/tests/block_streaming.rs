@@ -475,6 +475,7 @@ async fn a_5_gib_extmsg_block_frames_and_parses_through_the_streaming_decoder_ge
 {
     use bitcoinsv::p2p::codec::{
         BlockEvent, BlockStreamConfig, BlockStreamDecoder, ChecksumStatus, Decoded, MessageCodec,
+        RecvLimits,
     };
     // A placeholder merkle root: computing the real one is a pass over 5 GiB, which an
     // unoptimised build takes minutes over; everything else is the real layout.
@@ -485,7 +486,11 @@ async fn a_5_gib_extmsg_block_frames_and_parses_through_the_streaming_decoder_ge
         1_000_000,
         Some(Corruption::PlaceholderMerkleRoot),
     );
-    let mut codec = MessageCodec::new(Network::Regtest);
+    // Above the default 4 GiB cap on blocks: an application that wants such blocks raises it.
+    let mut codec = MessageCodec::new(Network::Regtest).with_recv_limits(RecvLimits {
+        max_block: 8 * 1024 * MIB,
+        ..RecvLimits::default()
+    });
     codec.set_stream_threshold(Some(32 * MIB));
     let mut buf = bytes::BytesMut::from(&block.frame_header_bytes(Network::Regtest.magic())[..]);
     let Ok(Some(Decoded::BlockStart(header))) = codec.decode_next(&mut buf) else {

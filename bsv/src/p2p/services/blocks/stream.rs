@@ -196,7 +196,33 @@ pub(crate) enum Queued {
 #[derive(Debug)]
 pub(crate) struct Item {
     queued: Queued,
-    _permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+    _permits: Option<Permits>,
+}
+
+/// What a queued part holds: its share of the stream's window, of the manager's budget (none
+/// when it was queued alone: see [`StreamSender::send`]), and the stream's count of parts
+/// waiting, decremented (with a wake-up for the sender) when the part is taken.
+#[derive(Debug)]
+struct Permits {
+    _window: OwnedSemaphorePermit,
+    _budget: Option<OwnedSemaphorePermit>,
+    waiting: Arc<Waiting>,
+}
+
+impl Drop for Permits {
+    fn drop(&mut self) {
+        self.waiting
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.waiting.taken.notify_one();
+    }
+}
+
+/// Parts of one stream waiting for the application.
+#[derive(Debug, Default)]
+struct Waiting {
+    count: std::sync::atomic::AtomicUsize,
+    taken: tokio::sync::Notify,
 }
 
 /// The global budget shared by every stream of a manager.
@@ -224,6 +250,7 @@ pub(crate) struct StreamSender {
     window: Arc<Semaphore>,
     window_size: usize,
     budget: StreamBudget,
+    waiting: Arc<Waiting>,
 }
 
 /// The receiver went away (nobody wants the rest of the block).
@@ -231,27 +258,43 @@ pub(crate) struct StreamSender {
 pub(crate) struct ReceiverGone;
 
 impl StreamSender {
-    /// Queues a part costing `cost` bytes, waiting for room in the window and the budget.
-    /// Cancel-safe in the sense that matters: dropping the future queues nothing.
+    /// Queues a part costing `cost` bytes, waiting for room in the stream's window and in the
+    /// manager's budget. A part queued while none of the stream's is waiting goes without the
+    /// budget: an application reading its streams one after another must be able to finish the
+    /// one it reads while the others hold the whole budget (they would otherwise wait for each
+    /// other forever). So what all streams hold is at most the budget plus one part each.
     pub(crate) async fn send(&self, part: BlockPart, cost: usize) -> Result<(), ReceiverGone> {
+        use std::sync::atomic::Ordering;
         let cost = cost.max(1);
         let own = u32::try_from(cost.min(self.window_size)).unwrap_or(u32::MAX);
         let shared = u32::try_from(cost.min(self.budget.size)).unwrap_or(u32::MAX);
-        let permits = tokio::select! {
+        let window = tokio::select! {
             _ = self.tx.closed() => return Err(ReceiverGone),
-            p = async {
-                let a = self.window.clone().acquire_many_owned(own).await;
-                let b = self.budget.permits.clone().acquire_many_owned(shared).await;
-                (a, b)
-            } => p,
+            p = self.window.clone().acquire_many_owned(own) => p.map_err(|_| ReceiverGone)?,
         };
-        let (Ok(a), Ok(b)) = permits else {
-            return Err(ReceiverGone);
+        let budget = loop {
+            let taken = self.waiting.taken.notified();
+            if self.waiting.count.load(Ordering::Acquire) == 0 {
+                break None;
+            }
+            tokio::select! {
+                _ = self.tx.closed() => return Err(ReceiverGone),
+                p = self.budget.permits.clone().acquire_many_owned(shared) => {
+                    break Some(p.map_err(|_| ReceiverGone)?);
+                }
+                _ = taken => {}
+            }
+        };
+        self.waiting.count.fetch_add(1, Ordering::AcqRel);
+        let permits = Permits {
+            _window: window,
+            _budget: budget,
+            waiting: self.waiting.clone(),
         };
         self.tx
             .send(Item {
                 queued: Queued::Part(part),
-                _permits: Some((a, b)),
+                _permits: Some(permits),
             })
             .map_err(|_| ReceiverGone)
     }
@@ -289,6 +332,7 @@ pub(crate) fn channel(
             window: Arc::new(Semaphore::new(window)),
             window_size: window,
             budget: budget.clone(),
+            waiting: Arc::default(),
         },
         BlockStream {
             info,
