@@ -126,21 +126,24 @@ async fn stream_once(
     (took, txs, peak / 1024)
 }
 
+/// Accepts one connection and counts what arrives until it closes: the raw limit's reader.
+async fn count_bytes(listener: TcpListener) -> u64 {
+    let (mut s, _) = listener.accept().await.expect("accept");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        match s.read(&mut buf).await.expect("read") {
+            0 => return n,
+            k => n += k as u64,
+        }
+    }
+}
+
 /// The limit: the same file copied over a loopback socket to a reader that counts bytes.
 async fn raw_copy(path: &Path) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let reader = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.expect("accept");
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut n = 0u64;
-        loop {
-            match s.read(&mut buf).await.expect("read") {
-                0 => return n,
-                k => n += k as u64,
-            }
-        }
-    });
+    let reader = tokio::spawn(count_bytes(listener));
     let started = Instant::now();
     let mut sock = TcpStream::connect(addr).await.expect("connect");
     let mut file = tokio::io::BufReader::with_capacity(
@@ -261,17 +264,7 @@ async fn stream_generated(
 async fn raw_generated(block: &Arc<SyntheticBlock>) -> Duration {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let reader = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.expect("accept");
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut n = 0u64;
-        loop {
-            match s.read(&mut buf).await.expect("read") {
-                0 => return n,
-                k => n += k as u64,
-            }
-        }
-    });
+    let reader = tokio::spawn(count_bytes(listener));
     let started = Instant::now();
     let mut sock = TcpStream::connect(addr).await.expect("connect");
     let mut body = tokio::io::BufReader::with_capacity(MIB as usize, generated(block));

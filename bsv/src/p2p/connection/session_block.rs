@@ -145,7 +145,11 @@ async fn pump_inner(
         let mode = match BlockHeader::decode_exact(head) {
             Ok(header) => {
                 ib.hash = Some(header.hash());
-                ib.to = route(actor, &ib.frame, header).await;
+                // Before the handshake nobody is offered anything: the block is read and
+                // checked, and dropped.
+                if s.protocol.is_established() {
+                    ib.to = route(actor, &ib.frame, header).await;
+                }
                 ib.to.as_ref().map(|(_, m)| *m)
             }
             // The decoder reports it, with its offset.

@@ -169,9 +169,19 @@ impl BlockService {
         mode: BlockStreamMode,
         options: BlockFetchOptions,
     ) -> std::result::Result<BlockStream, BlockFetchError> {
-        let timeout = options.timeout.unwrap_or(self.config.timeout);
         let (tx, rx) = oneshot::channel();
         self.join(hash, Caller::Stream(mode, tx), &options);
+        self.wait(hash, &options, rx).await
+    }
+
+    /// Waits for the end of a fetch within the caller's overall timeout.
+    async fn wait<T>(
+        &self,
+        hash: Hash,
+        options: &BlockFetchOptions,
+        rx: oneshot::Receiver<std::result::Result<T, BlockFetchError>>,
+    ) -> std::result::Result<T, BlockFetchError> {
+        let timeout = options.timeout.unwrap_or(self.config.timeout);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(BlockFetchError::Stopped { hash }),
@@ -202,17 +212,8 @@ impl BlockService {
         hash: Hash,
         options: BlockFetchOptions,
     ) -> std::result::Result<FetchedBlock, BlockFetchError> {
-        let timeout = options.timeout.unwrap_or(self.config.timeout);
         let rx = self.start(hash, &options);
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(BlockFetchError::Stopped { hash }),
-            Err(_) => Err(BlockFetchError::Timeout {
-                hash,
-                after: timeout,
-                tried: self.with_state(|s| s.tried(&hash, &self.peers, Instant::now())),
-            }),
-        }
+        self.wait(hash, &options, rx).await
     }
 }
 
