@@ -307,6 +307,41 @@ async fn a_ban_reaches_the_other_instances_but_not_the_one_that_made_it() {
     assert_eq!(a.count_by_status(PeerStatusKind::Banned).await.unwrap(), 2);
 }
 
+#[tokio::test]
+async fn a_status_written_from_a_read_older_than_another_instances_ban_does_not_lift_it() {
+    let Some(url) = url_or_skip(
+        "store_postgres",
+        "a_status_written_from_a_read_older_than_another_instances_ban_does_not_lift_it",
+    ) else {
+        return;
+    };
+    let schema = fresh_schema();
+    let a = store(&url, &schema, 100).await;
+    let b = store(&url, &schema, 100).await;
+    let mut read_by_a = Peer::new(ip("192.0.2.44"), 8333);
+    a.create(read_by_a.clone()).await.unwrap();
+    // `a` read the peer (above); `b` bans it; `a` writes the status it decided on.
+    b.ban_ip(read_by_a.ip, manual("b"), None, &Whitelist::new())
+        .await
+        .unwrap();
+    read_by_a.set_status(PeerStatus::Valid);
+    let err = a.update(read_by_a.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, P2pError::BanInForce { peer_id } if peer_id == read_by_a.id),
+        "{err}"
+    );
+    assert!(
+        a.is_ip_banned(read_by_a.ip, 0).await.unwrap(),
+        "the ban stands"
+    );
+    // A ban that has lapsed is no obstacle.
+    b.ban_ip(read_by_a.ip, manual("b"), Some(1), &Whitelist::new())
+        .await
+        .unwrap();
+    a.update(read_by_a.clone()).await.unwrap();
+    assert_eq!(a.read(read_by_a.id).await.unwrap(), Some(read_by_a));
+}
+
 fn manager_config() -> ManagerConfig {
     let mut c = ManagerConfig::new(Network::Regtest);
     c.dns_seeds.clear();
@@ -343,6 +378,10 @@ async fn a_ban_in_one_manager_closes_and_refuses_the_address_in_another_within_a
     ) else {
         return;
     };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,bitcoinsv=debug")
+        .with_test_writer()
+        .try_init();
     // Two nodes on their own loopback addresses; both managers keep a connection to each.
     let net = SimNet::start(
         SimNetConfig::default()
@@ -486,4 +525,125 @@ async fn a_shared_ban_of_an_address_whitelisted_here_keeps_its_connections() {
     assert!(connected.contains(&nodes[0]), "{connected:?}");
     b.shutdown().await.unwrap();
     net.shutdown().await;
+}
+
+/// A TCP relay to the test server that the test can cut (every session through it ends and new
+/// ones are refused) and restore: the store sees what it would of a server going down and
+/// coming back, while the server itself keeps serving the other tests.
+struct Relay {
+    addr: std::net::SocketAddr,
+    state: Arc<std::sync::Mutex<(bool, tokio_util::sync::CancellationToken)>>,
+}
+
+impl Relay {
+    async fn start(upstream: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(std::sync::Mutex::new((
+            true,
+            tokio_util::sync::CancellationToken::new(),
+        )));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let (up, cut) = {
+                    let s = shared.lock().unwrap();
+                    (s.0, s.1.clone())
+                };
+                if !up {
+                    continue; // dropped: the client sees the connection close at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, state }
+    }
+
+    fn cut(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = false;
+        s.1.cancel();
+    }
+
+    fn restore(&self) {
+        let mut s = self.state.lock().unwrap();
+        *s = (true, tokio_util::sync::CancellationToken::new());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_server_is_away_calls_fail_typed_and_afterwards_all_resumes() {
+    let Some(url) = url_or_skip(
+        "store_postgres",
+        "while_the_server_is_away_calls_fail_typed_and_afterwards_all_resumes",
+    ) else {
+        return;
+    };
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("the test server must be on TCP, not {other:?}"),
+    };
+    let upstream = tokio::net::lookup_host((host.as_str(), config.get_ports()[0]))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = Relay::start(upstream).await;
+    let relayed = format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or("postgres"),
+        relay.addr,
+        config.get_dbname().unwrap_or("postgres")
+    );
+    let schema = fresh_schema();
+    let a = PostgresPeerStore::connect(&relayed, options(&schema, 100))
+        .await
+        .unwrap();
+    let b = store(&url, &schema, 100).await;
+    let mut notices = a.ban_notifications().unwrap();
+    let peers: Vec<Peer> = (1..=3)
+        .map(|i| Peer::new(ip(&format!("10.1.0.{i}")), 8333))
+        .collect();
+    for p in &peers {
+        a.create(p.clone()).await.unwrap();
+    }
+
+    relay.cut();
+    let err = a.list_all().await.unwrap_err();
+    assert!(matches!(err, P2pError::StoreUnavailable { .. }), "{err}");
+    let err = a.create(Peer::new(ip("10.1.0.9"), 8333)).await.unwrap_err();
+    assert!(matches!(err, P2pError::StoreUnavailable { .. }), "{err}");
+    // Meanwhile another instance bans one of them: no notification can reach `a` now.
+    b.ban_ip(peers[1].ip, manual("while away"), None, &Whitelist::new())
+        .await
+        .unwrap();
+
+    relay.restore();
+    let mut stored = a
+        .list_all()
+        .await
+        .expect("the first call after the outage works");
+    stored.sort_by_key(|p| p.ip);
+    assert_eq!(stored.len(), 3, "nothing lost, nothing half-written");
+    assert_eq!(stored[0], peers[0]);
+    assert!(matches!(stored[1].status, PeerStatus::Banned { .. }));
+    a.create(Peer::new(ip("10.1.0.9"), 8333)).await.unwrap();
+    // The listener came back by itself and re-announced the ban it missed.
+    assert_eq!(
+        next_notice(&mut notices).await,
+        BanNotice {
+            ip: peers[1].ip,
+            reason: manual("while away"),
+            until: None
+        }
+    );
 }

@@ -219,6 +219,15 @@ pub enum P2pError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A shared peer store (PostgreSQL) refused an update that would replace a ban in force
+    /// with another status: another instance banned the peer after the caller read it. Bans
+    /// are lifted with `unban_ip` or when they lapse (`expire_bans`), never by `update`.
+    #[error("peer {peer_id} is banned; the update would lift the ban (use unban_ip)")]
+    BanInForce {
+        /// The peer the update was for.
+        peer_id: Uuid,
+    },
+
     /// A database behind a peer store (PostgreSQL) has a schema newer than this release reads.
     #[error("peer store {store}: schema version {found} is newer than the supported {supported}")]
     UnsupportedStoreSchema {

@@ -174,8 +174,13 @@ impl Inner {
             return;
         }
         if peer.set_status(status) {
-            if let Err(e) = self.store.update(peer).await {
-                warn!(%peer_id, error = %e, "updating peer status");
+            match self.store.update(peer).await {
+                Ok(()) => {}
+                // A shared store: another instance banned the peer since it was read.
+                Err(crate::p2p::error::P2pError::BanInForce { .. }) => {
+                    debug!(%peer_id, "peer was banned meanwhile; status kept")
+                }
+                Err(e) => warn!(%peer_id, error = %e, "updating peer status"),
             }
         }
     }

@@ -553,13 +553,21 @@ impl PeerStore for PostgresPeerStore {
 
     async fn update(&self, peer: Peer) -> Result<()> {
         tracing::trace!(peer_id = %peer.id, status = %peer.status, "Updating peer");
-        const UPDATE: &str = "WITH old AS (SELECT id, status, ban_reason, ban_until FROM peers \
-                              WHERE id = $1 FOR UPDATE) \
-             UPDATE peers p SET ip = $2, port = $3, status = $4, ban_reason = $5, \
-             ban_until = $6, status_timestamp = $7 FROM old WHERE p.id = old.id \
-             RETURNING old.status, old.ban_reason, old.ban_until";
+        // The old row is locked and returned, so that a ban can be announced only when it is
+        // new. A ban in force is never replaced by another status: the manager reads a peer,
+        // sees no ban and writes its new status, and on a shared store another instance may
+        // ban the peer in between (`BanInForce`).
+        const UPDATE: &str = "WITH old AS (SELECT id, status, ban_reason, ban_until, \
+                 (status = 'banned' AND (ban_until IS NULL OR ban_until < 0 OR ban_until > $8)) \
+                 AS ban_in_force FROM peers WHERE id = $1 FOR UPDATE), \
+             upd AS (UPDATE peers p SET ip = $2, port = $3, status = $4, ban_reason = $5, \
+                 ban_until = $6, status_timestamp = $7 FROM old WHERE p.id = old.id \
+                 AND NOT (old.ban_in_force AND $4 <> 'banned') RETURNING p.id) \
+             SELECT old.status, old.ban_reason, old.ban_until, EXISTS (SELECT 1 FROM upd) \
+             FROM old";
         let row = PeerRow::from_peer(&peer).map_err(|m| self.unwritable(m))?;
-        let params: [&(dyn ToSql + Sync); 7] = [
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 8] = [
             &row.id,
             &row.ip,
             &row.port,
@@ -567,9 +575,15 @@ impl PeerStore for PostgresPeerStore {
             &row.ban_reason,
             &row.ban_until,
             &row.status_timestamp,
+            &now,
         ];
         let mut conn = self.inner.pool.get().await?;
-        let updated = match &peer.status {
+        // What the statement found: no row (no such peer), or whether the write was applied.
+        let applied = |rows: &[Row]| -> Option<bool> {
+            rows.first()
+                .map(|r| r.try_get::<_, bool>(3).unwrap_or(false))
+        };
+        let outcome = match &peer.status {
             // A ban: the update and its notification in one transaction.
             PeerStatus::Banned { reason, until } => {
                 conn.begin().await?;
@@ -581,10 +595,11 @@ impl PeerStore for PostgresPeerStore {
                                 == row.ban_reason
                             && r.try_get::<_, Option<i64>>(2).ok().flatten() == row.ban_until
                     });
-                    if !rows.is_empty() && !was_same_ban {
+                    let outcome = applied(&rows);
+                    if outcome == Some(true) && !was_same_ban {
                         self.notify_ban(&mut conn, peer.ip, reason, *until).await?;
                     }
-                    Ok(!rows.is_empty())
+                    Ok(outcome)
                 }
                 .await;
                 self.finish(&mut conn, r).await
@@ -593,12 +608,19 @@ impl PeerStore for PostgresPeerStore {
             _ => conn
                 .query_retrying(UPDATE, &params)
                 .await
-                .map(|r| !r.is_empty()),
+                .map(|rows| applied(&rows)),
         }
         .map_err(|e| duplicate(e, &peer))?;
-        if !updated {
-            tracing::warn!(peer_id = %peer.id, "Update of a peer that does not exist");
-            return Err(P2pError::PeerNotFound { peer_id: peer.id });
+        match outcome {
+            None => {
+                tracing::warn!(peer_id = %peer.id, "Update of a peer that does not exist");
+                return Err(P2pError::PeerNotFound { peer_id: peer.id });
+            }
+            Some(false) => {
+                tracing::debug!(peer_id = %peer.id, status = %peer.status, "Not lifting a ban in force by an update");
+                return Err(P2pError::BanInForce { peer_id: peer.id });
+            }
+            Some(true) => {}
         }
         tracing::debug!(peer_id = %peer.id, "Peer updated successfully");
         Ok(())
