@@ -254,8 +254,10 @@ impl Inner {
     /// nothing: the ban is already in the store.
     fn on_ban_notice(&self, notice: BanNotice) {
         let BanNotice { ip, reason, until } = notice;
+        // The reason crossed a database from another instance (and may hold a peer's text).
+        let shown = crate::p2p::text::printable(&reason.to_string());
         if self.config().whitelist.contains(ip) {
-            info!(%ip, %reason, "address banned by another instance is whitelisted here; connections kept");
+            info!(%ip, reason = %shown, "address banned by another instance is whitelisted here; connections kept");
             return;
         }
         let peer_ids: Vec<Uuid> = self
@@ -264,7 +266,7 @@ impl Inner {
             .filter(|l| l.address().ip() == ip)
             .map(|l| l.peer_id())
             .collect();
-        info!(%ip, %reason, ?until, connections = peer_ids.len(), "address banned by another instance");
+        info!(%ip, reason = %shown, ?until, connections = peer_ids.len(), "address banned by another instance");
         self.close_banned(&peer_ids, ip, reason);
     }
 

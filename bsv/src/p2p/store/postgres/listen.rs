@@ -169,7 +169,9 @@ impl Listener {
             None => self.read_ban(client, payload.ip).await,
         };
         if let Some(notice) = notice {
-            info!(store = %self.label, ip = %notice.ip, reason = %notice.reason, "ban made by another instance");
+            // The reason may carry a peer's text (a user agent) and crossed a database: printable.
+            let reason = crate::p2p::text::printable(&notice.reason.to_string());
+            info!(store = %self.label, ip = %notice.ip, %reason, "ban made by another instance");
             // No subscriber is not an error: nobody needs the notice then.
             let _ = self.notices.send(notice);
         }

@@ -4,9 +4,10 @@
 //! There is no background health check. A session the server closed (restart, failover,
 //! `pg_terminate_backend`) is noticed by tokio-postgres' connection task and skipped when the
 //! next call picks one; the rare call that picks it in the instant before that retries once on
-//! a fresh session, but only where repeating is harmless (a read, or `BEGIN`). While the server
-//! is down every call fails at once with `P2pError::StoreUnavailable` (connecting is refused, or
-//! times out after `connect_timeout`), and the first call after it is back connects again.
+//! a fresh session, but only where repeating is harmless (a read, an update that writes the
+//! same values again, or `BEGIN`). While the server is down every call fails at once with
+//! `P2pError::StoreUnavailable` (connecting is refused, or times out after `connect_timeout`),
+//! and the first call after it is back connects again.
 //!
 //! Each session caches its prepared statements, so a call costs one round trip after the first.
 
