@@ -1,7 +1,7 @@
 //! Peer stores: where the addresses the manager knows, and what it learned about them, live.
 //!
 //! [`PeerStore`] is the async interface the manager uses, always as `Arc<dyn PeerStore>`, so an
-//! application can bring its own. Two implementations ship:
+//! application can bring its own. These ship:
 //!
 //! * [`InMemoryPeerStore`]: a map by id with an index by (IP, port), optionally saved to a JSON
 //!   file atomically (a crash leaves the old file or the new one, never a torn one).
@@ -80,7 +80,9 @@ pub trait PeerStore: Send + Sync {
     /// The peer with this id, if stored.
     async fn read(&self, id: Uuid) -> Result<Option<Peer>>;
 
-    /// Replaces the stored peer that has `peer.id` with `peer`.
+    /// Replaces the stored peer that has `peer.id` with `peer`. A store shared by several
+    /// instances may refuse to replace a ban in force with another status (`BanInForce`): the
+    /// caller's read is older than another instance's ban.
     async fn update(&self, peer: Peer) -> Result<()>;
 
     /// Removes the peer with this id; returns whether it was stored.
@@ -131,7 +133,8 @@ pub trait PeerStore: Send + Sync {
     /// (Unix seconds; `None` is permanent), unless `ip` is whitelisted.
     ///
     /// Read-modify-write through the basic operations: a concurrent update of the same peer may
-    /// win, which the manager avoids by banning from one task.
+    /// win, which the manager avoids by banning from one task. Stores shared between processes
+    /// override it with one atomic write.
     async fn ban_ip(
         &self,
         ip: IpAddr,
