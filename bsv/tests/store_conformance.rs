@@ -559,11 +559,16 @@ mod checks {
 }
 
 /// Runs every check against the store built by `$make` (an `async fn(max_peers) -> Fixture`).
+/// With `if ready = $ready`, each test first calls `$ready(test_name)` (a `fn(&str) -> bool`)
+/// and returns at once when it says no (a store whose server is not available).
 macro_rules! conformance_suite {
     ($suite:ident, $make:path) => {
+        conformance_suite!($suite, $make, if ready = always_ready);
+    };
+    ($suite:ident, $make:path, if ready = $ready:path) => {
         mod $suite {
             use super::*;
-            conformance_suite!(@tests $make;
+            conformance_suite!(@tests $suite, $make, $ready;
                 create_read_update_delete,
                 banned_peer_round_trips_with_its_reason_and_end,
                 duplicate_address_is_refused,
@@ -582,18 +587,29 @@ macro_rules! conformance_suite {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_creates_and_updates_keep_the_index_consistent() {
+                if !$ready(concat!(stringify!($suite), "::concurrent_creates_and_updates_keep_the_index_consistent")) {
+                    return;
+                }
                 checks::concurrent_creates_and_updates_keep_the_index_consistent($make).await;
             }
         }
     };
-    (@tests $make:path; $($check:ident),* $(,)?) => {
+    (@tests $suite:ident, $make:path, $ready:path; $($check:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $check() {
+                if !$ready(concat!(stringify!($suite), "::", stringify!($check))) {
+                    return;
+                }
                 checks::$check($make).await;
             }
         )*
     };
+}
+
+/// Stores that need nothing outside the process always run.
+fn always_ready(_test: &str) -> bool {
+    true
 }
 
 async fn in_memory(max_peers: usize) -> Fixture {
@@ -622,3 +638,28 @@ async fn sqlite(max_peers: usize) -> Fixture {
 
 #[cfg(feature = "sqlite")]
 conformance_suite!(sqlite_store, sqlite);
+
+#[cfg(feature = "postgres")]
+mod common;
+
+/// Whether the PostgreSQL server is there (else the test prints `SKIPPED` and passes).
+#[cfg(feature = "postgres")]
+fn postgres_ready(test: &str) -> bool {
+    common::postgres::url_or_skip("store_conformance", test).is_some()
+}
+
+/// A store in a fresh schema of its own on the test server (`BSV_TEST_POSTGRES_URL`).
+#[cfg(feature = "postgres")]
+async fn postgres(max_peers: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::env::var("BSV_TEST_POSTGRES_URL").expect("checked by postgres_ready");
+    let schema = common::postgres::fresh_schema();
+    let store = common::postgres::store(&url, &schema, max_peers).await;
+    Fixture {
+        store: Arc::new(store),
+        _dir: dir,
+    }
+}
+
+#[cfg(feature = "postgres")]
+conformance_suite!(postgres_store, postgres, if ready = postgres_ready);

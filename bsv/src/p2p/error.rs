@@ -202,6 +202,50 @@ pub enum P2pError {
     /// A transaction service refused or failed a request (`Manager::request_mempool`, ...).
     #[error(transparent)]
     Transaction(#[from] crate::p2p::services::txs::TransactionError),
+
+    /// A database server behind a peer store (PostgreSQL) cannot be reached: it is down,
+    /// restarting, or the connection to it broke. The call was not applied, unless the
+    /// connection broke while the server was committing it (then it may have been); later calls
+    /// connect again, so the store works again as soon as the server is back.
+    #[error("peer store {store} is unavailable: {source}")]
+    StoreUnavailable {
+        /// The database, without credentials (`host:port/dbname`, schema).
+        store: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A database server behind a peer store (PostgreSQL) refused a statement or returned data
+    /// the store cannot read.
+    #[error("peer store {store}: {source}")]
+    StoreDatabase {
+        /// The database, without credentials (`host:port/dbname`, schema).
+        store: String,
+        /// The underlying error (the server's, or a description of a malformed row).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A shared peer store (PostgreSQL) refused an update that would replace a ban in force
+    /// with another status: another instance banned the peer after the caller read it. Bans
+    /// are lifted with `unban_ip` or when they lapse (`expire_bans`), never by `update`.
+    #[error("peer {peer_id} is banned; the update would lift the ban (use unban_ip)")]
+    BanInForce {
+        /// The peer the update was for.
+        peer_id: Uuid,
+    },
+
+    /// A database behind a peer store (PostgreSQL) has a schema newer than this release reads.
+    #[error("peer store {store}: schema version {found} is newer than the supported {supported}")]
+    UnsupportedStoreSchema {
+        /// The database, without credentials (`host:port/dbname`, schema).
+        store: String,
+        /// The newest schema version recorded in the database.
+        found: i64,
+        /// The newest schema version this release understands.
+        supported: i64,
+    },
 }
 
 impl P2pError {

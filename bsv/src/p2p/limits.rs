@@ -290,3 +290,36 @@ pub const DEFAULT_BLOCK_STALLING_MIN_RATE: u64 = 100_000;
 pub const STREAM_EVENT_COST: usize = 64;
 /// Largest chunk of payload handed over at once in raw mode (and fed to the decoder at once).
 pub const STREAM_CHUNK: usize = 1024 * 1024;
+// --- PostgreSQL peer store (`PostgresPeerStore`, cargo feature `postgres`) ---
+// Ours: the node keeps its ban list in a local file (`banlist.dat`, `src/net/net.cpp`
+// `DumpBanlist`) and has no shared store; these bound how we use a shared database.
+
+/// Default connections a `PostgresPeerStore` opens for its calls (besides the one that listens
+/// for bans). The manager writes from one task and reads from a few (listener, supervisor,
+/// metrics gauge), so four let reads proceed while a write waits on the server; further calls
+/// wait for a free connection instead of opening more, which keeps a fleet of instances well
+/// under PostgreSQL's default `max_connections` (100).
+pub const DEFAULT_POSTGRES_CONNECTIONS: usize = 4;
+/// How long opening a PostgreSQL connection may take before the call fails with
+/// `StoreUnavailable` (unless the URL sets `connect_timeout`). A server on the same network
+/// answers in milliseconds; a dead host would otherwise hold a call for the kernel's TCP
+/// connect timeout (about two minutes on Linux).
+pub const POSTGRES_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// First wait before the ban listener reconnects after losing its connection, doubled after
+/// each failure up to [`POSTGRES_LISTEN_RETRY_MAX`]: short, because a notice missed while
+/// disconnected is recovered only once it is back.
+pub const POSTGRES_LISTEN_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest wait between the ban listener's reconnection attempts while the server is down.
+pub const POSTGRES_LISTEN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// After reconnecting, the ban listener re-announces the bans stamped this long before it lost
+/// its connection or later: notices sent meanwhile were lost, and the instances' clocks (which
+/// stamp `status_timestamp`) may differ by this much.
+pub const POSTGRES_RESYNC_MARGIN_SECS: u64 = 60;
+/// Ban notices buffered per subscriber before the oldest is dropped (`RecvError::Lagged`). A
+/// manager handles each in microseconds; a thousand covers a burst of bans from a whole fleet.
+pub const BAN_NOTICE_CAPACITY: usize = 1024;
+/// The largest `NOTIFY` payload PostgreSQL accepts is 8000 bytes (`NOTIFY_PAYLOAD_MAX_LENGTH`,
+/// `src/backend/commands/async.c`, less its terminating zero). A notice whose reason does not
+/// fit (a long `Manual` note) is sent with the address only and receivers read the ban from the
+/// table.
+pub const POSTGRES_NOTIFY_PAYLOAD_MAX: usize = 7999;

@@ -12,7 +12,8 @@
 //! Peers and what we know about them ([`Peer`], [`PeerStatus`], [`BanReason`]) live in a
 //! [`PeerStore`] shared by the manager's tasks as `Arc<dyn PeerStore>`; [`InMemoryPeerStore`]
 //! keeps them in memory with an optional crash-safe file, and `SqlitePeerStore` (cargo feature
-//! `sqlite`) in an embedded database. [`ManagerConfig`] and [`ConnectionConfig`] hold every
+//! `sqlite`) in an embedded database, and `PostgresPeerStore` (cargo feature `postgres`) in a
+//! PostgreSQL database shared by several instances. [`ManagerConfig`] and [`ConnectionConfig`] hold every
 //! setting and its default; every fallible operation returns [`P2pError`].
 
 pub mod bans;
@@ -65,6 +66,9 @@ pub use services::txs::{
     BroadcastOptions, BroadcastReport, Delivery, PeerReport, TransactionError, TransactionEvent,
     TxRejection,
 };
+pub use store::BanNotice;
 #[cfg(feature = "sqlite")]
 pub use store::SqlitePeerStore;
 pub use store::{BanOutcome, InMemoryPeerStore, PeerStore};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresOptions, PostgresPeerStore};

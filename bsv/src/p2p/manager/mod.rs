@@ -623,6 +623,15 @@ impl Manager {
                     .instrument(self.inner.span.clone()),
             );
         }
+        // Bans other instances make in a shared store (store_owner::follow_bans).
+        if let Some(notices) = self.inner.store.ban_notifications() {
+            self.inner.tracker.spawn(
+                self.inner
+                    .clone()
+                    .follow_bans(notices)
+                    .instrument(self.inner.span.clone()),
+            );
+        }
         self.inner.start_listener().await;
         self.inner.tracker.spawn(
             self.inner

@@ -17,9 +17,16 @@
 //!
 //! Nothing overwrites a ban: status writes check the stored status first, and since this is the
 //! only writer, no ban can land between that check and the write.
+//!
+//! Bans made by other instances sharing the store (a PostgreSQL store, `PeerStore::
+//! ban_notifications`) arrive as [`BanNotice`]s: they close this manager's connections from the
+//! address through the same path as a ban of ours, but write nothing, since the ban is already
+//! stored. The listener refuses the address from then on because it reads bans from the store.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
+use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
@@ -30,7 +37,7 @@ use crate::p2p::error::Result;
 use crate::p2p::events::ControlEvent;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
 use crate::p2p::services::addrs::DropReason;
-use crate::p2p::store::BanOutcome;
+use crate::p2p::store::{BanNotice, BanOutcome};
 
 impl Inner {
     /// Applies one fact to the store.
@@ -167,8 +174,13 @@ impl Inner {
             return;
         }
         if peer.set_status(status) {
-            if let Err(e) = self.store.update(peer).await {
-                warn!(%peer_id, error = %e, "updating peer status");
+            match self.store.update(peer).await {
+                Ok(()) => {}
+                // A shared store: another instance banned the peer since it was read.
+                Err(crate::p2p::error::P2pError::BanInForce { .. }) => {
+                    debug!(%peer_id, "peer was banned meanwhile; status kept")
+                }
+                Err(e) => warn!(%peer_id, error = %e, "updating peer status"),
             }
         }
     }
@@ -199,12 +211,86 @@ impl Inner {
             return Ok(outcome);
         }
         self.metrics.ban(&reason);
-        self.disconnect_ip(ip);
-        self.emit(ControlEvent::PeerBanned {
-            peer_id,
-            ip,
-            reason,
-        });
+        self.close_banned(&[peer_id], ip, reason);
         Ok(outcome)
+    }
+
+    /// Closes every connection from the banned `ip` and tells subscribers, once per peer id.
+    fn close_banned(&self, peer_ids: &[Uuid], ip: IpAddr, reason: BanReason) {
+        self.disconnect_ip(ip);
+        for &peer_id in peer_ids {
+            self.emit(ControlEvent::PeerBanned {
+                peer_id,
+                ip,
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// Follows the bans other instances make in the shared store until the manager stops.
+    pub(crate) async fn follow_bans(self: Arc<Self>, mut notices: broadcast::Receiver<BanNotice>) {
+        loop {
+            let notice = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                n = notices.recv() => n,
+            };
+            match notice {
+                Ok(notice) => self.on_ban_notice(notice),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!(
+                        missed,
+                        "missed ban notices; checking every connection against the store"
+                    );
+                    self.recheck_connections().await;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        debug!("stopped following shared bans");
+    }
+
+    /// Applies a ban made by another instance: closes this manager's connections from the
+    /// address (one `PeerBanned` per closed connection), unless it is whitelisted here. Writes
+    /// nothing: the ban is already in the store.
+    fn on_ban_notice(&self, notice: BanNotice) {
+        let BanNotice { ip, reason, until } = notice;
+        // The reason crossed a database from another instance (and may hold a peer's text).
+        let shown = crate::p2p::text::printable(&reason.to_string());
+        if self.config().whitelist.contains(ip) {
+            info!(%ip, reason = %shown, "address banned by another instance is whitelisted here; connections kept");
+            return;
+        }
+        let peer_ids: Vec<Uuid> = self
+            .links()
+            .iter()
+            .filter(|l| l.address().ip() == ip)
+            .map(|l| l.peer_id())
+            .collect();
+        info!(%ip, reason = %shown, ?until, connections = peer_ids.len(), "address banned by another instance");
+        self.close_banned(&peer_ids, ip, reason);
+    }
+
+    /// After missed notices: closes the connections whose address the store says is banned.
+    async fn recheck_connections(&self) {
+        let mut ips: Vec<IpAddr> = self.links().iter().map(|l| l.address().ip()).collect();
+        ips.sort();
+        ips.dedup();
+        let now = unix_now();
+        for ip in ips {
+            let ban = match self.store.find_by_ip(ip).await {
+                Ok(peers) => peers.into_iter().find(|p| p.is_banned_at(now)),
+                Err(e) => {
+                    warn!(%ip, error = %e, "reading bans");
+                    continue;
+                }
+            };
+            if let Some(Peer {
+                status: PeerStatus::Banned { reason, until },
+                ..
+            }) = ban
+            {
+                self.on_ban_notice(BanNotice { ip, reason, until });
+            }
+        }
     }
 }

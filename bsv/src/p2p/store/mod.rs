@@ -1,12 +1,15 @@
 //! Peer stores: where the addresses the manager knows, and what it learned about them, live.
 //!
 //! [`PeerStore`] is the async interface the manager uses, always as `Arc<dyn PeerStore>`, so an
-//! application can bring its own. Two implementations ship:
+//! application can bring its own. These ship:
 //!
 //! * [`InMemoryPeerStore`]: a map by id with an index by (IP, port), optionally saved to a JSON
 //!   file atomically (a crash leaves the old file or the new one, never a torn one).
 //! * `SqlitePeerStore` (cargo feature `sqlite`): one SQLite table in WAL mode where every write
 //!   is on disk when the call returns.
+//! * `PostgresPeerStore` (cargo feature `postgres`): one PostgreSQL table shared by several
+//!   instances (processes or hosts); a ban made by one reaches the others' managers within
+//!   milliseconds as a [`BanNotice`] (`LISTEN`/`NOTIFY`).
 //!
 //! Every store follows the same rules, checked by one shared conformance suite
 //! (`bsv/tests/store_conformance.rs`): one peer per (IP, port); updating a missing peer fails;
@@ -17,6 +20,8 @@
 
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -26,6 +31,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub use memory::InMemoryPeerStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresPeerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqlitePeerStore;
 
@@ -40,6 +47,22 @@ pub enum BanOutcome {
     Whitelisted,
     /// These stored peers (every port of the IP) are now banned.
     Banned(Vec<Peer>),
+}
+
+/// A ban made elsewhere: by another instance sharing the same database (see
+/// [`PeerStore::ban_notifications`]).
+///
+/// The ban is already in the store when the notice arrives (it is sent in the same transaction
+/// that wrote it), so reading the store agrees with the notice. A manager that receives one
+/// closes every connection from `ip` (unless whitelisted) and does not write the store again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BanNotice {
+    /// The banned address (every port).
+    pub ip: IpAddr,
+    /// Why it was banned.
+    pub reason: BanReason,
+    /// When the ban ends (Unix seconds); `None` is a permanent ban.
+    pub until: Option<UnixTime>,
 }
 
 /// Storage of known peers, shared by the manager's tasks as `Arc<dyn PeerStore>`.
@@ -57,7 +80,9 @@ pub trait PeerStore: Send + Sync {
     /// The peer with this id, if stored.
     async fn read(&self, id: Uuid) -> Result<Option<Peer>>;
 
-    /// Replaces the stored peer that has `peer.id` with `peer`.
+    /// Replaces the stored peer that has `peer.id` with `peer`. A store shared by several
+    /// instances may refuse to replace a ban in force with another status (`BanInForce`): the
+    /// caller's read is older than another instance's ban.
     async fn update(&self, peer: Peer) -> Result<()>;
 
     /// Removes the peer with this id; returns whether it was stored.
@@ -108,7 +133,8 @@ pub trait PeerStore: Send + Sync {
     /// (Unix seconds; `None` is permanent), unless `ip` is whitelisted.
     ///
     /// Read-modify-write through the basic operations: a concurrent update of the same peer may
-    /// win, which the manager avoids by banning from one task.
+    /// win, which the manager avoids by banning from one task. Stores shared between processes
+    /// override it with one atomic write.
     async fn ban_ip(
         &self,
         ip: IpAddr,
@@ -156,6 +182,18 @@ pub trait PeerStore: Send + Sync {
             .await?
             .iter()
             .any(|p| p.is_banned_at(now)))
+    }
+
+    /// Bans made by other instances sharing this store, as they happen, for stores shared
+    /// between processes; `None` (the default) for stores only this process writes.
+    ///
+    /// The manager subscribes when it starts and closes its connections from each banned
+    /// address. Bans made through this same store value are not announced back to it (its own
+    /// manager has already acted on them). Each call returns a new receiver; a receiver that
+    /// falls behind by more than the channel's capacity loses the oldest notices
+    /// (`RecvError::Lagged`).
+    fn ban_notifications(&self) -> Option<tokio::sync::broadcast::Receiver<BanNotice>> {
+        None
     }
 
     /// Returns every peer whose ban has lapsed at `now` to `Unknown`, and returns those peers.
