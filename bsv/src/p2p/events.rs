@@ -175,8 +175,12 @@ pub struct BitcoinMessageEvent {
 /// times [`MESSAGE_MEMORY_FACTOR`] plus [`MESSAGE_EVENT_OVERHEAD`] (decoded messages are larger
 /// than their wire form; see `p2p::limits`).
 pub(crate) fn event_bytes(event: &BitcoinMessageEvent) -> usize {
-    event
-        .message
+    message_bytes(&event.message)
+}
+
+/// What a queued message costs in memory, by the same count as [`event_bytes`].
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    message
         .payload_len()
         .saturating_mul(MESSAGE_MEMORY_FACTOR)
         .saturating_add(MESSAGE_EVENT_OVERHEAD)
@@ -279,30 +283,33 @@ impl<T: Clone> ByteBoundedBroadcast<T> {
     }
 }
 
-/// One lossless subscriber: its channel and the sizes of what it has queued.
-#[derive(Debug)]
-struct Sink {
-    tx: mpsc::Sender<BitcoinMessageEvent>,
+/// The byte count of what an mpsc channel holds, kept beside its sender: sizes are recorded as
+/// values are sent, and the channel's free permits tell how many are still queued (see
+/// [`Held`]). Used for the lossless message subscribers and for the services' hub channel, so
+/// neither holds more than its byte budget of what peers sent, whatever the count.
+#[derive(Debug, Default)]
+pub(crate) struct MpscBytes {
     held: Mutex<Held>,
 }
 
-impl Sink {
-    /// Messages queued in the channel now.
-    fn queued(&self) -> usize {
-        self.tx.max_capacity().saturating_sub(self.tx.capacity())
-    }
-
-    /// Waits until `size` more bytes fit under `max_bytes` (or nothing is queued). Returns
-    /// whether it had to wait, or `Err` when the subscriber went away.
-    async fn room_for(&self, size: usize, max_bytes: usize) -> Result<bool, ()> {
+impl MpscBytes {
+    /// Waits until `size` more bytes fit under `max_bytes` in `tx` (or nothing is queued).
+    /// Returns whether it had to wait, or `Err` when the receiver went away.
+    pub(crate) async fn room_for<T>(
+        &self,
+        tx: &mpsc::Sender<T>,
+        size: usize,
+        max_bytes: usize,
+    ) -> Result<bool, ()> {
         let mut waited = false;
         loop {
-            // How many of the oldest queued messages must be received before `size` fits.
+            let queued = tx.max_capacity().saturating_sub(tx.capacity());
+            // How many of the oldest queued values must be received before `size` fits.
             let must_go = {
                 let Ok(mut held) = self.held.lock() else {
                     return Ok(waited);
                 };
-                let bytes = held.sync(self.queued());
+                let bytes = held.sync(queued);
                 if held.sizes.is_empty() || bytes.saturating_add(size) <= max_bytes {
                     return Ok(waited);
                 }
@@ -318,15 +325,29 @@ impl Sink {
                 n.max(1)
             };
             waited = true;
-            // Permits free up only as the subscriber receives: waiting for `must_go` more than
-            // are free now is waiting for it to take that many of the oldest messages.
-            let want = (self.tx.capacity() + must_go).min(self.tx.max_capacity());
-            match self.tx.reserve_many(want).await {
+            // Permits free up only as the receiver takes values: waiting for `must_go` more
+            // than are free now is waiting for it to take that many of the oldest.
+            let want = (tx.capacity() + must_go).min(tx.max_capacity());
+            match tx.reserve_many(want).await {
                 Ok(permits) => drop(permits),
                 Err(_) => return Err(()),
             }
         }
     }
+
+    /// Records a value of `size` bytes just sent.
+    pub(crate) fn sent(&self, size: usize) {
+        if let Ok(mut h) = self.held.lock() {
+            h.push(size);
+        }
+    }
+}
+
+/// One lossless subscriber: its channel and the sizes of what it has queued.
+#[derive(Debug)]
+struct Sink {
+    tx: mpsc::Sender<BitcoinMessageEvent>,
+    bytes: MpscBytes,
 }
 
 /// The subscribers of the message stream: the lossy broadcast (bounded in bytes, see
@@ -377,7 +398,7 @@ impl MessageSinks {
         if let Ok(mut v) = self.lossless.write() {
             v.push(Arc::new(Sink {
                 tx,
-                held: Mutex::new(Held::default()),
+                bytes: MpscBytes::default(),
             }));
         }
         rx
@@ -406,7 +427,7 @@ impl MessageSinks {
         let mut closed = false;
         let mut waited = false;
         for s in &sinks {
-            match s.room_for(size, max_bytes).await {
+            match s.bytes.room_for(&s.tx, size, max_bytes).await {
                 Ok(w) => waited |= w,
                 Err(()) => {
                     closed = true;
@@ -422,11 +443,7 @@ impl MessageSinks {
                 }
             };
             match sent {
-                Ok(()) => {
-                    if let Ok(mut h) = s.held.lock() {
-                        h.push(size);
-                    }
-                }
+                Ok(()) => s.bytes.sent(size),
                 Err(()) => closed = true,
             }
         }

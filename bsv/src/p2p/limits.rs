@@ -318,3 +318,8 @@ pub const EVICT_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// How soon a failed peer-store save is retried (a full disk, a read-only file), instead of
 /// waiting a whole `save_interval`. Ours.
 pub const STORE_SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bytes of peers' messages queued for the services' hub (`services::ServiceTx`) before
+/// connections wait: the channel's [`SERVICE_CHANNEL_CAPACITY`] of 4,096 messages alone would
+/// let 4,096 `inv`s of 50,000 entries (7 GB) queue while the hub is busy. Ours; 64 MiB is
+/// dozens of the largest non-block messages.
+pub const SERVICE_CHANNEL_BYTES: usize = 64 * 1024 * 1024;
