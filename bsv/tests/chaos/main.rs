@@ -85,8 +85,7 @@ fn mib(b: u64) -> f64 {
 }
 
 /// Glibc keeps freed memory in its arenas; trimming returns it to the system, so the resident
-/// set shows what is really held (measured: without it, a 50,000-entry `inv` flood leaves
-/// ~100 MiB resident that nothing references).
+/// set shows what is really held rather than what the allocator kept (docs/SECURITY.md).
 fn trim_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` only releases free memory of the allocator's arenas.
