@@ -159,7 +159,7 @@ pub fn header_chain(data: &[u8]) {
     let mut step = 0usize;
     while i + 12 <= data.len() {
         step += 1;
-        let header = if step % 10 == 0 && i + 80 <= data.len() {
+        let header = if step.is_multiple_of(10) && i + 80 <= data.len() {
             let raw = &data[i..i + 80];
             i += 80;
             let mut r = crate::bitcoin::Reader::new(raw);
@@ -181,13 +181,15 @@ pub fn header_chain(data: &[u8]) {
                 merkle_root: Hash([c[1]; 32]),
                 time: u32::from_le_bytes([c[2], c[3], c[4], c[5]]),
                 // Regtest's 0x207fffff, or a harder target now and then.
-                bits: if c[6] & 7 == 0 { 0x2000_ffff } else { 0x207f_ffff },
+                bits: if c[6] & 7 == 0 {
+                    0x2000_ffff
+                } else {
+                    0x207f_ffff
+                },
                 nonce: u32::from_le_bytes([c[7], c[8], c[9], c[10]]),
             }
         };
-        if let Ok(Accepted::New(_)) =
-            index.accept(&header, None)
-        {
+        if let Ok(Accepted::New(_)) = index.accept(&header, None) {
             known.push(header.hash());
         }
         check_chain(&index);
@@ -197,7 +199,11 @@ pub fn header_chain(data: &[u8]) {
 fn check_chain(index: &ChainIndex) {
     let tip = index.tip();
     let tip_height = index.tip_height();
-    assert_eq!(index.hash_at(tip_height), Some(tip), "the tip is not at the top");
+    assert_eq!(
+        index.hash_at(tip_height),
+        Some(tip),
+        "the tip is not at the top"
+    );
     let tip_work = index.tip_entry().map_or(0, |e| e.work);
     let mut h = tip_height;
     while h > index.base_height() {
