@@ -351,7 +351,7 @@ struct Sink {
 }
 
 /// The subscribers of the message stream: the lossy broadcast (bounded in bytes, see
-/// [`ByteBoundedBroadcast`]) when a manager owns it, and the lossless, back-pressured
+/// `ByteBoundedBroadcast`) when a manager owns it, and the lossless, back-pressured
 /// per-subscriber channels, bounded in messages and in bytes.
 #[derive(Debug, Clone, Default)]
 pub struct MessageSinks {
