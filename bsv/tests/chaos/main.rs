@@ -17,6 +17,8 @@
 //! It prints a table of the figures (peak memory, descriptors, time to recover) to stderr;
 //! docs/SECURITY.md records a run. `CHAOS_VERBOSE=1` prints each scenario's events.
 
+#[path = "../common/dns.rs"]
+mod dns;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -820,6 +822,39 @@ async fn chaos_suite_holds_every_invariant() {
             }
             sleep(Duration::from_millis(500)).await;
             ids[..5].to_vec()
+        })
+        .await;
+
+    suite
+        .run("DNS seed of 10,000 addresses", |_, _, ids| async move {
+            // A real DNS server on loopback answering one seed with 10,000 A records (too
+            // many for UDP: the resolver falls back to TCP), into a store capped at 2,000.
+            let ips: Vec<IpAddr> = (0..10_000u32)
+                .map(|i| {
+                    IpAddr::V4(std::net::Ipv4Addr::new(
+                        10,
+                        9,
+                        (i / 250) as u8,
+                        (i % 250 + 1) as u8,
+                    ))
+                })
+                .collect();
+            let server = dns::start(&[("seed.test.", ips)]).await;
+            let discovery = bitcoinsv::p2p::DnsDiscovery::new(
+                vec!["seed.test".into()],
+                Some(vec![server.addr]),
+                18444,
+            );
+            let store = InMemoryPeerStore::new().with_max_peers(2000);
+            let report = timeout(Duration::from_secs(20), discovery.discover(&store))
+                .await
+                .expect("discovery ends");
+            let stored = store.count().await.unwrap();
+            eprintln!("DNS seed of 10,000: {report:?}, {stored} stored");
+            assert!(stored <= 2000, "the store's cap holds: {stored}");
+            drop(server);
+            // No attacker socket: the outcome column stays empty.
+            ids[..0].to_vec()
         })
         .await;
 
