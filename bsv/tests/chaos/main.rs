@@ -826,10 +826,13 @@ async fn chaos_suite_holds_every_invariant() {
         .await;
 
     suite
-        .run("DNS seed of 10,000 addresses", |_, _, ids| async move {
-            // A real DNS server on loopback answering one seed with 10,000 A records (too
-            // many for UDP: the resolver falls back to TCP), into a store capped at 2,000.
-            let ips: Vec<IpAddr> = (0..10_000u32)
+        .run("DNS seed of 3,000 addresses", |_, _, ids| async move {
+            // A real DNS server on loopback answering one seed with 3,000 A records (too many
+            // for UDP: the resolver falls back to TCP), into a store capped at 2,000. A DNS
+            // message is at most 65,535 bytes, about 4,000 A records: a seed "returning
+            // 10,000" cannot, and with 10,000 records the seed fails as truncated (measured,
+            // docs/SECURITY.md), which is the outcome for that case.
+            let ips: Vec<IpAddr> = (0..3_000u32)
                 .map(|i| {
                     IpAddr::V4(std::net::Ipv4Addr::new(
                         10,
@@ -850,7 +853,7 @@ async fn chaos_suite_holds_every_invariant() {
                 .await
                 .expect("discovery ends");
             let stored = store.count().await.unwrap();
-            eprintln!("DNS seed of 10,000: {report:?}, {stored} stored");
+            eprintln!("DNS seed of 3,000: {report:?}, {stored} stored");
             assert!(stored <= 2000, "the store's cap holds: {stored}");
             drop(server);
             // No attacker socket: the outcome column stays empty.
