@@ -827,11 +827,11 @@ async fn chaos_suite_holds_every_invariant() {
 
     suite
         .run("DNS seed of 3,000 addresses", |_, _, ids| async move {
-            // A real DNS server on loopback answering one seed with 3,000 A records (too many
-            // for UDP: the resolver falls back to TCP), into a store capped at 2,000. A DNS
-            // message is at most 65,535 bytes, about 4,000 A records: a seed "returning
-            // 10,000" cannot, and with 10,000 records the seed fails as truncated (measured,
-            // docs/SECURITY.md), which is the outcome for that case.
+            // A real DNS server on loopback answering one seed with 3,000 A records, into a
+            // store capped at 2,000. A DNS message is at most 65,535 bytes (about 4,000 A
+            // records), so a seed cannot return 10,000; the resolver reports such answers
+            // (3,000 here as well) as truncated and the seed fails as a whole (measured,
+            // docs/SECURITY.md). Either way the store's cap must hold and nothing may break.
             let ips: Vec<IpAddr> = (0..3_000u32)
                 .map(|i| {
                     IpAddr::V4(std::net::Ipv4Addr::new(
