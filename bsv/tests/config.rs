@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bitcoinsv::p2p::config::LimitsConfig;
 use bitcoinsv::p2p::{
     AddressConfig, BlockFetchConfig, BlockStreamingConfig, ConnectionConfig, HeaderChainConfig,
     ManagerConfig, Network, P2pError, TransactionConfig, Whitelist,
@@ -227,6 +228,16 @@ fn toml_file_with_every_setting_round_trips() {
             learn: false,
             max_candidates: 250,
         },
+        limits: LimitsConfig {
+            message_channel_bytes: 1 << 20,
+            lossless_queue_bytes: 1 << 21,
+            max_inbound_handshakes: 10,
+            handshake_evict_age: Duration::from_secs(3),
+            max_inbound_per_ip: 2,
+            accept_rate: 5.0,
+            accept_burst: 20,
+            evict_established: false,
+        },
     };
     c.validate().unwrap();
     let text = toml::to_string(&c).unwrap();
@@ -247,9 +258,10 @@ fn toml_file_with_every_setting_round_trips() {
 
     // Every setting is written out: 26 manager settings, 13 connection settings, 5 header
     // chain lines (enabled, sync_timeout, store_path, checkpoint height and header), 4 of block
-    // fetching, 6 of block streaming, 4 of the transaction services and 2 of peer learning.
+    // fetching, 6 of block streaming, 4 of the transaction services, 2 of peer learning and
+    // 8 limits.
     let lines: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 6 + 4 + 2, "{text}");
+    assert_eq!(lines.len(), 26 + 13 + 5 + 4 + 6 + 4 + 2 + 8, "{text}");
 }
 
 #[test]

@@ -276,6 +276,8 @@ pub struct ManagerConfig {
     pub transactions: TransactionConfig,
     /// Peer learning from `addr`.
     pub addresses: AddressConfig,
+    /// What peers can make us hold, and who gets an inbound slot (docs/SECURITY.md).
+    pub limits: LimitsConfig,
 }
 
 impl Default for ManagerConfig {
@@ -324,6 +326,7 @@ impl ManagerConfig {
             block_streaming: BlockStreamingConfig::default(),
             transactions: TransactionConfig::default(),
             addresses: AddressConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 
@@ -417,6 +420,7 @@ impl ManagerConfig {
         self.block_streaming.check()?;
         self.transactions.check()?;
         self.addresses.check()?;
+        self.limits.check()?;
         if self
             .telemetry_endpoint
             .as_ref()
@@ -483,6 +487,7 @@ struct ManagerConfigFile {
     block_streaming: BlockStreamingConfig,
     transactions: TransactionConfig,
     addresses: AddressConfig,
+    limits: LimitsConfig,
 }
 
 impl Default for ManagerConfigFile {
@@ -521,6 +526,7 @@ impl Default for ManagerConfigFile {
             block_streaming: d.block_streaming,
             transactions: d.transactions,
             addresses: d.addresses,
+            limits: d.limits,
         }
     }
 }
@@ -561,6 +567,7 @@ impl From<ManagerConfigFile> for ManagerConfig {
             block_streaming: f.block_streaming,
             transactions: f.transactions,
             addresses: f.addresses,
+            limits: f.limits,
         }
     }
 }
@@ -568,5 +575,75 @@ impl From<ManagerConfigFile> for ManagerConfig {
 impl<'de> Deserialize<'de> for ManagerConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         ManagerConfigFile::deserialize(deserializer).map(ManagerConfig::from)
+    }
+}
+
+/// What peers can make us hold, and who gets an inbound slot (`[limits]` in a configuration
+/// file). Every default and its reason is in `p2p::limits` and docs/SECURITY.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Bytes the lossy message channel may hold for its slowest subscriber; a message that
+    /// would exceed it is dropped (counted as an overflow).
+    pub message_channel_bytes: usize,
+    /// Bytes each lossless message subscriber may have queued before the connections feeding
+    /// it stop reading.
+    pub lossless_queue_bytes: usize,
+    /// Inbound connections that may be in their handshake at once.
+    pub max_inbound_handshakes: usize,
+    /// Age after which an inbound connection still in its handshake may be evicted for a
+    /// newcomer.
+    #[serde(with = "humantime_serde")]
+    pub handshake_evict_age: Duration,
+    /// Most inbound connections from one IP (`127.0.0.1`, `::1` and the whitelist exempt);
+    /// 0 disables the cap.
+    pub max_inbound_per_ip: usize,
+    /// Sockets the listener admits per second, sustained.
+    pub accept_rate: f64,
+    /// Sockets the listener admits at once before `accept_rate` applies.
+    pub accept_burst: usize,
+    /// When every slot is taken, evict an established inbound peer for a newcomer, in the
+    /// manner of the node's `AttemptToEvictConnection` (long-lived, low-latency and useful
+    /// peers are protected; the evicted one is from the most crowded address group).
+    pub evict_established: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        use crate::p2p::limits::*;
+        LimitsConfig {
+            message_channel_bytes: DEFAULT_MESSAGE_CHANNEL_BYTES,
+            lossless_queue_bytes: DEFAULT_LOSSLESS_QUEUE_BYTES,
+            max_inbound_handshakes: DEFAULT_MAX_INBOUND_HANDSHAKES,
+            handshake_evict_age: DEFAULT_HANDSHAKE_EVICT_AGE,
+            max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
+            accept_rate: DEFAULT_ACCEPT_RATE,
+            accept_burst: DEFAULT_ACCEPT_BURST,
+            evict_established: true,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.message_channel_bytes == 0 || self.lossless_queue_bytes == 0 {
+            return Err(
+                "limits.message_channel_bytes and limits.lossless_queue_bytes must be at least 1"
+                    .into(),
+            );
+        }
+        if self.max_inbound_handshakes == 0 {
+            return Err("limits.max_inbound_handshakes must be at least 1".into());
+        }
+        if !(self.accept_rate > 0.0 && self.accept_rate.is_finite()) {
+            return Err(format!(
+                "limits.accept_rate is {}: it must be a finite number above 0",
+                self.accept_rate
+            ));
+        }
+        if self.accept_burst == 0 {
+            return Err("limits.accept_burst must be at least 1".into());
+        }
+        nonzero_duration("limits.handshake_evict_age", self.handshake_evict_age)
     }
 }

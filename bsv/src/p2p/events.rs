@@ -9,14 +9,20 @@
 //!   of us dropping messages.
 //! * [`PeerConnectionCommand`] is what the manager sends a connection.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::p2p::config::ConnectionConfig;
 use crate::p2p::connection::{DisconnectReason, Misbehavior};
+use crate::p2p::limits::{
+    DEFAULT_LOSSLESS_QUEUE_BYTES, MESSAGE_EVENT_OVERHEAD, MESSAGE_MEMORY_FACTOR,
+};
+use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::BanReason;
 use crate::p2p::Message;
 
@@ -120,6 +126,22 @@ pub enum ControlEvent {
     },
     /// A configuration update was applied.
     ConfigUpdated,
+    /// Saving the peer store failed (a full disk, a read-only file); the manager carries on
+    /// and retries soon (`p2p::limits::STORE_SAVE_RETRY`).
+    StoreSaveFailed {
+        /// The store's error.
+        error: String,
+    },
+    /// An inbound peer was closed to make room for another (the listener was full; see
+    /// docs/SECURITY.md on eviction).
+    PeerEvicted {
+        /// The evicted peer.
+        peer_id: Uuid,
+        /// Its address.
+        address: SocketAddr,
+        /// Whether it was still in its handshake (else it was established).
+        in_handshake: bool,
+    },
 }
 
 /// Why the listener closed an inbound socket before any handshake.
@@ -132,6 +154,12 @@ pub enum InboundRejection {
     /// We are full and already refusing as many peers as we allow at once.
     #[error("at capacity")]
     AtCapacity,
+    /// The listener's accept rate (`limits.accept_rate`) is exceeded.
+    #[error("accept rate exceeded")]
+    RateLimited,
+    /// The IP already has `limits.max_inbound_per_ip` inbound connections.
+    #[error("too many connections from this address")]
+    PerIpCap,
 }
 
 /// A message received from a peer.
@@ -143,55 +171,366 @@ pub struct BitcoinMessageEvent {
     pub message: Message,
 }
 
-/// The lossless, back-pressured subscribers of the message stream.
+/// What a queued message event costs in memory, for the byte bounds: the payload's length
+/// times [`MESSAGE_MEMORY_FACTOR`] plus [`MESSAGE_EVENT_OVERHEAD`] (decoded messages are larger
+/// than their wire form; see `p2p::limits`).
+pub(crate) fn event_bytes(event: &BitcoinMessageEvent) -> usize {
+    message_bytes(&event.message)
+}
+
+/// What a queued message costs in memory, by the same count as [`event_bytes`].
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    message
+        .payload_len()
+        .saturating_mul(MESSAGE_MEMORY_FACTOR)
+        .saturating_add(MESSAGE_EVENT_OVERHEAD)
+}
+
+/// The sizes of the values a channel may still hold, oldest first. Both tokio channels keep
+/// values in the order sent and let go of the oldest first (a broadcast value once every
+/// receiver has seen it or it is overwritten, an mpsc value once received), so the values still
+/// held are always the *last* `n` sent, and the channel tells us `n`: dropping sizes from the
+/// front down to `n` leaves the bytes held.
+#[derive(Debug, Default)]
+struct Held {
+    sizes: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Forgets the values the channel no longer holds; returns the bytes it still holds.
+    fn sync(&mut self, still_held: usize) -> usize {
+        while self.sizes.len() > still_held {
+            if let Some(n) = self.sizes.pop_front() {
+                self.bytes = self.bytes.saturating_sub(n);
+            }
+        }
+        self.bytes
+    }
+
+    fn push(&mut self, size: usize) {
+        self.sizes.push_back(size);
+        self.bytes = self.bytes.saturating_add(size);
+    }
+}
+
+/// A tokio broadcast channel bounded in bytes as well as in messages, for the lossy message
+/// stream. The seed's API hands out plain `broadcast::Receiver`s, and a broadcast ring cannot
+/// drop a chosen value, so the bound is kept on the way in: a send that would make the ring
+/// hold more than `max_bytes` (counting what its slowest receiver has not read yet) is dropped
+/// and counted as an overflow, exactly as if that receiver had lagged. One message bigger than
+/// the budget still goes through when the ring holds nothing, so the worst case is
+/// `max_bytes` plus one message of the node's largest payload.
+#[derive(Debug)]
+pub(crate) struct ByteBoundedBroadcast<T> {
+    tx: broadcast::Sender<T>,
+    held: Mutex<Held>,
+    max_bytes: AtomicUsize,
+}
+
+impl<T: Clone> ByteBoundedBroadcast<T> {
+    /// A channel of `capacity` messages and `max_bytes` bytes.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        ByteBoundedBroadcast {
+            tx,
+            held: Mutex::new(Held::default()),
+            max_bytes: AtomicUsize::new(max_bytes.max(1)),
+        }
+    }
+
+    /// A new receiver.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<T> {
+        self.tx.subscribe()
+    }
+
+    /// Whether any receiver exists.
+    pub(crate) fn has_receivers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Changes the byte budget (a configuration update).
+    pub(crate) fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes.store(max_bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// The bytes the ring holds now, by our count.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        let still = self.tx.len();
+        self.held.lock().map(|mut h| h.sync(still)).unwrap_or(0)
+    }
+
+    /// Sends `value` of `size` bytes; returns `false` when it was dropped for the byte budget
+    /// (nobody listening is not a drop).
+    pub(crate) fn send(&self, value: T, size: usize) -> bool {
+        if self.tx.receiver_count() == 0 {
+            return true;
+        }
+        let Ok(mut held) = self.held.lock() else {
+            return false;
+        };
+        let bytes = held.sync(self.tx.len());
+        if !held.sizes.is_empty()
+            && bytes.saturating_add(size) > self.max_bytes.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        if self.tx.send(value).is_ok() {
+            held.push(size);
+        }
+        true
+    }
+}
+
+/// The byte count of what an mpsc channel holds, kept beside its sender: sizes are recorded as
+/// values are sent, and the channel's free permits tell how many are still queued (see
+/// [`Held`]). Used for the lossless message subscribers and for the services' hub channel, so
+/// neither holds more than its byte budget of what peers sent, whatever the count.
+#[derive(Debug, Default)]
+pub(crate) struct MpscBytes {
+    held: Mutex<Held>,
+}
+
+impl MpscBytes {
+    /// Waits until `size` more bytes fit under `max_bytes` in `tx` (or nothing is queued).
+    /// Returns whether it had to wait, or `Err` when the receiver went away.
+    pub(crate) async fn room_for<T>(
+        &self,
+        tx: &mpsc::Sender<T>,
+        size: usize,
+        max_bytes: usize,
+    ) -> Result<bool, ()> {
+        let mut waited = false;
+        loop {
+            let queued = tx.max_capacity().saturating_sub(tx.capacity());
+            // How many of the oldest queued values must be received before `size` fits.
+            let must_go = {
+                let Ok(mut held) = self.held.lock() else {
+                    return Ok(waited);
+                };
+                let bytes = held.sync(queued);
+                if held.sizes.is_empty() || bytes.saturating_add(size) <= max_bytes {
+                    return Ok(waited);
+                }
+                let mut freed = 0usize;
+                let mut n = 0usize;
+                for s in &held.sizes {
+                    if bytes.saturating_sub(freed).saturating_add(size) <= max_bytes {
+                        break;
+                    }
+                    freed = freed.saturating_add(*s);
+                    n += 1;
+                }
+                n.max(1)
+            };
+            waited = true;
+            // Permits free up only as the receiver takes values: waiting for `must_go` more
+            // than are free now is waiting for it to take that many of the oldest.
+            let want = (tx.capacity() + must_go).min(tx.max_capacity());
+            match tx.reserve_many(want).await {
+                Ok(permits) => drop(permits),
+                Err(_) => return Err(()),
+            }
+        }
+    }
+
+    /// Records a value of `size` bytes just sent.
+    pub(crate) fn sent(&self, size: usize) {
+        if let Ok(mut h) = self.held.lock() {
+            h.push(size);
+        }
+    }
+}
+
+/// One lossless subscriber: its channel and the sizes of what it has queued.
+#[derive(Debug)]
+struct Sink {
+    tx: mpsc::Sender<BitcoinMessageEvent>,
+    bytes: MpscBytes,
+}
+
+/// The subscribers of the message stream: the lossy broadcast (bounded in bytes, see
+/// `ByteBoundedBroadcast`) when a manager owns it, and the lossless, back-pressured
+/// per-subscriber channels, bounded in messages and in bytes.
 #[derive(Debug, Clone, Default)]
-pub struct MessageSinks(Arc<RwLock<Vec<mpsc::Sender<BitcoinMessageEvent>>>>);
+pub struct MessageSinks {
+    lossless: Arc<RwLock<Vec<Arc<Sink>>>>,
+    /// Bytes each lossless subscriber may have queued.
+    lossless_bytes: Arc<AtomicUsize>,
+    /// The lossy stream, when the manager routes it through here (a lone connection still
+    /// sends on its own broadcast channel).
+    lossy: Option<Arc<ByteBoundedBroadcast<BitcoinMessageEvent>>>,
+    metrics: Metrics,
+}
 
 impl MessageSinks {
+    /// Sinks that also feed the byte-bounded lossy stream `lossy`, with `lossless_bytes` per
+    /// lossless subscriber.
+    pub(crate) fn with_broadcast(
+        lossy: Arc<ByteBoundedBroadcast<BitcoinMessageEvent>>,
+        lossless_bytes: usize,
+        metrics: Metrics,
+    ) -> Self {
+        MessageSinks {
+            lossless: Arc::default(),
+            lossless_bytes: Arc::new(AtomicUsize::new(lossless_bytes)),
+            lossy: Some(lossy),
+            metrics,
+        }
+    }
+
+    /// Changes the bytes each lossless subscriber may have queued.
+    pub(crate) fn set_lossless_bytes(&self, bytes: usize) {
+        self.lossless_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    fn max_lossless_bytes(&self) -> usize {
+        match self.lossless_bytes.load(Ordering::Relaxed) {
+            0 => DEFAULT_LOSSLESS_QUEUE_BYTES,
+            n => n,
+        }
+    }
+
     /// Adds a subscriber with room for `capacity` messages and returns its receiver.
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<BitcoinMessageEvent> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        if let Ok(mut v) = self.0.write() {
-            v.push(tx);
+        if let Ok(mut v) = self.lossless.write() {
+            v.push(Arc::new(Sink {
+                tx,
+                bytes: MpscBytes::default(),
+            }));
         }
         rx
     }
 
-    /// Whether anyone is subscribed.
+    /// Whether anyone is subscribed (lossless or, through here, lossy).
     pub fn is_empty(&self) -> bool {
-        self.0
+        let lossless = self
+            .lossless
             .read()
-            .map(|v| v.iter().all(|s| s.is_closed()))
-            .unwrap_or(true)
+            .map(|v| v.iter().all(|s| s.tx.is_closed()))
+            .unwrap_or(true);
+        lossless && !self.lossy.as_ref().is_some_and(|l| l.has_receivers())
     }
 
-    /// Delivers `event` to every subscriber, waiting while any of them is full; returns whether
-    /// it had to wait (back-pressure). Subscribers that went away are dropped.
+    /// Delivers `event` to every lossless subscriber, waiting while any of them is full (in
+    /// messages or in bytes), then to the lossy stream if it goes through here; returns
+    /// whether it had to wait (back-pressure). Subscribers that went away are dropped.
     pub async fn deliver(&self, event: &BitcoinMessageEvent) -> bool {
-        let senders: Vec<_> = match self.0.read() {
+        let sinks: Vec<_> = match self.lossless.read() {
             Ok(v) => v.clone(),
             Err(_) => return false,
         };
+        let size = event_bytes(event);
+        let max_bytes = self.max_lossless_bytes();
         let mut closed = false;
         let mut waited = false;
-        for s in &senders {
-            let sent = match s.try_send(event.clone()) {
+        for s in &sinks {
+            match s.bytes.room_for(&s.tx, size, max_bytes).await {
+                Ok(w) => waited |= w,
+                Err(()) => {
+                    closed = true;
+                    continue;
+                }
+            }
+            let sent = match s.tx.try_send(event.clone()) {
                 Ok(()) => Ok(()),
                 Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
                 Err(mpsc::error::TrySendError::Full(e)) => {
                     waited = true;
-                    s.send(e).await.map_err(|_| ())
+                    s.tx.send(e).await.map_err(|_| ())
                 }
             };
-            if sent.is_err() {
-                closed = true;
+            match sent {
+                Ok(()) => s.bytes.sent(size),
+                Err(()) => closed = true,
             }
         }
         if closed {
-            if let Ok(mut v) = self.0.write() {
-                v.retain(|s| !s.is_closed());
+            if let Ok(mut v) = self.lossless.write() {
+                v.retain(|s| !s.tx.is_closed());
+            }
+        }
+        if let Some(lossy) = &self.lossy {
+            if !lossy.send(event.clone(), size) {
+                self.metrics.broadcast_overflow("messages");
             }
         }
         waited
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitcoin::{Hash, InvType, InvVect};
+
+    fn inv(n: usize) -> BitcoinMessageEvent {
+        BitcoinMessageEvent {
+            peer_id: Uuid::nil(),
+            message: Message::Inv(vec![
+                InvVect {
+                    inv_type: InvType::Tx,
+                    hash: Hash([7; 32])
+                };
+                n
+            ]),
+        }
+    }
+
+    #[test]
+    fn a_slow_broadcast_receiver_holds_at_most_the_byte_budget() {
+        let ring = ByteBoundedBroadcast::new(1000, 10 * 1024 * 1024);
+        let _slow = ring.subscribe();
+        let big = inv(50_000);
+        let size = event_bytes(&big);
+        let sent = (0..100).filter(|_| ring.send(big.clone(), size)).count();
+        // 50,000 entries are 1.8 MB on the wire, 3.6 MB by our count: two fit in 10 MiB.
+        assert_eq!(sent, 2);
+        assert!(ring.held_bytes() <= 10 * 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn what_a_receiver_has_read_no_longer_counts() {
+        let ring = ByteBoundedBroadcast::new(1000, 10 * 1024 * 1024);
+        let mut rx = ring.subscribe();
+        let big = inv(50_000);
+        let size = event_bytes(&big);
+        for _ in 0..50 {
+            assert!(
+                ring.send(big.clone(), size),
+                "a reader that keeps up loses nothing"
+            );
+            rx.recv().await.unwrap();
+        }
+        assert_eq!(ring.held_bytes(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lossless_subscriber_is_bounded_in_bytes_and_pushes_back() {
+        let sinks = MessageSinks::with_broadcast(
+            Arc::new(ByteBoundedBroadcast::new(10, 1)),
+            8 * 1024 * 1024,
+            Metrics::default(),
+        );
+        let mut rx = sinks.subscribe(1000);
+        let big = inv(50_000);
+        // Two fit (3.6 MB each by our count); the third waits for the subscriber.
+        assert!(!sinks.deliver(&big).await);
+        assert!(!sinks.deliver(&big).await);
+        let third = {
+            let sinks = sinks.clone();
+            let big = big.clone();
+            tokio::spawn(async move { sinks.deliver(&big).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(!third.is_finished(), "the third waits while two are queued");
+        rx.recv().await.unwrap();
+        assert!(
+            third.await.unwrap(),
+            "it went through once one was received, having waited"
+        );
+        assert_eq!(rx.len(), 2);
     }
 }

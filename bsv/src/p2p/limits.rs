@@ -323,3 +323,66 @@ pub const BAN_NOTICE_CAPACITY: usize = 1024;
 /// fit (a long `Manual` note) is sent with the address only and receivers read the ban from the
 /// table.
 pub const POSTGRES_NOTIFY_PAYLOAD_MAX: usize = 7999;
+// --- Hardening: what peers can make us hold, and who gets a slot (issue 14, docs/SECURITY.md) ---
+
+/// Default bytes the lossy message channel (`Manager::subscribe_bitcoin_messages`) may hold for
+/// its slowest subscriber. Ours: the tokio ring holds up to `event_channel_capacity` *messages*
+/// whatever their size (1,000 `inv`s of 50,000 entries are 1.8 GB), so a send that would take
+/// the ring past this is dropped and counted as an overflow, as a full ring would. 64 MiB is 32
+/// messages of the node's largest non-block payload (`DEFAULT_MAX_PROTOCOL_RECV_PAYLOAD_LENGTH`,
+/// 2 MiB) and thousands of ordinary ones.
+pub const DEFAULT_MESSAGE_CHANNEL_BYTES: usize = 64 * 1024 * 1024;
+/// Default bytes each lossless subscriber (`Manager::subscribe_messages_lossless`) may have
+/// queued before the connections that feed it stop reading (back-pressure): the count bound
+/// alone would let a subscriber's queue of 1,000 big messages hold gigabytes. Same size as
+/// [`DEFAULT_MESSAGE_CHANNEL_BYTES`], for the same reason.
+pub const DEFAULT_LOSSLESS_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// What a queued message event is assumed to cost beyond its payload: the event, the enum and
+/// the allocations' headers. Ours, measured roughly (`size_of::<BitcoinMessageEvent>()` is well
+/// under this).
+pub const MESSAGE_EVENT_OVERHEAD: usize = 256;
+/// Decoded messages take more memory than their wire form (an `inv` entry is 36 bytes on the
+/// wire and 40 in memory, an `addr` entry 30 and about 48): the byte bounds count the payload
+/// length times this. Ours.
+pub const MESSAGE_MEMORY_FACTOR: usize = 2;
+/// Default inbound connections that may be in their handshake at once, apart from established
+/// ones. Ours: the node has no such budget (it counts a slot from accept, `CConnman::AcceptConnection`),
+/// which is what lets a slowloris hold its slots; 64 is far more than honest peers ever need at
+/// once (a handshake takes one or two round trips) and below `max_connections`' default.
+pub const DEFAULT_MAX_INBOUND_HANDSHAKES: usize = 64;
+/// Default age after which an inbound connection still in its handshake may be evicted to make
+/// room for a new one. Ours: an honest handshake is one or two round trips (well under a second
+/// across the world); a peer sending a byte a second needs 24 s for one message header. The
+/// node's own limit is the 60 s handshake timeout (`-peertimeout`), which we keep as the upper
+/// bound for peers nobody needs the room of.
+pub const DEFAULT_HANDSHAKE_EVICT_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Default cap on inbound connections from one IP (the host itself, `127.0.0.1`/`::1`, and the
+/// whitelist are exempt). Ours: the node has none; one address never needs more than a couple
+/// of connections, and 8 leaves room for NAT'd hosts.
+pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 8;
+/// Default sustained rate at which the listener admits sockets, per second. Ours: an honest
+/// node sees a few inbound connections a minute; 100 a second stays far above that and far below
+/// what a connect-and-drop loop can do (thousands a second on loopback).
+pub const DEFAULT_ACCEPT_RATE: f64 = 100.0;
+/// Default burst of sockets the listener admits at once before the rate applies (a restart of a
+/// busy host's peers, a test's 300 simultaneous dials). Ours.
+pub const DEFAULT_ACCEPT_BURST: usize = 500;
+/// Protected from eviction: peers from the 4 address groups picked by a keyed hash
+/// (`AttemptToEvictConnection`, `src/net/net.cpp`), so an attacker cannot predict them.
+pub const EVICT_PROTECT_NETGROUP: usize = 4;
+/// Protected from eviction: the 8 peers with the lowest ping (`AttemptToEvictConnection`).
+pub const EVICT_PROTECT_PING: usize = 8;
+/// Protected from eviction: the 4 peers that most recently sent us useful messages (the node
+/// protects 4 by last transaction and 4 by last block; we have one measure, bytes received).
+pub const EVICT_PROTECT_USEFUL: usize = 4;
+/// How long the listener waits for an evicted peer's slot to free before refusing the newcomer.
+/// Ours: an evicted connection closes in well under this.
+pub const EVICT_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How soon a failed peer-store save is retried (a full disk, a read-only file), instead of
+/// waiting a whole `save_interval`. Ours.
+pub const STORE_SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bytes of peers' messages queued for the services' hub (`services::ServiceTx`) before
+/// connections wait: the channel's [`SERVICE_CHANNEL_CAPACITY`] of 4,096 messages alone would
+/// let 4,096 `inv`s of 50,000 entries (7 GB) queue while the hub is busy. Ours; 64 MiB is
+/// dozens of the largest non-block messages.
+pub const SERVICE_CHANNEL_BYTES: usize = 64 * 1024 * 1024;

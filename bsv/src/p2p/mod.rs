@@ -25,6 +25,10 @@ pub mod crawler;
 pub mod discovery;
 pub mod error;
 pub mod events;
+// Entry points for the fuzz targets (`fuzz/`, docs/FUZZING.md); not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod manager;
 pub mod messages;

@@ -112,6 +112,17 @@ const ADDRESSES_DOCS: &[Doc] = &[
     ("max_candidates", "Learning stops while the store holds this many Unknown (never tried) peers, so a flooding peer cannot crowd out the candidates we have.", None),
 ];
 
+const LIMITS_DOCS: &[Doc] = &[
+    ("message_channel_bytes", "Bytes the lossy message stream may hold for its slowest subscriber; a message that would exceed it is dropped (64 MiB: 32 of the node's largest non-block messages).", None),
+    ("lossless_queue_bytes", "Bytes each lossless message subscriber may have queued before connections stop reading (back-pressure).", None),
+    ("max_inbound_handshakes", "Inbound connections that may be in their handshake at once, apart from established ones.", None),
+    ("handshake_evict_age", "An inbound handshake still running after this may be evicted for a newcomer (an honest one takes a round trip or two).", None),
+    ("max_inbound_per_ip", "Most inbound connections from one IP; 127.0.0.1, ::1 and the whitelist are exempt; 0 disables.", None),
+    ("accept_rate", "Sockets the listener admits per second, sustained; beyond it they are closed at once.", None),
+    ("accept_burst", "Sockets the listener admits at once before accept_rate applies.", None),
+    ("evict_established", "When full, evict an established inbound peer for a newcomer as the node's AttemptToEvictConnection does (long-lived, low-ping, useful peers protected).", None),
+];
+
 /// The tables below the manager's settings: key, heading comment, settings.
 const SECTIONS: &[(&str, &str, &[Doc])] = &[
     (
@@ -143,6 +154,11 @@ const SECTIONS: &[(&str, &str, &[Doc])] = &[
         "addresses",
         "Peer learning from addr messages.",
         ADDRESSES_DOCS,
+    ),
+    (
+        "limits",
+        "What peers can make us hold, and who gets an inbound slot (docs/SECURITY.md).",
+        LIMITS_DOCS,
     ),
 ];
 

@@ -270,6 +270,12 @@ fn describe_raw(e: &ControlEvent, peers: &[ConnectionSnapshot]) -> String {
             format!("{t} cannot listen on {address}: {error}")
         }
         ControlEvent::ConfigUpdated => format!("{t} configuration updated"),
+        ControlEvent::StoreSaveFailed { error } => {
+            format!("{t} saving the peer store failed (will retry): {error}")
+        }
+        ControlEvent::PeerEvicted {
+            peer_id, address, ..
+        } => format!("{t} evicted {peer_id} {address} to make room"),
     }
 }
 

@@ -14,6 +14,7 @@
 //! [`PeerStore`]: connections report facts on a channel and the supervisor applies them in order
 //! (`store_owner`), so a ban is never overtaken by a later status write.
 
+mod evict;
 mod listener;
 pub(crate) mod pool;
 pub(crate) mod slots;
@@ -38,9 +39,11 @@ use crate::p2p::connection::{
     PeerLink,
 };
 use crate::p2p::error::{P2pError, Result};
-use crate::p2p::events::{BitcoinMessageEvent, ControlEvent, MessageSinks, PeerConnectionCommand};
+use crate::p2p::events::{
+    BitcoinMessageEvent, ByteBoundedBroadcast, ControlEvent, MessageSinks, PeerConnectionCommand,
+};
 use crate::p2p::limits::{
-    BAN_EXPIRY_EVERY, REEVALUATE_EVERY, REPORT_CHANNEL_CAPACITY, SHUTDOWN_GRACE,
+    BAN_EXPIRY_EVERY, REEVALUATE_EVERY, REPORT_CHANNEL_CAPACITY, SHUTDOWN_GRACE, STORE_SAVE_RETRY,
 };
 use crate::p2p::metrics::Metrics;
 use crate::p2p::peer::{unix_now, BanReason, Peer, PeerStatus, PeerStatusKind};
@@ -77,8 +80,17 @@ pub(crate) struct Inner {
     config: RwLock<ManagerConfig>,
     store: Arc<dyn PeerStore>,
     control_tx: broadcast::Sender<ControlEvent>,
+    /// What connections are given as their broadcast sender: it has no receiver, so a send on
+    /// it is dropped at once. The message stream goes through `sinks`, which bounds the lossy
+    /// channel (`messages`) in bytes as well as in count (docs/SECURITY.md).
     message_tx: broadcast::Sender<BitcoinMessageEvent>,
+    /// The lossy message stream, bounded in bytes (`limits.message_channel_bytes`).
+    messages: Arc<ByteBoundedBroadcast<BitcoinMessageEvent>>,
     sinks: MessageSinks,
+    /// When the listener accepted each live inbound connection (for eviction).
+    inbound: Mutex<HashMap<Uuid, Instant>>,
+    /// The secret of the eviction's netgroup hash (`evict`).
+    evict_key: std::collections::hash_map::RandomState,
     links: Arc<Mutex<HashMap<Uuid, PeerLink>>>,
     /// The services' hub until `start` spawns it; then `None`.
     hub: Mutex<Option<Hub>>,
@@ -186,6 +198,9 @@ impl Inner {
             drop(slot);
             if let Ok(mut l) = inner.links.lock() {
                 l.remove(&id);
+            }
+            if let Ok(mut m) = inner.inbound.lock() {
+                m.remove(&id);
             }
             debug!(peer_id = %id, peer_address = %addr, state = %outcome.state, error = %outcome.reason, "connection ended");
             let failed = outcome.state == ConnectionState::Failed;
@@ -377,9 +392,19 @@ impl Inner {
         }
     }
 
-    async fn save(&self) {
-        if let Err(e) = self.store.flush().await {
-            error!(error = %e, "saving the peer store");
+    /// Saves the store; on failure (a full disk, a read-only file) logs it, tells subscribers
+    /// ([`ControlEvent::StoreSaveFailed`]) and returns `false` so the supervisor retries after
+    /// [`STORE_SAVE_RETRY`] instead of a whole `save_interval`. The manager carries on.
+    async fn save(&self) -> bool {
+        match self.store.flush().await {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "saving the peer store failed; will retry");
+                self.emit(ControlEvent::StoreSaveFailed {
+                    error: e.to_string(),
+                });
+                false
+            }
         }
     }
 
@@ -444,8 +469,12 @@ impl Inner {
                 next_expiry = now + BAN_EXPIRY_EVERY;
             }
             if now >= next_save {
-                self.save().await;
-                next_save = now + self.config().save_interval;
+                let interval = self.config().save_interval;
+                next_save = if self.save().await {
+                    now + interval
+                } else {
+                    now + interval.min(STORE_SAVE_RETRY)
+                };
             }
             if self.mode == Mode::Normal && now >= next_dns {
                 self.discover().await;
@@ -515,7 +544,18 @@ impl Manager {
         );
         let capacity = config.event_channel_capacity.max(1);
         let (control_tx, _) = broadcast::channel(capacity);
-        let (message_tx, _) = broadcast::channel(capacity);
+        // Without a receiver: connections' own sends on it are dropped (see `Inner::message_tx`).
+        let (message_tx, _) = broadcast::channel(1);
+        let messages = Arc::new(ByteBoundedBroadcast::new(
+            capacity,
+            config.limits.message_channel_bytes,
+        ));
+        let metrics = Metrics::from_global();
+        let sinks = MessageSinks::with_broadcast(
+            messages.clone(),
+            config.limits.lossless_queue_bytes,
+            metrics.clone(),
+        );
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_CHANNEL_CAPACITY);
         let links = Arc::new(Mutex::new(HashMap::new()));
         let peers = Peers::new(links.clone());
@@ -533,7 +573,10 @@ impl Manager {
                 store,
                 control_tx,
                 message_tx,
-                sinks: MessageSinks::default(),
+                messages,
+                sinks,
+                inbound: Mutex::new(HashMap::new()),
+                evict_key: std::collections::hash_map::RandomState::new(),
                 links,
                 hub: Mutex::new(Some(hub)),
                 services_tx,
@@ -551,7 +594,7 @@ impl Manager {
                 discovery: Mutex::new(None),
                 reports_tx,
                 reports_rx: Mutex::new(Some(reports_rx)),
-                metrics: Metrics::from_global(),
+                metrics,
                 peer_counts: Mutex::new(Vec::new()),
                 span: span.clone(),
             }),
@@ -666,7 +709,7 @@ impl Manager {
         {
             warn!("connections did not close in time");
         }
-        self.inner.save().await;
+        let _ = self.inner.save().await;
         Ok(())
     }
 
@@ -895,6 +938,12 @@ impl Manager {
                 *d = Some(crate::p2p::discovery::DnsDiscovery::from_config(&config));
             }
         }
+        self.inner
+            .messages
+            .set_max_bytes(config.limits.message_channel_bytes);
+        self.inner
+            .sinks
+            .set_lossless_bytes(config.limits.lossless_queue_bytes);
         self.inner.emit(ControlEvent::ConfigUpdated);
         self.inner.wake.notify_one();
         debug!("configuration update complete");
@@ -915,7 +964,7 @@ impl Manager {
 
     /// Messages from peers (lossy: a slow receiver gets `Lagged`).
     pub fn subscribe_bitcoin_messages(&self) -> broadcast::Receiver<BitcoinMessageEvent> {
-        self.inner.message_tx.subscribe()
+        self.inner.messages.subscribe()
     }
 
     /// Messages from peers, losslessly: a bounded channel of `capacity`; while it is full, the

@@ -79,13 +79,31 @@ pub(crate) enum ServiceInput {
 
 /// The connections' side of the hub's channel.
 #[derive(Debug, Clone)]
-pub(crate) struct ServiceTx(mpsc::Sender<ServiceInput>);
+pub(crate) struct ServiceTx(
+    mpsc::Sender<ServiceInput>,
+    /// The bytes of messages queued for the hub (issue 14: bounded by
+    /// `limits::SERVICE_CHANNEL_BYTES` as well as by count).
+    Arc<crate::p2p::events::MpscBytes>,
+);
 
 impl ServiceTx {
-    /// Hands `input` to the hub, waiting while its channel is full (the caller's connection
-    /// stops reading meanwhile). Fails only when the hub has stopped.
+    /// Hands `input` to the hub, waiting while its channel is full in messages or in bytes
+    /// (the caller's connection stops reading meanwhile). Fails only when the hub has stopped.
     pub(crate) async fn send(&self, input: ServiceInput) -> std::result::Result<(), ()> {
-        self.0.send(input).await.map_err(|_| ())
+        let size = match &input {
+            ServiceInput::Message { message, .. } => crate::p2p::events::message_bytes(message),
+            _ => 0,
+        };
+        if size > 0 {
+            self.1
+                .room_for(&self.0, size, crate::p2p::limits::SERVICE_CHANNEL_BYTES)
+                .await?;
+        }
+        self.0.send(input).await.map_err(|_| ())?;
+        if size > 0 {
+            self.1.sent(size);
+        }
+        Ok(())
     }
 }
 
@@ -241,7 +259,7 @@ impl Hub {
                 services: Vec::new(),
                 rx,
             },
-            ServiceTx(tx),
+            ServiceTx(tx, Arc::default()),
         )
     }
 
