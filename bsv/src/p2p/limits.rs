@@ -260,3 +260,34 @@ pub const ADDR_HORIZON: u64 = 30 * 24 * 60 * 60;
 /// cannot push DNS-seeded candidates out of the store (which evicts the oldest `Unknown` peer
 /// when full). Ours; the node's address manager holds up to 65,536 "new" entries.
 pub const DEFAULT_MAX_LEARNED_CANDIDATES: usize = 1000;
+
+// ---- Bus sink (`p2p::sink`, issue 15) ----
+// Ours: the node has no message bus. The numbers size a bridge between a listener and a bus
+// (docs/FLEET.md).
+
+/// Default bytes of records a sink pump holds unacknowledged (queued or in flight) before it
+/// stops taking more and the transaction stream's back-pressure slows the peers: room for a
+/// 32 MB block (the node's default `-blockmaxsize`, 32 MB, `DEFAULT_MAX_GENERATED_BLOCK_SIZE_AFTER`)
+/// twice over, and a few seconds of a busy transaction stream while the bus fails over.
+pub const DEFAULT_SINK_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Default publishes a pump has awaiting acknowledgement at once: enough to hide a loopback or
+/// LAN round trip at thousands of transactions per second, few enough that a bus outage holds
+/// little besides the byte budget.
+pub const DEFAULT_SINK_MAX_IN_FLIGHT: usize = 256;
+/// Default room in the pump's transaction-stream subscription (`subscribe_transactions`).
+pub const DEFAULT_SINK_TX_QUEUE: usize = 1024;
+/// First wait before publishing a record again after the bus was unavailable; doubled per
+/// failure up to [`SINK_RETRY_MAX`].
+pub const SINK_RETRY_INITIAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest wait between two publishes of one record while the bus is unavailable: a restarted
+/// bus is used again within this.
+pub const SINK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// Default time a pump's shutdown waits for what is in flight to be acknowledged before it
+/// gives up and reports the rest as unacknowledged.
+pub const DEFAULT_SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a pump waits for the header chain to catch up with its peers before it starts
+/// following tips (blocks above the tip it then has are published).
+pub const DEFAULT_SINK_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Tries at fetching one block of the best chain (`Manager::get_block`, which itself asks
+/// several peers) before the pump logs it as missed and goes on.
+pub const SINK_BLOCK_FETCH_ATTEMPTS: u32 = 3;
