@@ -291,3 +291,19 @@ pub const DEFAULT_SINK_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::
 /// Tries at fetching one block of the best chain (`Manager::get_block`, which itself asks
 /// several peers) before the pump logs it as missed and goes on.
 pub const SINK_BLOCK_FETCH_ATTEMPTS: u32 = 3;
+/// Default JetStream duplicate window of the NATS bridge (`bitcoinsv-nats`): a block or
+/// transaction published again within it, by another listener or a restarted one, is stored
+/// once. JetStream's own default is 2 minutes; 10 covers a bridge restart and the node's
+/// re-announcement of its mempool to a new connection, at the cost of the server remembering
+/// 10 minutes of ids.
+pub const DEFAULT_BUS_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// Default time the NATS bridge waits for JetStream's acknowledgement of one publish before it
+/// counts the bus as unavailable and publishes again (async-nats' own default).
+pub const DEFAULT_BUS_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bytes of a NATS message's maximum payload kept for headers: a block whose serialization
+/// does not fit in `max_payload` minus this goes to the Object Store and is announced by
+/// reference.
+pub const BUS_HEADER_ROOM: usize = 4096;
+/// Largest Object Store chunk the NATS bridge writes (half the server's `max_payload` when
+/// that is smaller): few round trips per block, each chunk one acknowledged publish.
+pub const BUS_MAX_OBJECT_CHUNK: usize = 512 * 1024;
