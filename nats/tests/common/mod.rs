@@ -30,6 +30,11 @@ pub struct NatsServer {
 
 /// The server binary, or `None` after printing the skip line.
 pub fn nats_server_or_skip(test: &str) -> Option<PathBuf> {
+    // RUST_LOG=bitcoinsv=debug shows the bridges' logs when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     match std::env::var_os("BSV_TEST_NATS_SERVER") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
@@ -234,7 +239,7 @@ impl Consumer {
             let Ok(m) = m else { break };
             let headers = m.headers.clone().unwrap_or_default();
             let msg_id = headers
-                .get("Nats-Msg-Id")
+                .get(async_nats::header::NATS_MESSAGE_ID)
                 .map(|v| v.as_str().to_string());
             self.received.push(Received {
                 subject: m.subject.to_string(),
