@@ -173,7 +173,8 @@ impl Drop for Lease {
 struct Intake {
     budget: Arc<Semaphore>,
     budget_bytes: usize,
-    queue: mpsc::Sender<Work>,
+    // Unbounded in count: the byte budget is the bound.
+    queue: mpsc::UnboundedSender<Work>,
     counters: Arc<Counters>,
 }
 
@@ -186,13 +187,19 @@ impl Intake {
             Ok(p) => p,
             Err(_) => {
                 if !self.counters.blocked.swap(true, Ordering::Relaxed) {
-                    self.counters.times_blocked.fetch_add(1, Ordering::Relaxed);
-                    warn!(
+                    let n = self.counters.times_blocked.fetch_add(1, Ordering::Relaxed);
+                    // Warned once per outage (and on the first pause); a bus catching up
+                    // pauses and resumes many times a second, which is debug detail.
+                    if n == 0 || self.counters.bus_unavailable.load(Ordering::Relaxed) {
+                        warn!(
                         buffered_bytes = self.counters.buffered_bytes.load(Ordering::Relaxed),
                         budget_bytes = self.budget_bytes,
                         "bus sink buffer full: intake paused, peers are slowed until the bus \
                          acknowledges"
-                    );
+                        );
+                    } else {
+                        debug!(budget_bytes = self.budget_bytes, "bus sink buffer full");
+                    }
                 }
                 match Arc::clone(&self.budget)
                     .acquire_many_owned(bytes as u32)
@@ -204,7 +211,7 @@ impl Intake {
             }
         };
         if self.counters.blocked.swap(false, Ordering::Relaxed) {
-            info!("bus sink buffer has room again: intake resumed");
+            debug!("bus sink buffer has room again: intake resumed");
         }
         let now = self
             .counters
@@ -224,7 +231,6 @@ impl Intake {
                 _permit: permit,
                 lease,
             })
-            .await
             .is_ok()
     }
 }
@@ -248,7 +254,7 @@ impl Pump {
         let budget_bytes = options.buffer_bytes.clamp(1, Semaphore::MAX_PERMITS);
         // Permits are u32 per acquire: the budget is capped so one record can take all of it.
         let budget_bytes = budget_bytes.min(u32::MAX as usize);
-        let (queue, work) = mpsc::channel(options.max_in_flight.max(1));
+        let (queue, work) = mpsc::unbounded_channel();
         let intake = Intake {
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
@@ -576,7 +582,7 @@ async fn publish_blocks_up_to(
 
 /// Runs publishes, up to `max_in_flight` at once, until the queue closes and all are done.
 async fn publish_all(
-    mut work: mpsc::Receiver<Work>,
+    mut work: mpsc::UnboundedReceiver<Work>,
     sink: Arc<dyn BusSink>,
     max_in_flight: usize,
     counters: Arc<Counters>,
