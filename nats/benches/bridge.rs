@@ -82,14 +82,18 @@ async fn bridge(bin: PathBuf) -> (f64, Vec<Duration>) {
             .await
             .expect("handshake");
     }
-    let txs: Vec<_> = (0..TXS).map(|n| sample_transaction(1_000_000 + n)).collect();
+    let txs: Vec<_> = (0..TXS)
+        .map(|n| sample_transaction(1_000_000 + n))
+        .collect();
     let start = Instant::now();
     for (i, tx) in txs.iter().enumerate() {
         net.inject_tx(i % 2, tx.clone()).expect("injected");
     }
-    wait_until("every transaction acknowledged", Duration::from_secs(600), || {
-        b.pump.stats().transactions >= u64::from(TXS)
-    })
+    wait_until(
+        "every transaction acknowledged",
+        Duration::from_secs(600),
+        || b.pump.stats().transactions >= u64::from(TXS),
+    )
     .await;
     let tps = TXS as f64 / start.elapsed().as_secs_f64();
     net.mine_block();

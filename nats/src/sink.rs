@@ -104,7 +104,10 @@ impl NatsSink {
     }
 
     /// Sets up the stream and the bucket on an existing connection.
-    pub async fn with_client(client: Client, config: NatsSinkConfig) -> Result<NatsSink, NatsError> {
+    pub async fn with_client(
+        client: Client,
+        config: NatsSinkConfig,
+    ) -> Result<NatsSink, NatsError> {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(config.ack_timeout);
         ensure_stream(&js, &config).await?;
@@ -417,7 +420,11 @@ mod tests {
     fn a_timeout_is_retryable_and_an_oversized_message_is_not() {
         assert!(classify(None, PublishErrorKind::TimedOut, &"timed out").is_retryable());
         assert!(classify(None, PublishErrorKind::StreamNotFound, &"no stream").is_retryable());
-        assert!(!classify(Some("x"), PublishErrorKind::Other, &"maximum payload exceeded")
-            .is_retryable());
+        assert!(!classify(
+            Some("x"),
+            PublishErrorKind::Other,
+            &"maximum payload exceeded"
+        )
+        .is_retryable());
     }
 }

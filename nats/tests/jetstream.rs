@@ -131,7 +131,10 @@ async fn two_bridges_store_every_block_and_transaction_once_through_a_bridge_cra
     assert_eq!(stats_a.unacknowledged + stats_b.unacknowledged, 0);
     assert_eq!(stats_a.refused + stats_b.refused, 0);
     // Both bridges saw the blocks: the second publish of each was recognised as a duplicate.
-    assert!(stats_a.duplicates + stats_b.duplicates > 0, "{stats_a:?} {stats_b:?}");
+    assert!(
+        stats_a.duplicates + stats_b.duplicates > 0,
+        "{stats_a:?} {stats_b:?}"
+    );
     mark_ran(NAME);
     net.shutdown().await;
 }
@@ -158,7 +161,9 @@ async fn a_nats_restart_loses_nothing_and_slows_the_peers_within_the_budget() {
     handshakes(&net, 1).await;
     let mut events = bridge.manager.subscribe_control_events();
 
-    let txs: Vec<_> = (0..600u32).map(|n| sample_transaction(10_000 + n)).collect();
+    let txs: Vec<_> = (0..600u32)
+        .map(|n| sample_transaction(10_000 + n))
+        .collect();
     for tx in &txs[..200] {
         net.inject_tx(0, tx.clone()).expect("injected");
     }
@@ -179,9 +184,11 @@ async fn a_nats_restart_loses_nothing_and_slows_the_peers_within_the_budget() {
     let during = bridge.pump.stats();
     assert!(during.buffered_bytes <= BUDGET, "{during:?}");
     nats.restart().await;
-    wait_until("every transaction acknowledged after the restart", WAIT, || {
-        bridge.pump.stats().transactions >= 600
-    })
+    wait_until(
+        "every transaction acknowledged after the restart",
+        WAIT,
+        || bridge.pump.stats().transactions >= 600,
+    )
     .await;
     // Mined only now: a mined transaction leaves the simnet's pool (`notfound` to a late
     // `getdata`), and while the budget was spent the stream asked for nothing.
@@ -197,7 +204,10 @@ async fn a_nats_restart_loses_nothing_and_slows_the_peers_within_the_budget() {
                 .filter(|m| m.subject == "bsv.regtest.tx")
                 .filter_map(|m| m.msg_id.as_deref())
                 .collect();
-            let blocks = r.iter().filter(|m| m.subject == "bsv.regtest.block").count();
+            let blocks = r
+                .iter()
+                .filter(|m| m.subject == "bsv.regtest.block")
+                .count();
             tx.len() == txids.len() && blocks as u32 >= tip
         })
         .await;
@@ -265,7 +275,12 @@ async fn a_256_mib_block_goes_to_the_object_store_and_its_hash_checks_out() {
     let ack = sink.publish(record.clone()).await.expect("published");
     assert!(!ack.duplicate);
     // A second bridge publishing the same block: the object is there, the message a duplicate.
-    assert!(sink.publish(record).await.expect("published again").duplicate);
+    assert!(
+        sink.publish(record)
+            .await
+            .expect("published again")
+            .duplicate
+    );
 
     let mut consumer = Consumer::durable(&nats.url(), "indexer").await;
     consumer
@@ -275,7 +290,12 @@ async fn a_256_mib_block_goes_to_the_object_store_and_its_hash_checks_out() {
     assert_eq!(consumer.received.len(), 1, "one announcement");
     let m = &consumer.received[0];
     assert_eq!(m.subject, "bsv.regtest.block");
-    assert_eq!(m.msg_id.as_deref(), Some(hash.to_string().as_str()), "{:?}", m.headers);
+    assert_eq!(
+        m.msg_id.as_deref(),
+        Some(hash.to_string().as_str()),
+        "{:?}",
+        m.headers
+    );
     assert_eq!(
         m.headers.get(HEADER_BLOCK_BODY).map(|v| v.as_str()),
         Some("object")
@@ -310,9 +330,15 @@ async fn a_256_mib_block_goes_to_the_object_store_and_its_hash_checks_out() {
         }
     }
     assert_eq!(read, SIZE);
-    assert_eq!(header_hash.map(|h| h.to_string()), Some(reference.hash.clone()));
+    assert_eq!(
+        header_hash.map(|h| h.to_string()),
+        Some(reference.hash.clone())
+    );
     assert_eq!(reference.hash, hash.to_string());
-    assert!(merkle_ok, "the transactions hash to the header's merkle root");
+    assert!(
+        merkle_ok,
+        "the transactions hash to the header's merkle root"
+    );
     mark_ran(NAME);
 }
 
@@ -332,9 +358,13 @@ async fn a_broadcast_request_over_nats_reaches_the_mempool_and_is_answered_with_
     let sink = NatsSink::connect(&nats.url(), NatsSinkConfig::new(Network::Regtest))
         .await
         .expect("sink");
-    let responder = serve_broadcasts(sink.client().clone(), Arc::clone(&manager), Network::Regtest)
-        .await
-        .expect("responder");
+    let responder = serve_broadcasts(
+        sink.client().clone(),
+        Arc::clone(&manager),
+        Network::Regtest,
+    )
+    .await
+    .expect("responder");
 
     let client = async_nats::connect(nats.url()).await.expect("connects");
     let tx = sample_transaction(77_777);

@@ -118,10 +118,10 @@ fn load_config(
     let loaded = crate::config_file::load(Some(&copy), network);
     let _ = std::fs::remove_file(&copy);
     let config = loaded.map_err(|e| {
-        CliError::Usage(
-            e.to_string()
-                .replace(&copy.display().to_string(), &format!("{shown} (without [bridge])")),
-        )
+        CliError::Usage(e.to_string().replace(
+            &copy.display().to_string(),
+            &format!("{shown} (without [bridge])"),
+        ))
     })?;
     Ok((config, section))
 }
@@ -265,7 +265,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_postgres_store_url_is_refused_with_a_clear_message() {
-        let e = open_store("postgres://db/peers").await.err().expect("refused");
+        let e = open_store("postgres://db/peers")
+            .await
+            .err()
+            .expect("refused");
         assert!(
             e.to_string().contains("built without PostgreSQL support"),
             "{e}"

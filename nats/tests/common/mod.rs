@@ -176,7 +176,10 @@ impl Bridge {
 pub async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -202,7 +205,10 @@ impl Consumer {
         use async_nats::jetstream::consumer::{pull, AckPolicy};
         let client = async_nats::connect(url).await.expect("consumer connects");
         let js = async_nats::jetstream::new(client);
-        let stream = js.get_stream("BSV_REGTEST").await.expect("the stream exists");
+        let stream = js
+            .get_stream("BSV_REGTEST")
+            .await
+            .expect("the stream exists");
         let consumer = stream
             .get_or_create_consumer(
                 name,
@@ -254,7 +260,12 @@ impl Consumer {
     }
 
     /// Fetches until `done(received)` holds, or panics after `timeout`.
-    pub async fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Received]) -> bool) {
+    pub async fn until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !done(&self.received) {
             assert!(

@@ -192,9 +192,9 @@ impl Intake {
                     // pauses and resumes many times a second, which is debug detail.
                     if n == 0 || self.counters.bus_unavailable.load(Ordering::Relaxed) {
                         warn!(
-                        buffered_bytes = self.counters.buffered_bytes.load(Ordering::Relaxed),
-                        budget_bytes = self.budget_bytes,
-                        "bus sink buffer full: intake paused, peers are slowed until the bus \
+                            buffered_bytes = self.counters.buffered_bytes.load(Ordering::Relaxed),
+                            budget_bytes = self.budget_bytes,
+                            "bus sink buffer full: intake paused, peers are slowed until the bus \
                          acknowledges"
                         );
                     } else {
@@ -676,7 +676,10 @@ mod tests {
 
     #[test]
     fn event_kinds_are_the_variant_names_in_snake_case() {
-        assert_eq!(event_kind("ConnectionLost { peer_id: 1 }"), "connection_lost");
+        assert_eq!(
+            event_kind("ConnectionLost { peer_id: 1 }"),
+            "connection_lost"
+        );
         assert_eq!(event_kind("ConfigUpdated"), "config_updated");
         assert_eq!(event_kind(""), "event");
     }
