@@ -297,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, "[bridge]\nnat = \"x\"\n").expect("written");
-        let e = load_config(Some(&p), None).err().expect("refused");
+        let e = load_config(Some(&p), None).expect_err("refused");
         assert!(e.to_string().contains("[bridge]"), "{e}");
     }
 }
