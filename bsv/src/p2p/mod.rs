@@ -31,7 +31,6 @@ pub mod messages;
 pub mod metrics;
 pub mod peer;
 pub(crate) mod services;
-/// A bus-neutral sink for tips, blocks, transactions and events, and the pump that feeds it.
 pub mod sink;
 pub mod store;
 #[cfg(feature = "otlp")]

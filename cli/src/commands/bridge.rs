@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
     /// The peer store: a JSON file path, `sqlite:PATH` (feature `sqlite`) or
-    /// `postgres://...` [default: bsvp2p-peers-<network>.json].
+    /// `postgres://...` (default: `bsvp2p-peers-<network>.json`).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Connect only to these peers (Fixed Peer List mode); repeat for several.
@@ -42,7 +42,7 @@ pub struct Args {
     pub peers: Vec<SocketAddr>,
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// This bridge's name in its event messages [default: bridge-<pid>].
+    /// This bridge's name in its event messages (default: `bridge-<pid>`).
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
     /// MiB held unacknowledged before the peers are slowed [default: 64].
