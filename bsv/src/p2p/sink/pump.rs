@@ -315,18 +315,28 @@ impl Pump {
     /// passes: the rest is counted as unacknowledged and logged), and returns the final counts.
     pub async fn shutdown(self) -> SinkStats {
         self.stop_intake.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let mut publisher = self.publisher;
-        if tokio::time::timeout(self.drain_timeout, &mut publisher)
-            .await
-            .is_err()
-        {
-            self.give_up.cancel();
+        let Pump {
+            counters,
+            give_up,
+            drain_timeout,
+            tasks,
+            publisher,
+            ..
+        } = self;
+        // One future for the whole drain, so the timeout also covers a producer waiting for
+        // budget that only an acknowledgement (or giving up) frees.
+        let all = async move {
+            for t in tasks {
+                let _ = t.await;
+            }
             let _ = publisher.await;
+        };
+        tokio::pin!(all);
+        if tokio::time::timeout(drain_timeout, &mut all).await.is_err() {
+            give_up.cancel();
+            all.await;
         }
-        let stats = self.counters.snapshot();
+        let stats = counters.snapshot();
         if stats.unacknowledged > 0 {
             error!(
                 unacknowledged = stats.unacknowledged,
@@ -621,6 +631,7 @@ async fn publish_one(
         .unwrap_or_else(|| format!("{:?}", work.record.topic()).to_lowercase());
     loop {
         let result = tokio::select! {
+            biased;
             _ = give_up.cancelled() => {
                 counters.unacknowledged.fetch_add(1, Ordering::Relaxed);
                 error!(record = %id, "bus sink gave up on a record at shutdown");
