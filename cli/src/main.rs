@@ -38,6 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Publish tips, blocks, transactions and events into NATS JetStream, and broadcast from it.
+    Bridge(commands::bridge::Args),
     /// Announce a transaction to peers, serve it when asked, and report rejects.
     Broadcast(commands::broadcast::Args),
     /// Print the default configuration as commented TOML.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let config = match &cli.command {
+        Command::Bridge(a) => a.config.config.as_deref(),
         Command::Broadcast(a) => a.config.config.as_deref(),
         Command::Connect(a) => a.config.config.as_deref(),
         Command::Crawl(a) => a.config.config.as_deref(),
@@ -78,11 +81,12 @@ fn main() -> ExitCode {
         Command::Monitor(a) if !a.plain && std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             "error"
         }
-        Command::Monitor(_) | Command::Simnet(_) => "warn",
+        Command::Monitor(_) | Command::Simnet(_) | Command::Bridge(_) => "warn",
         _ => "off",
     };
     logging::init(cli.log_level.as_deref(), config, default_level);
     let result: Result<(), CliError> = match cli.command {
+        Command::Bridge(args) => commands::bridge::run(args),
         Command::Broadcast(args) => commands::broadcast::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Connect(args) => commands::connect::run(args),

@@ -386,3 +386,49 @@ pub const STORE_SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs
 /// let 4,096 `inv`s of 50,000 entries (7 GB) queue while the hub is busy. Ours; 64 MiB is
 /// dozens of the largest non-block messages.
 pub const SERVICE_CHANNEL_BYTES: usize = 64 * 1024 * 1024;
+// ---- Bus sink (`p2p::sink`, issue 15) ----
+// Ours: the node has no message bus. The numbers size a bridge between a listener and a bus
+// (docs/FLEET.md).
+
+/// Default bytes of records a sink pump holds unacknowledged (queued or in flight) before it
+/// stops taking more and the transaction stream's back-pressure slows the peers: room for a
+/// 32 MB block (the node's default `-blockmaxsize`, 32 MB, `DEFAULT_MAX_GENERATED_BLOCK_SIZE_AFTER`)
+/// twice over, and a few seconds of a busy transaction stream while the bus fails over.
+pub const DEFAULT_SINK_BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Default publishes a pump has awaiting acknowledgement at once: enough to hide a loopback or
+/// LAN round trip at thousands of transactions per second, few enough that a bus outage holds
+/// little besides the byte budget.
+pub const DEFAULT_SINK_MAX_IN_FLIGHT: usize = 256;
+/// Default room in the pump's transaction-stream subscription (`subscribe_transactions`).
+pub const DEFAULT_SINK_TX_QUEUE: usize = 1024;
+/// First wait before publishing a record again after the bus was unavailable; doubled per
+/// failure up to [`SINK_RETRY_MAX`].
+pub const SINK_RETRY_INITIAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest wait between two publishes of one record while the bus is unavailable: a restarted
+/// bus is used again within this.
+pub const SINK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// Default time a pump's shutdown waits for what is in flight to be acknowledged before it
+/// gives up and reports the rest as unacknowledged.
+pub const DEFAULT_SINK_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a pump waits for the header chain to catch up with its peers before it starts
+/// following tips (blocks above the tip it then has are published).
+pub const DEFAULT_SINK_SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Tries at fetching one block of the best chain (`Manager::get_block`, which itself asks
+/// several peers) before the pump logs it as missed and goes on.
+pub const SINK_BLOCK_FETCH_ATTEMPTS: u32 = 3;
+/// Default JetStream duplicate window of the NATS bridge (`bitcoinsv-nats`): a block or
+/// transaction published again within it, by another listener or a restarted one, is stored
+/// once. JetStream's own default is 2 minutes; 10 covers a bridge restart and the node's
+/// re-announcement of its mempool to a new connection, at the cost of the server remembering
+/// 10 minutes of ids.
+pub const DEFAULT_BUS_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+/// Default time the NATS bridge waits for JetStream's acknowledgement of one publish before it
+/// counts the bus as unavailable and publishes again (async-nats' own default).
+pub const DEFAULT_BUS_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bytes of a NATS message's maximum payload kept for headers: a block whose serialization
+/// does not fit in `max_payload` minus this goes to the Object Store and is announced by
+/// reference.
+pub const BUS_HEADER_ROOM: usize = 4096;
+/// Largest Object Store chunk the NATS bridge writes (half the server's `max_payload` when
+/// that is smaller): few round trips per block, each chunk one acknowledged publish.
+pub const BUS_MAX_OBJECT_CHUNK: usize = 512 * 1024;

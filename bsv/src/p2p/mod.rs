@@ -8,6 +8,7 @@
 //! * [`events`]: what connections report ([`ControlEvent`], [`BitcoinMessageEvent`]) and the
 //!   commands they obey.
 //! * [`text`]: peer-supplied text (user agents, reject reasons) made safe to print.
+//! * [`sink`]: what the services see, published into a message bus (docs/FLEET.md).
 //!
 //! Peers and what we know about them ([`Peer`], [`PeerStatus`], [`BanReason`]) live in a
 //! [`PeerStore`] shared by the manager's tasks as `Arc<dyn PeerStore>`; [`InMemoryPeerStore`]
@@ -35,6 +36,7 @@ pub mod messages;
 pub mod metrics;
 pub mod peer;
 pub(crate) mod services;
+pub mod sink;
 pub mod store;
 #[cfg(feature = "otlp")]
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! One module per subcommand, and the argument parsers and helpers they share.
 
+pub mod bridge;
 pub mod broadcast;
 pub mod config;
 pub mod connect;
