@@ -27,6 +27,8 @@ struct MemoryBus {
     down: AtomicBool,
     stored: Mutex<HashMap<String, (Topic, usize)>>,
     blocks: Mutex<Vec<(String, Vec<u8>)>>,
+    /// Blocks that came as a stream (read through `BlockSource::open`).
+    streamed: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 #[async_trait]
@@ -47,6 +49,26 @@ impl BusSink for MemoryBus {
                 .lock()
                 .unwrap()
                 .push((hash.to_string(), b.to_vec()));
+        }
+        if let BusRecord::Block {
+            hash,
+            payload: BlockPayload::Stream(source),
+            ..
+        } = &record
+        {
+            use tokio::io::AsyncReadExt;
+            let mut bytes = Vec::new();
+            source
+                .open()
+                .read_to_end(&mut bytes)
+                .await
+                .map_err(|e| SinkError::Unavailable {
+                    reason: e.to_string(),
+                })?;
+            self.streamed
+                .lock()
+                .unwrap()
+                .push((hash.to_string(), bytes));
         }
         let Some(id) = record.dedup_id() else {
             return Ok(Ack::default());
@@ -73,10 +95,13 @@ impl MemoryBus {
 }
 
 async fn setup(nodes: usize) -> (SimNet, Arc<Manager>) {
+    setup_with(nodes, ManagerConfig::new(Network::Regtest)).await
+}
+
+async fn setup_with(nodes: usize, mut c: ManagerConfig) -> (SimNet, Arc<Manager>) {
     let net = SimNet::start(SimNetConfig::default().nodes(nodes).blocks(1))
         .await
         .unwrap();
-    let mut c = ManagerConfig::new(Network::Regtest);
     c.dns_seeds.clear();
     let manager = Manager::with_fixed_peers(c, Arc::new(InMemoryPeerStore::new()), net.addresses());
     manager.start().await.unwrap();
@@ -129,6 +154,41 @@ async fn the_pump_publishes_each_transaction_and_block_once_with_its_tip() {
     assert!(bus
         .ids(Topic::Tip)
         .contains_key(&format!("tip.{}", block.hash())));
+    manager.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+/// A block above `[block_streaming] threshold` (lowered here so the simnet's blocks of a few
+/// KiB count as large) is published as a stream the sink reads from the peer, never whole in
+/// the pump; the bytes the bus reads are the block's.
+#[tokio::test(start_paused = true)]
+async fn a_block_above_the_streaming_threshold_is_published_as_a_stream_read_from_the_peer() {
+    let mut c = ManagerConfig::new(Network::Regtest);
+    c.block_streaming.threshold = 1024;
+    let (net, manager) = setup_with(1, c).await;
+    let bus = Arc::new(MemoryBus::default());
+    let options = PumpOptions {
+        from_height: Some(1),
+        ..PumpOptions::default()
+    };
+    let pump = Pump::spawn(Arc::clone(&manager), bus.clone(), options);
+    for n in 0..20u32 {
+        net.inject_tx(0, sample_transaction(900 + n)).unwrap();
+    }
+    wait_until(|| pump.stats().transactions >= 20).await;
+    let block = net.mine_block();
+    assert!(block.to_vec().len() > 1024, "large enough to stream");
+    wait_until(|| pump.stats().blocks >= 2).await;
+    let stats = pump.shutdown().await;
+    assert_eq!(stats.unacknowledged, 0);
+    let streamed = bus.streamed.lock().unwrap().clone();
+    let (hash, bytes) = streamed.last().expect("the new block came as a stream");
+    assert_eq!(hash, &block.hash().to_string());
+    assert_eq!(bytes, &block.to_vec());
+    assert!(
+        bus.blocks.lock().unwrap().iter().all(|(h, _)| h != hash),
+        "never whole"
+    );
     manager.shutdown().await.unwrap();
     net.shutdown().await;
 }

@@ -29,14 +29,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{BlockPayload, BusRecord, BusSink};
-use crate::bitcoin::Encode;
 use crate::p2p::limits::{
     DEFAULT_SINK_BUFFER_BYTES, DEFAULT_SINK_DRAIN_TIMEOUT, DEFAULT_SINK_MAX_IN_FLIGHT,
     DEFAULT_SINK_SYNC_TIMEOUT, DEFAULT_SINK_TX_QUEUE, SINK_BLOCK_FETCH_ATTEMPTS,
     SINK_RETRY_INITIAL, SINK_RETRY_MAX,
 };
 use crate::p2p::text::printable;
-use crate::p2p::{ChainEvent, ControlEvent, Manager};
+use crate::p2p::{BlockPart, BlockStreamMode, ChainEvent, ControlEvent, Manager};
 
 /// How a [`Pump`] runs.
 #[derive(Clone, Debug)]
@@ -532,7 +531,7 @@ async fn follow_chain(
 
 /// Fetches and queues the best chain's blocks from `*next` to `tip`. `false` when stopping.
 async fn publish_blocks_up_to(
-    manager: &Manager,
+    manager: &Arc<Manager>,
     intake: &Intake,
     next: &mut u32,
     tip: u32,
@@ -549,11 +548,11 @@ async fn publish_blocks_up_to(
         for attempt in 1..=SINK_BLOCK_FETCH_ATTEMPTS {
             let r = tokio::select! {
                 _ = stop.cancelled() => return false,
-                r = manager.get_block(header.hash) => r,
+                r = fetch_payload(manager, header.hash) => r,
             };
             match r {
-                Ok(b) => {
-                    fetched = Some(b);
+                Ok(payload) => {
+                    fetched = Some(payload);
                     break;
                 }
                 Err(e) => warn!(
@@ -566,12 +565,12 @@ async fn publish_blocks_up_to(
             }
         }
         match fetched {
-            Some(block) => {
-                debug!(height, hash = %header.hash, "bus sink publishing a block");
+            Some(payload) => {
+                debug!(height, hash = %header.hash, bytes = payload.len(), "bus sink publishing a block");
                 let record = BusRecord::Block {
                     hash: header.hash,
                     height,
-                    payload: BlockPayload::Whole(block.to_vec().into()),
+                    payload,
                 };
                 if !intake.push(record).await {
                     return false;
@@ -588,6 +587,102 @@ async fn publish_blocks_up_to(
         *next = height.saturating_add(1);
     }
     true
+}
+
+/// A block of the best chain as a payload: whole when it is at most the streaming threshold
+/// (`[block_streaming] threshold`), otherwise a [`ManagerBlockSource`] that streams it from a
+/// peer as the sink reads it, so a block of any size never sits whole in the pump.
+async fn fetch_payload(
+    manager: &Arc<Manager>,
+    hash: crate::bitcoin::Hash,
+) -> crate::p2p::Result<BlockPayload> {
+    let mut stream = manager.get_block_stream(hash, BlockStreamMode::Raw).await?;
+    if stream.len() > manager.config().block_streaming.threshold {
+        return Ok(BlockPayload::Stream(Arc::new(ManagerBlockSource {
+            manager: manager.clone(),
+            hash,
+            len: stream.len(),
+            first: std::sync::Mutex::new(Some(stream)),
+        })));
+    }
+    let mut whole = bytes::BytesMut::with_capacity(usize::try_from(stream.len()).unwrap_or(0));
+    while let Some(part) = stream.next().await {
+        match part {
+            Ok(BlockPart::Bytes(b)) => whole.extend_from_slice(&b),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(crate::p2p::P2pError::BlockFetch(
+                    crate::p2p::BlockFetchError::StreamFailed {
+                        hash,
+                        peer_id: stream.peer_id(),
+                        address: stream.address(),
+                        failure: Box::new(e),
+                    },
+                ))
+            }
+        }
+    }
+    Ok(BlockPayload::Whole(whole.freeze()))
+}
+
+/// A large block read from a peer while the sink publishes it (docs/GUIDE.md, "Blocks of any
+/// size"): the first `open` reads the stream the pump already started; a retry (the sink
+/// reopens after a failed upload) fetches the block again. The stream verifies the checksum and
+/// merkle root as it passes; a failure is an I/O error of the reader, so the upload fails
+/// rather than publishing a block that is not the one named.
+struct ManagerBlockSource {
+    manager: Arc<Manager>,
+    hash: crate::bitcoin::Hash,
+    len: u64,
+    first: std::sync::Mutex<Option<crate::p2p::BlockStream>>,
+}
+
+impl std::fmt::Debug for ManagerBlockSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBlockSource")
+            .field("hash", &self.hash)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl super::BlockSource for ManagerBlockSource {
+    fn hash(&self) -> crate::bitcoin::Hash {
+        self.hash
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn open(&self) -> std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send + '_>> {
+        let first = self.first.lock().ok().and_then(|mut g| g.take());
+        let parts = futures::stream::unfold((first, false), move |(stream, done)| async move {
+            if done {
+                return None;
+            }
+            let mut stream = match stream {
+                Some(s) => s,
+                None => match self
+                    .manager
+                    .get_block_stream(self.hash, BlockStreamMode::Raw)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), (None, true))),
+                },
+            };
+            loop {
+                match stream.next().await {
+                    Some(Ok(BlockPart::Bytes(b))) => return Some((Ok(b), (Some(stream), false))),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Some((Err(std::io::Error::other(e)), (None, true))),
+                    None => return None,
+                }
+            }
+        });
+        Box::pin(tokio_util::io::StreamReader::new(Box::pin(parts)))
+    }
 }
 
 /// Runs publishes, up to `max_in_flight` at once, until the queue closes and all are done.
