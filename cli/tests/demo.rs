@@ -42,11 +42,13 @@ fn demo_runs_and_its_summary_shows_the_expected_counts() {
         (reorg["fork_height"].clone(), reorg["depth"].clone()),
         (198.into(), 2.into())
     );
-    // The broadcast: every peer (8 outbound, the rejecting node inbound) asked for it, the
-    // rejecting node rejected it, and at least one other announced it back.
+    // The broadcast: every peer (8 outbound, the rejecting node inbound) was offered it, the
+    // rejecting node rejected it, and at least one other announced it back. Not every peer need
+    // ask: the simulated nodes relay among themselves, and one that got it from a neighbour
+    // before our `inv` arrived has no reason to.
     let broadcast = &step("broadcast")[0];
     assert_eq!(broadcast["peers"], 9);
-    assert_eq!(broadcast["requested"], 9);
+    assert!(broadcast["requested"].as_u64().unwrap() >= 2, "{broadcast}");
     assert_eq!(broadcast["rejected"], 1);
     assert!(
         broadcast["relayed_back"].as_u64().unwrap() >= 1,
