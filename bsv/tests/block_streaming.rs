@@ -266,6 +266,7 @@ async fn four_peers_streaming_large_blocks_at_once_stay_within_the_global_budget
                 .unwrap(),
         );
     }
+    let mut received = Vec::new();
     for mut stream in got {
         let mut bytes = 0u64;
         while let Some(part) = stream.next().await {
@@ -273,21 +274,34 @@ async fn four_peers_streaming_large_blocks_at_once_stay_within_the_global_budget
                 bytes += b.len() as u64;
             }
         }
-        assert_eq!(bytes, stream.len());
-        assert!(stream.verified().is_some());
-        assert!(blocks.iter().any(|b| b.hash() == stream.hash()));
+        let block = blocks
+            .iter()
+            .find(|b| b.hash() == stream.hash())
+            .expect("one of the four blocks");
+        assert_eq!((bytes, stream.len()), (block.len(), block.len()));
+        let end = stream.verified().expect("verified");
+        assert_eq!(end.tx_count, block.tx_count());
+        received.push(stream.hash());
     }
+    received.sort();
+    received.dedup();
+    assert_eq!(received.len(), 4, "each block exactly once");
     let peak = status_kib("VmHWM:");
     let above = peak.saturating_sub(baseline) / 1024;
     eprintln!("four 64 MiB blocks at once: peak resident {above} MiB above baseline");
     // The budget (8 MiB) plus each connection's read buffer and decoder, the senders' read
     // buffers (1 MiB each) and the allocator's slack.
     assert!(above < 40, "peak {above} MiB above baseline");
+    let mut sent = Vec::new();
     for t in tasks {
         let (a, n) = t.await.unwrap();
-        assert!(sizes.contains(&n.unwrap()));
+        sent.push(n.unwrap());
         a.shutdown().await.unwrap();
     }
+    let mut sizes = sizes;
+    sizes.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(sent, sizes, "every sender wrote its whole block");
     b.shutdown().await.unwrap();
 }
 

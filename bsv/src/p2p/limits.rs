@@ -285,9 +285,6 @@ pub const DEFAULT_BLOCK_STALLING_TIMEOUT: std::time::Duration = std::time::Durat
 /// The slowest acceptable block download, in bytes per second: the node's
 /// `-blockstallingmindownloadspeed` default (100 kB/s; docs/PROTOCOL.md §5).
 pub const DEFAULT_BLOCK_STALLING_MIN_RATE: u64 = 100_000;
-/// What a transaction-id event costs against a stream's window (its size in the queue), so
-/// that the window bounds the count of queued events as well as their bytes.
-pub const STREAM_EVENT_COST: usize = 64;
 /// Largest chunk of payload handed over at once in raw mode (and fed to the decoder at once).
 pub const STREAM_CHUNK: usize = 1024 * 1024;
 // --- PostgreSQL peer store (`PostgresPeerStore`, cargo feature `postgres`) ---

@@ -226,10 +226,26 @@ async fn demo(args: Args) -> Result<(), CliError> {
     net.node(rejecter)
         .set_misbehaviour(Misbehaviour::RejectAllTx);
     net.node(rejecter).dial(listen).await.map_err(other)?;
-    wait_for_inbound(&manager).await?;
+    wait_for_peers(&manager, "the rejecting node never connected", |snaps| {
+        snaps
+            .iter()
+            .any(|s| s.direction == bitcoinsv::p2p::Direction::Inbound)
+    })
+    .await?;
     // Every outbound peer too, past its handshake: one the reorg or the big block kept busy may
     // be re-dialling, and only established peers are offered the transaction.
-    wait_for_established(&manager, args.target + 1).await?;
+    wait_for_peers(
+        &manager,
+        "not every peer established before the broadcast",
+        |snaps| {
+            snaps
+                .iter()
+                .filter(|s| s.state == bitcoinsv::p2p::ConnectionState::Connected)
+                .count()
+                > args.target
+        },
+    )
+    .await?;
     let broadcast = broadcast_step(&n, &manager).await?;
     // Summary.
     let snaps = manager.connected_peers();
@@ -549,40 +565,21 @@ async fn reorg_step(
     Ok(text)
 }
 
-async fn wait_for_inbound(manager: &Manager) -> Result<(), CliError> {
+/// Waits until `done` holds for the manager's connections, polling them (at most
+/// `STEP_TIMEOUT`); `what` names the wait in the error.
+async fn wait_for_peers(
+    manager: &Manager,
+    what: &str,
+    done: impl Fn(&[bitcoinsv::p2p::ConnectionSnapshot]) -> bool,
+) -> Result<(), CliError> {
     let deadline = Instant::now() + STEP_TIMEOUT;
-    while !manager
-        .connected_peers()
-        .iter()
-        .any(|s| s.direction == bitcoinsv::p2p::Direction::Inbound)
-    {
+    while !done(&manager.connected_peers()) {
         if Instant::now() > deadline {
-            return Err(other("the rejecting node never connected"));
+            return Err(other(what));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
-}
-
-/// Waits until `n` connections are established (handshake complete).
-async fn wait_for_established(manager: &Manager, n: usize) -> Result<(), CliError> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        let established = manager
-            .connected_peers()
-            .iter()
-            .filter(|s| s.state == bitcoinsv::p2p::ConnectionState::Connected)
-            .count();
-        if established >= n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(other(format!(
-                "only {established} of {n} peers established before the broadcast"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn broadcast_step(n: &Narrator, manager: &Manager) -> Result<String, CliError> {

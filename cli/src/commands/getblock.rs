@@ -199,11 +199,7 @@ async fn consume(mut stream: BlockStream, args: &Args) -> Result<Streamed, CliEr
     let mut head = BytesMut::new();
     let mut height = None;
     let failed = |e: BlockStreamFailure| {
-        CliError::Other(format!(
-            "block {} from {}: {e}",
-            args.hash,
-            stream_address(args)
-        ))
+        CliError::Other(format!("block {} from {}: {e}", args.hash, args.address))
     };
     while let Some(part) = stream.next().await {
         match part.map_err(failed)? {
@@ -260,10 +256,6 @@ async fn consume(mut stream: BlockStream, args: &Args) -> Result<Streamed, CliEr
 
 /// Bytes of a raw block kept to find its coinbase in (a coinbase is small).
 const COINBASE_WINDOW: usize = 64 * 1024;
-
-fn stream_address(args: &Args) -> SocketAddr {
-    args.address
-}
 
 fn file_error(path: &std::path::Path, source: std::io::Error) -> CliError {
     CliError::File {

@@ -29,7 +29,7 @@ use crate::p2p::codec::{BlockEnd, BlockStreamError, ChecksumStatus, TxMode};
 use crate::p2p::connection::DisconnectReason;
 use crate::p2p::limits::{
     DEFAULT_BLOCK_STALLING_MIN_RATE, DEFAULT_BLOCK_STALLING_TIMEOUT, DEFAULT_BLOCK_STREAM_WINDOW,
-    DEFAULT_STREAM_BUDGET, DEFAULT_STREAM_THRESHOLD, DEFAULT_STREAM_WINDOW, STREAM_EVENT_COST,
+    DEFAULT_STREAM_BUDGET, DEFAULT_STREAM_THRESHOLD, DEFAULT_STREAM_WINDOW,
 };
 
 /// Settings of block streaming (`[block_streaming]` in a configuration file).
@@ -581,14 +581,16 @@ pub(crate) fn verdict(end: &BlockEnd) -> Result<(), BlockStreamFailure> {
     Ok(())
 }
 
-/// What a queued part costs against the window and the budget.
+/// What a queued part costs against the window and the budget: its bytes plus the queue entry
+/// that carries it, so the window bounds the count of queued parts as well as their bytes.
 pub(crate) fn cost(part: &BlockPart, tx_len: u64) -> usize {
+    let entry = std::mem::size_of::<Item>();
     match part {
-        BlockPart::Bytes(b) => b.len(),
+        BlockPart::Bytes(b) => b.len().saturating_add(entry),
         BlockPart::Transaction { .. } => usize::try_from(tx_len)
             .unwrap_or(usize::MAX)
-            .saturating_add(STREAM_EVENT_COST),
-        BlockPart::TxId { .. } => STREAM_EVENT_COST,
+            .saturating_add(entry),
+        BlockPart::TxId { .. } => entry,
     }
 }
 
