@@ -352,7 +352,7 @@ async fn a_256_mib_block_from_the_simnet_streams_through_get_block_stream_in_bou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_transaction_mid_block_is_a_typed_error_and_a_bad_merkle_root_costs_the_node_100(
+async fn a_malformed_transaction_mid_block_is_a_typed_error_a_bad_checksum_is_found_and_a_bad_merkle_root_costs_the_node_100(
 ) {
     let _serial = SERIAL.lock().await;
     let net = SimNet::start(SimNetConfig::default().nodes(1).blocks(1))
@@ -370,6 +370,10 @@ async fn a_malformed_transaction_mid_block_is_a_typed_error_and_a_bad_merkle_roo
         .unwrap();
     let corrupt = net
         .add_synthetic_block(spec(Corruption::MerkleMismatch { tx_index: 20_000 }))
+        .await
+        .unwrap();
+    let bad_sum = net
+        .add_synthetic_block(spec(Corruption::WrongChecksum))
         .await
         .unwrap();
     let m = manager_on(&net, config()).await;
@@ -399,6 +403,28 @@ async fn a_malformed_transaction_mid_block_is_a_typed_error_and_a_bad_merkle_roo
         before, 20_000,
         "the transactions before the bad one were delivered"
     );
+    assert_eq!(m.connected_peers()[0].misbehavior_score, 0);
+
+    // Intact transactions in a frame whose checksum is wrong (hashed on the checksum worker's
+    // core): every transaction is delivered, the end says the checksum did not match, and the
+    // peer pays nothing (the node drops such a frame and counts only a run of them).
+    let mut stream = m
+        .get_block_stream(bad_sum.hash, BlockStreamMode::TxIds)
+        .await
+        .unwrap();
+    let mut delivered = 0u64;
+    let failure = loop {
+        match stream.next().await.expect("an error at the end") {
+            Ok(_) => delivered += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(failure, BlockStreamFailure::ChecksumMismatch { expected, actual }
+            if expected[0] ^ actual[0] == 1 && expected[1..] == actual[1..]),
+        "{failure:?}"
+    );
+    assert_eq!(delivered, bad_sum.tx_count);
     assert_eq!(m.connected_peers()[0].misbehavior_score, 0);
 
     // A bad merkle root: `bad-txnmrklroot`, 100, a ban.

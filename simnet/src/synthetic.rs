@@ -116,6 +116,11 @@ pub enum Corruption {
     /// block (in a debug build the txid pass over 5 GiB takes minutes). A receiver that reads
     /// it all sees a merkle mismatch.
     PlaceholderMerkleRoot,
+    /// The payload is intact but [`SyntheticBlock::checksum`] (the basic frame header's
+    /// checksum) has one bit flipped: the node drops such a frame (`ProcessMessages`), so a
+    /// streaming receiver must find it once the last byte has passed. No effect on an `extmsg`
+    /// block, whose frame carries no checksum.
+    WrongChecksum,
 }
 
 impl Corruption {
@@ -125,6 +130,7 @@ impl Corruption {
             Corruption::MerkleMismatch { tx_index } => (1u8, tx_index),
             Corruption::Malformed { tx_index } => (2, tx_index),
             Corruption::PlaceholderMerkleRoot => (3, 0),
+            Corruption::WrongChecksum => (4, 0),
         };
         let mut t = [0u8; 9];
         t[0] = kind;
@@ -534,7 +540,8 @@ impl SyntheticBlock {
                 hasher.update(&chunk);
             }
             let d = Sha256::digest(hasher.finalize());
-            [d[0], d[1], d[2], d[3]]
+            let flip = u8::from(self.corruption == Some(Corruption::WrongChecksum));
+            [d[0] ^ flip, d[1], d[2], d[3]]
         })
     }
 

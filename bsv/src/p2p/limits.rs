@@ -287,6 +287,10 @@ pub const DEFAULT_BLOCK_STALLING_TIMEOUT: std::time::Duration = std::time::Durat
 pub const DEFAULT_BLOCK_STALLING_MIN_RATE: u64 = 100_000;
 /// Largest chunk of payload handed over at once in raw mode (and fed to the decoder at once).
 pub const STREAM_CHUNK: usize = 1024 * 1024;
+/// Chunks of a streamed block that may wait for the checksum worker (`connection/checksum.rs`):
+/// two keep it busy while the session decodes the next, and bound what it holds to two
+/// [`STREAM_CHUNK`]s per streamed block.
+pub const CHECKSUM_QUEUE_CHUNKS: usize = 2;
 // --- PostgreSQL peer store (`PostgresPeerStore`, cargo feature `postgres`) ---
 // Ours: the node keeps its ban list in a local file (`banlist.dat`, `src/net/net.cpp`
 // `DumpBanlist`) and has no shared store; these bound how we use a shared database.

@@ -152,6 +152,22 @@ pub enum ChecksumStatus {
     NotApplicable,
 }
 
+impl ChecksumStatus {
+    /// Compares the checksum a frame header declared with the payload's sha256d (the first four
+    /// bytes are the checksum, as `ProcessMessages` compares them).
+    pub(crate) fn judge(expected: [u8; 4], sha256d: &[u8]) -> ChecksumStatus {
+        let mut actual = [0u8; 4];
+        if let Some(head) = sha256d.get(..4) {
+            actual.copy_from_slice(head);
+        }
+        if actual == expected {
+            ChecksumStatus::Matched
+        } else {
+            ChecksumStatus::Mismatched { expected, actual }
+        }
+    }
+}
+
 /// What the decoder verified once the payload was complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockEnd {
@@ -396,6 +412,9 @@ pub struct BlockStreamDecoder {
     config: BlockStreamConfig,
     declared: u64,
     expected_checksum: Option<[u8; 4]>,
+    /// Whether `feed` hashes the payload for the checksum (false when the caller hashes it
+    /// elsewhere: [`BlockStreamDecoder::checksum_elsewhere`]).
+    hash_checksum: bool,
     /// Payload bytes consumed so far (the offset of the next byte).
     pos: u64,
     stage: Stage,
@@ -424,6 +443,7 @@ impl BlockStreamDecoder {
             },
             declared,
             expected_checksum: checksum,
+            hash_checksum: true,
             pos: 0,
             stage: Stage::Header,
             scratch: [0; HEADER_SIZE],
@@ -443,6 +463,20 @@ impl BlockStreamDecoder {
     pub fn for_frame(header: &FrameHeader, config: BlockStreamConfig) -> Self {
         let checksum = (!header.extended).then_some(header.checksum);
         Self::new(header.length, checksum, config)
+    }
+
+    /// Leaves the frame checksum to the caller, who hashes the same bytes elsewhere (on another
+    /// core: the connection's checksum worker, `connection/checksum.rs`) and overwrites
+    /// [`BlockEnd::checksum`] with [`ChecksumStatus::judge`]; until then the end event says
+    /// [`ChecksumStatus::NotApplicable`]. Hashing every byte twice (the checksum and the txids)
+    /// on one core is most of a streamed block's cost (docs/BENCHMARKS.md, "Blocks of any size").
+    pub(crate) fn checksum_elsewhere(&mut self) {
+        self.hash_checksum = false;
+    }
+
+    /// The checksum the frame header declared (`None` for an `extmsg` frame).
+    pub(crate) fn expected_checksum(&self) -> Option<[u8; 4]> {
+        self.expected_checksum
     }
 
     /// The declared payload length.
@@ -515,7 +549,7 @@ impl BlockStreamDecoder {
         let left = self.declared - self.pos;
         let take = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
         let (mut rest, extra) = chunk.split_at(take);
-        if self.expected_checksum.is_some() {
+        if self.hash_checksum && self.expected_checksum.is_some() {
             self.checksum.update(rest);
         }
         while !rest.is_empty() {
@@ -928,20 +962,11 @@ impl BlockStreamDecoder {
             });
         }
         let checksum = match self.expected_checksum {
-            None => ChecksumStatus::NotApplicable,
-            Some(expected) => {
+            Some(expected) if self.hash_checksum => {
                 let first = std::mem::take(&mut self.checksum).finalize();
-                let sum = Sha256::digest(first);
-                let mut actual = [0u8; 4];
-                if let Some(head) = sum.get(..4) {
-                    actual.copy_from_slice(head);
-                }
-                if actual == expected {
-                    ChecksumStatus::Matched
-                } else {
-                    ChecksumStatus::Mismatched { expected, actual }
-                }
+                ChecksumStatus::judge(expected, &Sha256::digest(first))
             }
+            _ => ChecksumStatus::NotApplicable,
         };
         let header_merkle_root = self.header.map_or(Hash::ZERO, |h| h.merkle_root);
         self.events.push_back(BlockEvent::End(BlockEnd {

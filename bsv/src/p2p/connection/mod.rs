@@ -17,6 +17,7 @@
 //! the peer store.
 
 pub(crate) mod actor;
+mod checksum;
 pub(crate) mod handshake;
 pub(crate) mod keepalive;
 pub(crate) mod link;

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tracing::{debug, trace};
 
 use super::actor::Actor;
+use super::checksum::ChecksumWorker;
 use super::session::{apply, Session};
 use super::stall::StallGuard;
 use crate::bitcoin::{BlockHeader, Decode, Hash};
@@ -37,6 +38,8 @@ pub(super) struct InboundBlock {
     decoder: Option<BlockStreamDecoder>,
     to: Option<(StreamSender, BlockStreamMode)>,
     stall: StallGuard,
+    /// Hashes the payload for a basic frame's checksum on another core.
+    checksum: Option<ChecksumWorker>,
     /// The payload failed to decode: the rest is skipped.
     failed: bool,
 }
@@ -70,6 +73,7 @@ impl InboundBlock {
             decoder: None,
             to: None,
             stall: StallGuard::new(period, rate, Instant::now()),
+            checksum: None,
             failed: false,
         }
     }
@@ -167,7 +171,12 @@ async fn pump_inner(
             window,
             max_tx_size: MAX_TX_SIZE,
         };
-        ib.decoder = Some(BlockStreamDecoder::for_frame(&ib.frame, config));
+        let mut decoder = BlockStreamDecoder::for_frame(&ib.frame, config);
+        if decoder.expected_checksum().is_some() {
+            decoder.checksum_elsewhere();
+            ib.checksum = Some(ChecksumWorker::spawn());
+        }
+        ib.decoder = Some(decoder);
     }
     loop {
         if ib.failed {
@@ -183,11 +192,28 @@ async fn pump_inner(
             return Flow::Done;
         };
         let raw = matches!(ib.to, Some((_, BlockStreamMode::Raw)));
-        let (fed, chunk) = if raw {
+        let (fed, chunk) = if raw || ib.checksum.is_some() {
+            // The chunk is shared (no copy) with the checksum worker and the raw receiver.
             let Some(chunk) = rd.take_stream_chunk(STREAM_CHUNK) else {
                 return Flow::NeedBytes;
             };
-            (decoder.feed(&chunk), Some(chunk))
+            if let Some(worker) = ib.checksum.as_ref() {
+                ib.stall.pause(Instant::now());
+                let handed = tokio::select! {
+                    ok = worker.feed(chunk.clone()) => ok,
+                    _ = actor.shared.cancel.cancelled() => {
+                        return Flow::End(s.end(DisconnectReason::Requested));
+                    }
+                };
+                ib.stall.resume(Instant::now());
+                if !handed {
+                    ib.checksum = None;
+                }
+            }
+            let Some(decoder) = ib.decoder.as_mut() else {
+                return Flow::Done;
+            };
+            (decoder.feed(&chunk), raw.then_some(chunk))
         } else {
             let bytes = rd.stream_bytes(STREAM_CHUNK);
             if bytes.is_empty() {
@@ -248,6 +274,7 @@ async fn pump_inner(
         if let Err(e) = fed {
             debug!(error = %e, "streamed block is malformed");
             ib.failed = true;
+            ib.checksum = None;
             let failure = BlockStreamFailure::Malformed(e.clone());
             if let Some((tx, _)) = ib.to.take() {
                 tx.finish(Queued::Failed(failure.clone()));
@@ -269,8 +296,25 @@ async fn finish(
     actor: &mut Actor,
     s: &mut Session,
     ib: &mut InboundBlock,
-    end: crate::p2p::codec::BlockEnd,
+    mut end: crate::p2p::codec::BlockEnd,
 ) -> Flow {
+    let expected = ib.decoder.as_ref().and_then(|d| d.expected_checksum());
+    if let (Some(worker), Some(expected)) = (ib.checksum.take(), expected) {
+        ib.stall.pause(Instant::now());
+        let digest = tokio::select! {
+            d = worker.finish() => d,
+            _ = actor.shared.cancel.cancelled() => {
+                return Flow::End(s.end(DisconnectReason::Requested));
+            }
+        };
+        ib.stall.resume(Instant::now());
+        match digest {
+            Some(d) => end.checksum = ChecksumStatus::judge(expected, &d),
+            None => debug!(
+                "the checksum worker ended early: the streamed block's checksum is unchecked"
+            ),
+        }
+    }
     let outcome = match stream::verdict(&end) {
         Ok(()) => StreamOutcome::Verified { len: end.length },
         Err(f) => StreamOutcome::Failed(f),
