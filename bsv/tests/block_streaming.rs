@@ -634,3 +634,52 @@ async fn a_block_above_4_gib_is_refused_to_a_peer_below_70016_with_a_typed_error
     );
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_peer_client_streams_a_block_above_the_threshold_instead_of_buffering_it() {
+    use bitcoinsv::bitcoin::InvVect;
+    use bitcoinsv::p2p::{Message, PeerClient, PeerClientOptions};
+    let _serial = SERIAL.lock().await;
+    let net = SimNet::start(SimNetConfig::default().nodes(1).blocks(1))
+        .await
+        .unwrap();
+    let info = net
+        .add_synthetic_block(SyntheticSpec::new(64 * MIB).tx_size(1000).seed(11))
+        .await
+        .unwrap();
+    let options = PeerClientOptions {
+        block_stream_mode: BlockStreamMode::TxIds,
+        ..PeerClientOptions::default()
+    };
+    let mut client = PeerClient::start(&config(), net.addresses()[0], options).unwrap();
+    client.established().await.unwrap();
+    let mut streams = client.block_streams().expect("the receiver, once");
+    assert!(client.block_streams().is_none());
+    let baseline = status_kib("VmRSS:");
+    reset_peak();
+    client
+        .send(Message::GetData(vec![InvVect::block(info.hash)]))
+        .await
+        .unwrap();
+    let mut stream = tokio::time::timeout(WAIT, streams.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stream.hash(), stream.len()), (info.hash, info.len));
+    let mut n = 0u64;
+    while let Some(part) = stream.next().await {
+        let BlockPart::TxId { index, .. } = part.unwrap() else {
+            panic!("TxIds mode delivers txids");
+        };
+        assert_eq!(index, n);
+        n += 1;
+    }
+    let end = stream.verified().copied().expect("verified");
+    assert!(end.merkle_matches() && end.checksum_ok());
+    assert_eq!(n, info.tx_count);
+    let above = status_kib("VmHWM:").saturating_sub(baseline) / 1024;
+    eprintln!("64 MiB block to a PeerClient: peak resident {above} MiB above baseline");
+    assert!(above < 32, "peak {above} MiB above baseline");
+    client.close().await;
+    net.shutdown().await;
+}

@@ -10,6 +10,12 @@
 //! (the connection never waits for the reader); lifecycle events on a broadcast channel; and,
 //! if asked for, a *tap* shows every message received, handshake and keepalive included, before
 //! the connection acts on it.
+//!
+//! A `block` above `block_streaming.threshold` is never buffered whole, here as in the manager
+//! (docs/GUIDE.md, "Blocks of any size"): it arrives as a [`BlockStream`] on
+//! [`PeerClient::block_streams`], in [`PeerClientOptions::block_stream_mode`], within the
+//! streaming window and budget. One nobody takes (the receiver not taken, dropped, or still
+//! holding an unread stream) is read, verified and dropped.
 
 use std::net::SocketAddr;
 
@@ -19,7 +25,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::p2p::config::ManagerConfig;
-use crate::p2p::connection::link::ConnectionContext;
+use crate::p2p::connection::link::{ConnectionContext, Streaming};
 use crate::p2p::connection::{
     ConnectionOutcome, ConnectionSnapshot, DisconnectReason, PeerConnection, PeerDetails,
     PeerHandle,
@@ -27,6 +33,8 @@ use crate::p2p::connection::{
 use crate::p2p::error::{P2pError, Result};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
 use crate::p2p::peer::Peer;
+use crate::p2p::services::blocks::stream::StreamBudget;
+use crate::p2p::services::blocks::{BlockStream, BlockStreamMode};
 use crate::p2p::Message;
 
 /// How a [`PeerClient`] buffers what it receives.
@@ -47,6 +55,9 @@ pub struct PeerClientOptions {
     pub tap_capacity: Option<usize>,
     /// Lifecycle events buffered for [`PeerClient::events`].
     pub event_capacity: usize,
+    /// What a block above the streaming threshold yields on [`PeerClient::block_streams`]:
+    /// parsed transactions (the default), txids only, or the raw bytes.
+    pub block_stream_mode: BlockStreamMode,
 }
 
 impl Default for PeerClientOptions {
@@ -56,6 +67,7 @@ impl Default for PeerClientOptions {
             lossy: false,
             tap_capacity: None,
             event_capacity: 1000,
+            block_stream_mode: BlockStreamMode::Transactions,
         }
     }
 }
@@ -75,6 +87,7 @@ struct Channels {
     events: broadcast::Receiver<ControlEvent>,
     first_events: broadcast::Receiver<ControlEvent>,
     tap: Option<broadcast::Receiver<BitcoinMessageEvent>>,
+    streams: mpsc::Receiver<BlockStream>,
 }
 
 /// One connection to one peer. See the module documentation.
@@ -89,6 +102,7 @@ pub struct PeerClient {
     /// A receiver made before the dial, handed out by the first [`PeerClient::events`].
     first_events: Option<broadcast::Receiver<ControlEvent>>,
     tap: Option<broadcast::Receiver<BitcoinMessageEvent>>,
+    streams: Option<mpsc::Receiver<BlockStream>>,
 }
 
 impl PeerClient {
@@ -142,11 +156,20 @@ impl PeerClient {
             ctx.tap = Some(tx);
             rx
         });
+        // One stream at a time: a second large block while the first is unread is dropped
+        // rather than held (the window and budget bound what the first holds).
+        let (offers, streams) = mpsc::channel(1);
+        ctx.streaming = Some(Streaming {
+            config: config.block_streaming.clone(),
+            budget: StreamBudget::new(config.block_streaming.budget),
+            offers: Some((offers, options.block_stream_mode)),
+        });
         let channels = Channels {
             messages,
             events,
             first_events,
             tap,
+            streams,
         };
         Ok((start(ctx), channels))
     }
@@ -160,7 +183,16 @@ impl PeerClient {
             events: channels.events,
             first_events: Some(channels.first_events),
             tap: channels.tap,
+            streams: Some(channels.streams),
         }
+    }
+
+    /// Takes the receiver of blocks above the streaming threshold (`None` once taken). Each
+    /// [`BlockStream`] yields the block's parts as they arrive and ends saying whether the
+    /// checksum and merkle root matched; reading it slowly slows the peer down. Blocks at or
+    /// under the threshold keep arriving whole on [`PeerClient::recv`].
+    pub fn block_streams(&mut self) -> Option<mpsc::Receiver<BlockStream>> {
+        self.streams.take()
     }
 
     /// Runs the inbound handshake on a socket the application accepted itself and returns at

@@ -154,6 +154,12 @@ pub(crate) struct Streaming {
     pub config: crate::p2p::services::blocks::BlockStreamingConfig,
     /// The manager-wide budget of queued bytes.
     pub budget: crate::p2p::services::blocks::stream::StreamBudget,
+    /// Where a lone connection ([`PeerClient`](crate::p2p::PeerClient)) hands its streams, in
+    /// which mode; `None` in a manager, whose block service routes them.
+    pub offers: Option<(
+        tokio::sync::mpsc::Sender<crate::p2p::services::blocks::stream::BlockStream>,
+        crate::p2p::services::blocks::stream::BlockStreamMode,
+    )>,
 }
 
 impl ConnectionContext {

@@ -368,7 +368,6 @@ async fn route(
     frame: &FrameHeader,
     header: BlockHeader,
 ) -> Option<(StreamSender, BlockStreamMode)> {
-    let services = actor.ctx.services.as_ref()?;
     let streaming = actor.ctx.streaming.as_ref()?;
     let info = StreamInfo {
         hash: header.hash(),
@@ -377,7 +376,13 @@ async fn route(
         address: actor.peer.socket_addr(),
         len: frame.length,
     };
-    let (tx, stream) = stream::channel(info, streaming.config.window, &streaming.budget);
+    let (tx, mut stream) = stream::channel(info, streaming.config.window, &streaming.budget);
+    if let Some((offers, mode)) = &streaming.offers {
+        // A lone connection: its owner takes the stream if it has room for it.
+        stream.set_mode(*mode);
+        return offers.try_send(stream).ok().map(|()| (tx, *mode));
+    }
+    let services = actor.ctx.services.as_ref()?;
     let (reply, answer) = oneshot::channel();
     let input = ServiceInput::BlockStream {
         peer_id: actor.peer.id,

@@ -163,6 +163,7 @@ impl Inner {
                 ctx.streaming = Some(crate::p2p::connection::link::Streaming {
                     config: config.block_streaming.clone(),
                     budget: self.stream_budget.clone(),
+                    offers: None,
                 });
                 ctx.ask_for_addresses = self.mode == Mode::Normal && config.addresses.learn;
                 Some(ctx)
