@@ -266,6 +266,7 @@ const IDLE: PeerClientOptions = PeerClientOptions {
     lossy: false,
     tap_capacity: None,
     event_capacity: 16,
+    block_stream_mode: bitcoinsv::p2p::BlockStreamMode::TxIds,
 };
 
 /// Benchmark 4: RSS per idle connection.
