@@ -224,15 +224,22 @@ async fn pump_inner(
             rd.consume_stream(n);
             (fed, None)
         };
+        // Hand over what the chunk completed, in order, in as few batches as the window
+        // allows (one per chunk unless the window is smaller than a chunk's parts).
+        let window = actor
+            .ctx
+            .streaming
+            .as_ref()
+            .map_or(usize::MAX, |st| st.config.window);
+        let mut batch = Vec::new();
+        let mut batch_cost = 0usize;
         if let Some(chunk) = chunk {
-            let c = chunk.len();
-            if queue(actor, ib, BlockPart::Bytes(chunk), c).await.is_err() {
-                return Flow::End(s.end(DisconnectReason::Requested));
-            }
+            batch_cost = chunk.len();
+            batch.push(BlockPart::Bytes(chunk));
         }
-        // Hand over what the chunk completed, in order.
+        let mut ended = None;
         while let Some(event) = ib.decoder.as_mut().and_then(|d| d.next_event()) {
-            let part = match event {
+            let (part, c) = match event {
                 BlockEvent::Header(_) | BlockEvent::TxCount(_) => continue,
                 BlockEvent::Transaction {
                     index,
@@ -265,11 +272,28 @@ async fn pump_inner(
                     let c = cost(&part, length);
                     (part, c)
                 }
-                BlockEvent::End(end) => return finish(actor, s, ib, end).await,
+                BlockEvent::End(end) => {
+                    ended = Some(end);
+                    break;
+                }
             };
-            if queue(actor, ib, part.0, part.1).await.is_err() {
-                return Flow::End(s.end(DisconnectReason::Requested));
+            if !batch.is_empty() && batch_cost.saturating_add(c) > window {
+                let full = std::mem::take(&mut batch);
+                if queue(actor, ib, full, std::mem::take(&mut batch_cost))
+                    .await
+                    .is_err()
+                {
+                    return Flow::End(s.end(DisconnectReason::Requested));
+                }
             }
+            batch.push(part);
+            batch_cost = batch_cost.saturating_add(c);
+        }
+        if queue(actor, ib, batch, batch_cost).await.is_err() {
+            return Flow::End(s.end(DisconnectReason::Requested));
+        }
+        if let Some(end) = ended {
+            return finish(actor, s, ib, end).await;
         }
         if let Err(e) = fed {
             debug!(error = %e, "streamed block is malformed");
@@ -343,15 +367,23 @@ async fn finish(
     Flow::Done
 }
 
-/// Queues one part for the receiver, if there still is one, with the stall guard paused while
-/// we wait for room. Fails only when the connection is cancelled meanwhile.
-async fn queue(actor: &Actor, ib: &mut InboundBlock, part: BlockPart, c: usize) -> Result<(), ()> {
+/// Queues a batch of parts for the receiver, if there still is one, with the stall guard
+/// paused while we wait for room. Fails only when the connection is cancelled meanwhile.
+async fn queue(
+    actor: &Actor,
+    ib: &mut InboundBlock,
+    parts: Vec<BlockPart>,
+    c: usize,
+) -> Result<(), ()> {
     let Some((tx, _)) = ib.to.as_ref() else {
         return Ok(());
     };
+    if parts.is_empty() {
+        return Ok(());
+    }
     ib.stall.pause(Instant::now());
     let sent = tokio::select! {
-        r = tx.send(part, c) => r,
+        r = tx.send(parts, c) => r,
         _ = actor.shared.cancel.cancelled() => return Err(()),
     };
     ib.stall.resume(Instant::now());

@@ -187,7 +187,10 @@ pub enum BlockStreamFailure {
 /// What the connection queues for the application.
 #[derive(Debug)]
 pub(crate) enum Queued {
-    Part(BlockPart),
+    /// The parts one chunk of payload completed, in order: queued together so that a block of
+    /// a million small transactions costs a million channel operations per 1,000, not one each
+    /// (docs/BENCHMARKS.md, "Blocks of any size").
+    Parts(Vec<BlockPart>),
     End(BlockEnd),
     Failed(BlockStreamFailure),
 }
@@ -196,7 +199,7 @@ pub(crate) enum Queued {
 #[derive(Debug)]
 pub(crate) struct Item {
     queued: Queued,
-    _permits: Option<Permits>,
+    permits: Option<Permits>,
 }
 
 /// What a queued part holds: its share of the stream's window, of the manager's budget (none
@@ -258,12 +261,16 @@ pub(crate) struct StreamSender {
 pub(crate) struct ReceiverGone;
 
 impl StreamSender {
-    /// Queues a part costing `cost` bytes, waiting for room in the stream's window and in the
+    /// Queues parts costing `cost` bytes together, waiting for room in the stream's window and in the
     /// manager's budget. A part queued while none of the stream's is waiting goes without the
     /// budget: an application reading its streams one after another must be able to finish the
     /// one it reads while the others hold the whole budget (they would otherwise wait for each
     /// other forever). So what all streams hold is at most the budget plus one part each.
-    pub(crate) async fn send(&self, part: BlockPart, cost: usize) -> Result<(), ReceiverGone> {
+    pub(crate) async fn send(
+        &self,
+        parts: Vec<BlockPart>,
+        cost: usize,
+    ) -> Result<(), ReceiverGone> {
         use std::sync::atomic::Ordering;
         let cost = cost.max(1);
         let own = u32::try_from(cost.min(self.window_size)).unwrap_or(u32::MAX);
@@ -293,8 +300,8 @@ impl StreamSender {
         };
         self.tx
             .send(Item {
-                queued: Queued::Part(part),
-                _permits: Some(permits),
+                queued: Queued::Parts(parts),
+                permits: Some(permits),
             })
             .map_err(|_| ReceiverGone)
     }
@@ -303,7 +310,7 @@ impl StreamSender {
     pub(crate) fn finish(&self, last: Queued) {
         let _ = self.tx.send(Item {
             queued: last,
-            _permits: None,
+            permits: None,
         });
     }
 }
@@ -338,6 +345,8 @@ pub(crate) fn channel(
             info,
             mode: BlockStreamMode::Transactions,
             rx,
+            batch: Vec::new().into_iter(),
+            held: None,
             end: None,
             finished: false,
             transactions: 0,
@@ -357,6 +366,10 @@ pub struct BlockStream {
     info: StreamInfo,
     mode: BlockStreamMode,
     rx: mpsc::UnboundedReceiver<Item>,
+    /// The rest of the batch being taken, and the window and budget it holds until its last
+    /// part is taken.
+    batch: std::vec::IntoIter<BlockPart>,
+    held: Option<Permits>,
     end: Option<BlockEnd>,
     finished: bool,
     transactions: u64,
@@ -422,39 +435,51 @@ impl BlockStream {
     /// The next part; `None` once the block has ended (verified: see
     /// [`BlockStream::verified`]). A failure is returned once, then `None`.
     pub async fn next(&mut self) -> Option<Result<BlockPart, BlockStreamFailure>> {
-        if self.finished {
-            return None;
-        }
-        let Some(item) = self.rx.recv().await else {
-            self.finished = true;
-            return Some(Err(BlockStreamFailure::Disconnected(
-                DisconnectReason::Requested,
-            )));
-        };
-        match item.queued {
-            Queued::Part(part) => {
+        loop {
+            if let Some(part) = self.batch.next() {
+                if self.batch.len() == 0 {
+                    // The batch is all taken: its room goes back to the connection now.
+                    self.held = None;
+                }
                 match &part {
                     BlockPart::Transaction { .. } | BlockPart::TxId { .. } => {
                         self.transactions += 1
                     }
                     BlockPart::Bytes(b) => self.bytes += b.len() as u64,
                 }
-                Some(Ok(part))
+                return Some(Ok(part));
             }
-            Queued::End(end) => {
+            self.held = None;
+            if self.finished {
+                return None;
+            }
+            let Some(item) = self.rx.recv().await else {
                 self.finished = true;
-                match verdict(&end) {
-                    Ok(()) => {
-                        self.end = Some(end);
-                        None
-                    }
-                    Err(e) => Some(Err(e)),
+                return Some(Err(BlockStreamFailure::Disconnected(
+                    DisconnectReason::Requested,
+                )));
+            };
+            return match item.queued {
+                Queued::Parts(parts) => {
+                    self.batch = parts.into_iter();
+                    self.held = item.permits;
+                    continue;
                 }
-            }
-            Queued::Failed(e) => {
-                self.finished = true;
-                Some(Err(e))
-            }
+                Queued::End(end) => {
+                    self.finished = true;
+                    match verdict(&end) {
+                        Ok(()) => {
+                            self.end = Some(end);
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                }
+                Queued::Failed(e) => {
+                    self.finished = true;
+                    Some(Err(e))
+                }
+            };
         }
     }
 
@@ -514,18 +539,19 @@ impl BlockStream {
         let push = |queued| {
             let _ = tx.send(Item {
                 queued,
-                _permits: None,
+                permits: None,
             });
         };
+        let mut parts = Vec::with_capacity(block.transactions.len() + 1);
         if mode == BlockStreamMode::Raw {
-            push(Queued::Part(BlockPart::Bytes(Bytes::from(raw))));
+            parts.push(BlockPart::Bytes(Bytes::from(raw)));
         }
         let mut offset = 80 + var_int_len(block.transactions.len() as u64);
         for (index, t) in block.transactions.iter().enumerate() {
             let length = t.encoded_len() as u64;
             let txid = t.txid();
             let index = index as u64;
-            push(Queued::Part(match mode {
+            parts.push(match mode {
                 BlockStreamMode::Transactions => BlockPart::Transaction {
                     index,
                     offset,
@@ -538,9 +564,10 @@ impl BlockStream {
                     offset,
                     length,
                 },
-            }));
+            });
             offset += length;
         }
+        push(Queued::Parts(parts));
         let root = block.compute_merkle_root();
         push(Queued::End(BlockEnd {
             checksum: ChecksumStatus::NotApplicable,
@@ -559,6 +586,8 @@ impl BlockStream {
             },
             mode,
             rx,
+            batch: Vec::new().into_iter(),
+            held: None,
             end: None,
             finished: false,
             transactions: 0,
@@ -581,10 +610,10 @@ pub(crate) fn verdict(end: &BlockEnd) -> Result<(), BlockStreamFailure> {
     Ok(())
 }
 
-/// What a queued part costs against the window and the budget: its bytes plus the queue entry
-/// that carries it, so the window bounds the count of queued parts as well as their bytes.
+/// What a queued part costs against the window and the budget: its bytes plus its slot in the
+/// batch that carries it, so the window bounds the count of queued parts as well as their bytes.
 pub(crate) fn cost(part: &BlockPart, tx_len: u64) -> usize {
-    let entry = std::mem::size_of::<Item>();
+    let entry = std::mem::size_of::<BlockPart>();
     match part {
         BlockPart::Bytes(b) => b.len().saturating_add(entry),
         BlockPart::Transaction { .. } => usize::try_from(tx_len)
