@@ -343,6 +343,9 @@ struct Rule {
     message: fn(usize) -> Vec<u8>,
     /// What the attack sends, for the table.
     what: &'static str,
+    /// Each offence is answered with a `reject` (0x12 to a second `version`, 0x01 to an
+    /// over-long var int); every other rule is silent.
+    rejected: bool,
 }
 
 fn regtest_header(prev: Hash, salt: u32) -> BlockHeader {
@@ -402,6 +405,13 @@ fn version_with(nonce: u64, edit: impl FnOnce(&mut VersionMessage)) -> Message {
     }
 }
 
+/// An `inv` whose count is the var int 2^33 (above the node's `MAX_SIZE`).
+fn over_long_inv() -> Vec<u8> {
+    let mut payload = vec![0xFF];
+    payload.extend_from_slice(&(1u64 << 33).to_le_bytes());
+    raw::raw_frame("inv", &payload)
+}
+
 fn f(m: Message) -> Vec<u8> {
     raw::frame(&m)
 }
@@ -417,6 +427,7 @@ fn rules() -> Vec<Rule> {
         bloom: false,
         message,
         what,
+        rejected: false,
     };
     vec![
         rule(
@@ -426,17 +437,26 @@ fn rules() -> Vec<Rule> {
             "`ping` before `version`",
         ),
         rule(
+            MissingVersion,
+            BeforeVersion,
+            |_| over_long_inv(),
+            "`inv` with an over-long count before `version` (dropped unread: no `reject`)",
+        ),
+        rule(
             MissingVerack,
             BeforeVerack,
             |i| f(Message::Ping(i as u64)),
             "`ping` between `version` and `verack`",
         ),
-        rule(
-            MultipleVersion,
-            Established,
-            |i| f(raw::version(1000 + i as u64)),
-            "`version` after the handshake",
-        ),
+        Rule {
+            rejected: true,
+            ..rule(
+                MultipleVersion,
+                Established,
+                |i| f(raw::version(1000 + i as u64)),
+                "`version` after the handshake",
+            )
+        },
         Rule {
             free: 1,
             ..rule(
@@ -464,16 +484,15 @@ fn rules() -> Vec<Rule> {
                 "`ping` frames with a wrong checksum, back to back",
             )
         },
-        rule(
-            OverLongSize,
-            Established,
-            |_| {
-                let mut payload = vec![0xFF];
-                payload.extend_from_slice(&(1u64 << 33).to_le_bytes());
-                raw::raw_frame("inv", &payload)
-            },
-            "`inv` whose count is a var int of 2^33",
-        ),
+        Rule {
+            rejected: true,
+            ..rule(
+                OverLongSize,
+                Established,
+                |_| over_long_inv(),
+                "`inv` whose count is a var int of 2^33",
+            )
+        },
         rule(
             OversizedAddr,
             Established,
@@ -637,6 +656,8 @@ struct Outcome {
     ends: Vec<DisconnectReason>,
     closed: bool,
     refused_after: Vec<InboundRejection>,
+    /// `reject`s the attacker received.
+    rejects: usize,
 }
 
 impl Outcome {
@@ -762,7 +783,12 @@ async fn provoke(
             .await;
         refused_after = rec.rejections(ip);
     }
+    let mut rejects = 0;
+    while let Ok(m) = a.inbox.try_recv() {
+        rejects += usize::from(matches!(m, Message::Reject(_)));
+    }
     Outcome {
+        rejects,
         rule: rule.offence.to_string(),
         what: rule.what.to_string(),
         whitelisted,
@@ -795,6 +821,11 @@ fn check_rule(rule: &Rule, o: &Outcome) {
     let want: Vec<u32> = (1..=charges).map(|k| k * per).collect();
     assert_eq!(totals, want, "{name}: +{per} per charge");
     let to_ban = BAN_SCORE_THRESHOLD.div_ceil(per);
+    if rule.rejected {
+        assert!(o.rejects > 0, "{name}: answered with reject");
+    } else {
+        assert_eq!(o.rejects, 0, "{name}: no reject");
+    }
     if o.whitelisted {
         assert_eq!(charges, to_ban + 1, "{name}: scored past the threshold");
         assert_eq!(

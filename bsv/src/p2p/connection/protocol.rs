@@ -292,6 +292,24 @@ impl PeerProtocol {
                     Vec::new()
                 }
             }
+            // The node never reads the payload of a message it drops before the handshake.
+            CodecError::VarIntTooLarge { command, .. }
+            | CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. }
+                if self.keepalive.is_none() && !read_before_handshake(command) =>
+            {
+                self.premature(command, now)
+            }
+            // `ProcessRejectMessage` swallows its own parse errors ("Avoid feedback loops by
+            // preventing reject messages from triggering a new reject message"): no `reject`
+            // back, no score, at any stage.
+            CodecError::VarIntTooLarge { command, .. }
+            | CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. }
+                if command == "reject" =>
+            {
+                Vec::new()
+            }
             CodecError::VarIntTooLarge { command, .. } => {
                 let mut out = vec![Action::Send(reject(
                     command,
@@ -306,6 +324,20 @@ impl PeerProtocol {
             // Send-side errors never come from the receive path.
             CodecError::SendOversized { .. } | CodecError::BadCommandName { .. } => Vec::new(),
         }
+    }
+
+    /// A message that did not parse, from a peer whose handshake is not complete, of a
+    /// command the node does not process at that stage: `ProcessMessage` drops it at +1
+    /// (`missing-version` before the peer's `version`, `missing-verack` after it) before its
+    /// payload is read, so there is no `reject` and no `Over-long size message protection`.
+    /// The handshake judges it as any other early message.
+    fn premature(&mut self, command: &str, now: Instant) -> Vec<Action> {
+        let early = Message::Unknown {
+            command: command.to_string(),
+            payload: bytes::Bytes::new(),
+        };
+        let out = self.handshake.on_message(&early);
+        self.apply_handshake(out, now)
     }
 
     /// The application found that a `headers` announcement from this peer does not connect to
@@ -584,6 +616,18 @@ impl PeerProtocol {
             other => deliver(other),
         }
     }
+}
+
+/// Whether the node may read a message of `command` before the handshake completes
+/// (`ProcessMessage`, docs/PROTOCOL.md §2.8): `version`, `verack`, `reject`, the stream setup,
+/// and `authch`/`authresp` once the peer's `version` is in. Anything else is dropped unread.
+/// (An unparsable `authch`/`authresp` before the peer's `version` keeps its `reject`: the
+/// node would drop it at +1 unread.)
+fn read_before_handshake(command: &str) -> bool {
+    matches!(
+        command,
+        "version" | "verack" | "reject" | "createstrm" | "streamack" | "authch" | "authresp"
+    )
 }
 
 /// The ban a handshake failure deserves, if any.

@@ -221,6 +221,59 @@ fn missing_version_costs_one_point_each_and_bans_at_one_hundred() {
     assert!(p.on_message(Message::GetAddr, t0).is_empty(), "closed");
 }
 
+fn malformed(command: &str) -> CodecError {
+    CodecError::Malformed {
+        command: command.into(),
+        offset: 0,
+        source: crate::bitcoin::DecodeError::UnexpectedEnd {
+            offset: 0,
+            needed: 1,
+        },
+    }
+}
+
+fn over_long(command: &str) -> CodecError {
+    CodecError::VarIntTooLarge {
+        command: command.into(),
+        offset: 0,
+        value: 1 << 33,
+    }
+}
+
+#[test]
+fn an_unparsable_message_before_the_handshake_is_missing_version_or_verack_without_a_reject() {
+    let t0 = Instant::now();
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    // Before the peer's `version` the node drops an `inv` unread: +1, no `reject`, and an
+    // over-long var int inside it is never seen.
+    let out = p.on_codec_error(&malformed("inv"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 1)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    let out = p.on_codec_error(&over_long("inv"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 2)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    // An unparsable `version` is read, so it gets its `reject` (and +1 when over-long).
+    let out = p.on_codec_error(&over_long("version"), t0);
+    assert_eq!(sent(&out), ["reject"]);
+    assert_eq!(offences(&out), [(Misbehavior::OverLongSize, 3)]);
+    // After the peer's `version`, before its `verack`: missing-verack.
+    p.on_message(Message::Version(version(70016)), t0);
+    let out = p.on_codec_error(&malformed("headers"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 4)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn an_unparsable_reject_is_never_answered_nor_scored() {
+    let t0 = Instant::now();
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    assert!(p.on_codec_error(&malformed("reject"), t0).is_empty());
+    let mut p = established(70016, t0);
+    assert!(p.on_codec_error(&malformed("reject"), t0).is_empty());
+    assert!(p.on_codec_error(&over_long("reject"), t0).is_empty());
+    assert_eq!(p.score(), 0);
+}
+
 #[test]
 fn missing_verack_costs_one_point() {
     let t0 = Instant::now();
