@@ -2,7 +2,11 @@
 //!
 //! * [`ControlEvent`]s (lifecycle, bans, capacity) and [`BitcoinMessageEvent`]s (every message a
 //!   connection does not consume itself) go out on tokio broadcast channels, as the seed asks. A
-//!   broadcast receiver that falls behind loses events (`Lagged`): fine for monitoring.
+//!   broadcast receiver that falls behind loses events (`Lagged`): fine for monitoring. The
+//!   message ring is bounded in bytes (`ByteBoundedBroadcast`); the control ring only in count,
+//!   which bounds its bytes too, since no event a peer can cause holds more than a user agent
+//!   (768 bytes decoded; the test `every_control_event_a_peer_can_cause_is_bounded_in_bytes`,
+//!   docs/SECURITY.md).
 //! * For applications that must not lose a transaction, [`MessageSinks`] holds lossless,
 //!   bounded per-subscriber channels: when one is full, the connection that wants to deliver
 //!   stops reading its socket until there is room, so TCP back-pressure slows the peer instead
