@@ -16,6 +16,9 @@
 //!   which `regtest.sh start` does not enable); without one the node never rate-limits `authch`
 //!   and ignores `revokemid`, and so does the library. Their tests ask the node
 //!   (`dumpminerids`) and assert whichever applies.
+//! * A message the node does not process before the handshake is dropped unread: one that does
+//!   not parse costs `missing-version` (no `reject`, not `Over-long size message protection`),
+//!   and an unparsable `reject` is neither answered nor charged (`PeerProtocol::premature`).
 //! * Bad checksums: the node's run starts when the connection does, and a bad checksum more than
 //!   500 ms after the previous event resets the count to zero: after a pause the 102nd costs the
 //!   first point (`ChecksumRun` counts the same way).
@@ -441,6 +444,39 @@ async fn rule_missing_version() {
     p.send_verack().await;
     p.round_trip().await;
     assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+}
+
+#[tokio::test]
+async fn rule_missing_version_for_a_message_that_does_not_parse() {
+    let node = node_or_skip!("rule_missing_version_for_a_message_that_does_not_parse");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::connect(&node).await;
+    // An `inv` whose count is an over-long var int, before our version: dropped unread at +1
+    // `missing-version`, no `reject` and no `Over-long size message protection`
+    // (`PeerProtocol::premature`).
+    let mut payload = vec![0xff];
+    payload.extend_from_slice(&0x1_0000_0000u64.to_le_bytes());
+    let frame = p.frame("inv", &payload);
+    p.send_bytes(&frame).await;
+    p.send_version(&node).await;
+    p.await_version_and_verack().await;
+    p.send_verack().await;
+    p.round_trip().await;
+    assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
+}
+
+#[tokio::test]
+async fn an_unparsable_reject_is_neither_answered_nor_charged() {
+    let node = node_or_skip!("an_unparsable_reject_is_neither_answered_nor_charged");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::handshaken(&node).await;
+    // A `reject` whose command string claims 5 bytes and has none.
+    let frame = p.frame("reject", &[0x05]);
+    p.send_bytes(&frame).await;
+    p.round_trip().await;
+    assert_not_charged(&guard, &p);
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
 }
 
 #[tokio::test]
