@@ -32,7 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bitcoinsv::bitcoin::{
     Block, BlockHeader, Hash, InvType, InvVect, OutPoint, Transaction, TxIn, TxOut,
 };
-use bitcoinsv::p2p::connection::{DisconnectReason, HandshakeFailure, Misbehavior};
+use bitcoinsv::p2p::connection::{
+    DisconnectReason, HandshakeFailure, Misbehavior, ProtocolViolation,
+};
 use bitcoinsv::p2p::limits::{BAN_SCORE_THRESHOLD, DEFAULT_BAN_SECONDS, NODE_BLOOM};
 use bitcoinsv::p2p::messages::{AuthResponse, CompactBlock, DsDetected, FilterLoad};
 use bitcoinsv::p2p::{
@@ -1088,6 +1090,39 @@ async fn corrupt_block(
     row
 }
 
+/// A first `version` that does not parse: `reject` 0x60 and a disconnect, no score, no ban (as
+/// the node does, `a_version_that_does_not_parse_is_refused_without_a_charge` in
+/// `bsv/tests/real_node/rules.rs`).
+async fn malformed_version(ip: IpAddr, manager: &Manager, rec: &Recorder) -> String {
+    let listen = manager.listener_address().expect("listening");
+    let mut a = Attacker::connect(ip, listen).await;
+    // The 80 bytes before the user agent, then a user agent whose length is the var int 2^33.
+    let mut payload = vec![0u8; 80];
+    payload.push(0xFF);
+    payload.extend_from_slice(&(1u64 << 33).to_le_bytes());
+    a.send(&raw::raw_frame("version", &payload)).await;
+    assert!(a.closed_within(WAIT).await, "disconnected");
+    rec.until("the end", |r| !r.ends(ip).is_empty()).await;
+    let ends = rec.ends(ip);
+    assert_eq!(
+        ends,
+        [DisconnectReason::Protocol(
+            ProtocolViolation::MalformedVersion
+        )]
+    );
+    let reply = a.wait_for(|m| matches!(m, Message::Reject(_))).await;
+    assert!(
+        matches!(&reply, Some(Message::Reject(r)) if r.code == bitcoinsv::p2p::RejectCode::StreamSetup),
+        "{reply:?}"
+    );
+    assert!(rec.offences(ip).is_empty(), "no score");
+    assert!(rec.bans(ip).is_empty(), "no ban");
+    format!(
+        "| malformed first `version` | `version` whose user agent length is the var int 2^33 | not banned, not scored; `reject` 0x60 | — | {} |",
+        ends[0]
+    )
+}
+
 // --- Flood limits, the per-IP cap ----------------------------------------------------------
 
 /// Sends a one-entry `notfound` as a marker and returns what the message stream delivered
@@ -1405,6 +1440,7 @@ async fn every_scored_rule_ends_as_the_node_ends_it() {
     }
     direct.push(corrupt_block(raw::attacker_ip(110), false, &main, &main_rec).await);
     direct.push(corrupt_block(whitelisted_ip(110), true, &main, &main_rec).await);
+    direct.push(malformed_version(raw::attacker_ip(111), &main, &main_rec).await);
     eprintln!("\n| direct ban | attack | ban | ban left | end |");
     eprintln!("|---|---|---|---|---|");
     for r in &direct {

@@ -996,3 +996,74 @@ async fn oversized_header_is_a_direct_ban() {
     // No score: no Misbehaving line.
     assert_not_charged(&guard, &p);
 }
+
+/// A `version` payload that does not parse: the 80 bytes before the user agent, then a user
+/// agent whose length is the over-long var int 2^33 (or, `truncated`, 10 with 3 bytes).
+fn unparsable_version(node: &Node, truncated: bool) -> Vec<u8> {
+    let v = VersionMessage {
+        version: NODE_PROTOCOL_VERSION,
+        services: 0,
+        timestamp: unix_now() as i64,
+        receiver: NetAddress::new(node.addr, 0),
+        sender: NetAddress::UNSPECIFIED,
+        nonce: rand::random::<u64>() | 1,
+        user_agent: String::new(),
+        start_height: 0,
+        relay: true,
+        association_id: None,
+    };
+    // version, services, timestamp, two addresses, nonce: 4 + 8 + 8 + 26 + 26 + 8 bytes.
+    let mut bad = Message::Version(v).payload_bytes()[..80].to_vec();
+    if truncated {
+        bad.push(10);
+        bad.extend_from_slice(b"abc");
+    } else {
+        bad.push(0xff);
+        bad.extend_from_slice(&(1u64 << 33).to_le_bytes());
+    }
+    bad
+}
+
+#[tokio::test]
+async fn a_version_that_does_not_parse_is_refused_without_a_charge() {
+    let node = node_or_skip!("a_version_that_does_not_parse_is_refused_without_a_charge");
+    for truncated in [true, false] {
+        let guard = Guard::new(&node).await;
+        let mut p = RawPeer::connect(&node).await;
+        let frame = p.frame("version", &unparsable_version(&node, truncated));
+        p.send_bytes(&frame).await;
+        // `reject` 0x60 with the parser's complaint, then the node hangs up.
+        p.closed_by_node().await;
+        assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+        assert_eq!(
+            (p.rejects[0].message.as_str(), p.rejects[0].code),
+            ("version", RejectCode::StreamSetup)
+        );
+        // Not even `Over-long size message protection` (`PeerProtocol::unparsable_version`).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_not_charged(&guard, &p);
+    }
+}
+
+#[tokio::test]
+async fn a_later_version_that_does_not_parse_is_multiple_version() {
+    let node = node_or_skip!("a_later_version_that_does_not_parse_is_multiple_version");
+    for before_verack in [true, false] {
+        let guard = Guard::new(&node).await;
+        let mut p = RawPeer::connect(&node).await;
+        p.send_version(&node).await;
+        p.await_version_and_verack().await;
+        if !before_verack {
+            p.send_verack().await;
+        }
+        let frame = p.frame("version", &unparsable_version(&node, false));
+        p.send_bytes(&frame).await;
+        if before_verack {
+            p.send_verack().await;
+        }
+        p.round_trip().await;
+        assert_charged(&guard, &p, &[Misbehavior::MultipleVersion]).await;
+        assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+        assert_eq!(p.rejects[0].code, RejectCode::Duplicate);
+    }
+}

@@ -252,15 +252,51 @@ fn an_unparsable_message_before_the_handshake_is_missing_version_or_verack_witho
     let out = p.on_codec_error(&over_long("inv"), t0);
     assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 2)]);
     assert!(sent(&out).is_empty(), "{out:?}");
-    // An unparsable `version` is read, so it gets its `reject` (and +1 when over-long).
-    let out = p.on_codec_error(&over_long("version"), t0);
-    assert_eq!(sent(&out), ["reject"]);
-    assert_eq!(offences(&out), [(Misbehavior::OverLongSize, 3)]);
     // After the peer's `version`, before its `verack`: missing-verack.
     p.on_message(Message::Version(version(70016)), t0);
     let out = p.on_codec_error(&malformed("headers"), t0);
-    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 4)]);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 3)]);
     assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_first_version_that_does_not_parse_is_refused_without_a_score() {
+    let t0 = Instant::now();
+    for e in [malformed("version"), over_long("version")] {
+        let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+        let out = p.on_codec_error(&e, t0);
+        match out.as_slice() {
+            [Action::Send(Message::Reject(r)), Action::Disconnect(d)] => {
+                assert_eq!(
+                    (r.message.as_str(), r.code),
+                    ("version", RejectCode::StreamSetup)
+                );
+                assert_eq!(d, &Reason::Protocol(ProtocolViolation::MalformedVersion));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(offences(&out).is_empty(), "no score, not even over-long");
+        assert!(banned(&out).is_none());
+    }
+}
+
+#[test]
+fn a_later_version_that_does_not_parse_is_a_duplicate() {
+    let t0 = Instant::now();
+    // Between the peer's `version` and its `verack`, and after the handshake: the node sees a
+    // second `version` before it reads a byte of it.
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    p.on_message(Message::Version(version(70016)), t0);
+    let out = p.on_codec_error(&over_long("version"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MultipleVersion, 1)]);
+    assert_eq!(sent(&out), ["reject"]);
+    let mut p = established(70016, t0);
+    let out = p.on_codec_error(&malformed("version"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MultipleVersion, 1)]);
+    match out.first() {
+        Some(Action::Send(Message::Reject(r))) => assert_eq!(r.code, RejectCode::Duplicate),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
