@@ -771,6 +771,10 @@ async fn provoke(
         rec.until("the end of the connection", |r| !r.ends(ip).is_empty())
             .await;
     }
+    // The events reach the recorder through the control channel, after the score the
+    // connection's statistics show.
+    rec.until("every charge", |r| r.offences(ip).len() >= charges)
+        .await;
     let stored = stored_ban(manager, ip).await;
     // Banned addresses are refused by the listener before any handshake.
     let mut refused_after = Vec::new();
@@ -1082,6 +1086,8 @@ async fn corrupt_block(
             ends[0]
         );
     }
+    rec.until("the charge", |r| !r.offences(ip).is_empty())
+        .await;
     assert_eq!(
         rec.offences(ip),
         [(Misbehavior::BadTxnMerkleRoot, 100)],
@@ -1177,6 +1183,10 @@ async fn flood_limits(manager: &Manager, rec: &Recorder, ips: [IpAddr; 3]) -> Ve
     rows.push("| `addr` of 1,000 entries (the limit) | not scored; delivered |".to_string());
     a.send(&raw::frame(&raw::addr(1001, 41))).await;
     let seen = delivered_until_marker(&mut a, &mut stream, 2).await;
+    // The first charge of this connection is the 1,001's: the 1,000 cost nothing (a
+    // connection's events arrive in order).
+    rec.until("the charge", |r| !r.offences(ip).is_empty())
+        .await;
     assert_eq!(rec.offences(ip), [(Misbehavior::OversizedAddr, 20)]);
     assert!(
         !seen.iter().any(|m| matches!(m, Message::Addr(_))),
@@ -1217,6 +1227,8 @@ async fn flood_limits(manager: &Manager, rec: &Recorder, ips: [IpAddr; 3]) -> Ve
     let h = regtest_header(Network::Regtest.genesis_hash(), 9999);
     a.send(&raw::frame(&Message::Headers(vec![h; 2001]))).await;
     let seen = delivered_until_marker(&mut a, &mut stream, 4).await;
+    rec.until("the charge", |r| !r.offences(ip).is_empty())
+        .await;
     assert_eq!(rec.offences(ip), [(Misbehavior::TooManyHeaders, 20)]);
     assert!(
         !seen.iter().any(|m| matches!(m, Message::Headers(_))),
@@ -1247,6 +1259,8 @@ async fn flood_limits(manager: &Manager, rec: &Recorder, ips: [IpAddr; 3]) -> Ve
     a.send(&raw::frame(&raw::inv(INV_AT_LIMIT + 1, 51))).await;
     assert!(a.closed_within(WAIT).await, "an oversized inv disconnects");
     rec.until("the ban", |r| !r.bans(ip).is_empty()).await;
+    // Anything the full `inv` had cost would have come before the ban.
+    assert!(rec.offences(ip).is_empty(), "a full inv is not scored");
     assert_eq!(
         rec.bans(ip),
         [BanReason::Misbehavior {
