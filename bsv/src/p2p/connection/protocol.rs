@@ -310,7 +310,8 @@ impl PeerProtocol {
             CodecError::VarIntTooLarge { command, .. }
             | CodecError::Malformed { command, .. }
             | CodecError::NonCanonicalVarInt { command, .. }
-                if self.keepalive.is_none() && !read_before_handshake(command) =>
+                if self.keepalive.is_none()
+                    && !read_before_handshake(command, self.version_seen) =>
             {
                 self.premature(command, now)
             }
@@ -656,15 +657,15 @@ impl PeerProtocol {
 }
 
 /// Whether the node may read a message of `command` before the handshake completes
-/// (`ProcessMessage`, docs/PROTOCOL.md §2.8): `version`, `verack`, `reject`, the stream setup,
-/// and `authch`/`authresp` once the peer's `version` is in. Anything else is dropped unread.
-/// (An unparsable `authch`/`authresp` before the peer's `version` keeps its `reject`: the
-/// node would drop it at +1 unread.)
-fn read_before_handshake(command: &str) -> bool {
-    matches!(
-        command,
-        "version" | "verack" | "reject" | "createstrm" | "streamack" | "authch" | "authresp"
-    )
+/// (`ProcessMessage`, docs/PROTOCOL.md §2.8): `version`, `verack`, `reject` and the stream
+/// setup at any time, `authch`/`authresp` once the peer's `version` is in (`version_seen`).
+/// Anything else is dropped unread.
+fn read_before_handshake(command: &str, version_seen: bool) -> bool {
+    match command {
+        "version" | "verack" | "reject" | "createstrm" | "streamack" => true,
+        "authch" | "authresp" => version_seen,
+        _ => false,
+    }
 }
 
 /// The ban a handshake failure deserves, if any.

@@ -252,11 +252,19 @@ fn an_unparsable_message_before_the_handshake_is_missing_version_or_verack_witho
     let out = p.on_codec_error(&over_long("inv"), t0);
     assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 2)]);
     assert!(sent(&out).is_empty(), "{out:?}");
-    // After the peer's `version`, before its `verack`: missing-verack.
+    // `authresp` too, before the peer's `version`.
+    let out = p.on_codec_error(&malformed("authresp"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 3)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    // After the peer's `version`, before its `verack`: missing-verack; `authresp` is read now,
+    // so an unparsable one gets its `reject`.
     p.on_message(Message::Version(version(70016)), t0);
     let out = p.on_codec_error(&malformed("headers"), t0);
-    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 3)]);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 4)]);
     assert!(sent(&out).is_empty(), "{out:?}");
+    let out = p.on_codec_error(&malformed("authresp"), t0);
+    assert!(offences(&out).is_empty());
+    assert!(sent(&out).contains(&"reject"), "{out:?}");
 }
 
 #[test]
