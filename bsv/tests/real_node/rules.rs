@@ -1067,3 +1067,20 @@ async fn a_later_version_that_does_not_parse_is_multiple_version() {
         assert_eq!(p.rejects[0].code, RejectCode::Duplicate);
     }
 }
+
+#[tokio::test]
+async fn an_unparsable_authresp_before_version_is_missing_version() {
+    let node = node_or_skip!("an_unparsable_authresp_before_version_is_missing_version");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::connect(&node).await;
+    // The node reads `authresp` only after the peer's `version`: before it, even one that does
+    // not parse is dropped unread at +1 (`read_before_handshake` in `protocol.rs`).
+    let frame = p.frame("authresp", &[0x21]);
+    p.send_bytes(&frame).await;
+    p.send_version(&node).await;
+    p.await_version_and_verack().await;
+    p.send_verack().await;
+    p.round_trip().await;
+    assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
+}
