@@ -2,7 +2,11 @@
 //!
 //! * [`ControlEvent`]s (lifecycle, bans, capacity) and [`BitcoinMessageEvent`]s (every message a
 //!   connection does not consume itself) go out on tokio broadcast channels, as the seed asks. A
-//!   broadcast receiver that falls behind loses events (`Lagged`): fine for monitoring.
+//!   broadcast receiver that falls behind loses events (`Lagged`): fine for monitoring. The
+//!   message ring is bounded in bytes (`ByteBoundedBroadcast`); the control ring only in count,
+//!   which bounds its bytes too, since no event a peer can cause holds more than a user agent
+//!   (768 bytes decoded; the test `every_control_event_a_peer_can_cause_is_bounded_in_bytes`,
+//!   docs/SECURITY.md).
 //! * For applications that must not lose a transaction, [`MessageSinks`] holds lossless,
 //!   bounded per-subscriber channels: when one is full, the connection that wants to deliver
 //!   stops reading its socket until there is room, so TCP back-pressure slows the peer instead
@@ -464,7 +468,11 @@ impl MessageSinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bitcoin::{Hash, InvType, InvVect};
+    use crate::bitcoin::{Hash, InvType, InvVect, NetAddress};
+    use crate::p2p::codec::CodecError;
+    use crate::p2p::connection::{HandshakeFailure, ProtocolViolation};
+    use crate::p2p::messages::{VersionMessage, MAX_USER_AGENT_LEN};
+    use crate::p2p::Network;
 
     fn inv(n: usize) -> BitcoinMessageEvent {
         BitcoinMessageEvent {
@@ -532,5 +540,280 @@ mod tests {
             "it went through once one was received, having waited"
         );
         assert_eq!(rx.len(), 2);
+    }
+
+    // --- The control-event channel's byte bound (docs/SECURITY.md) ---
+
+    fn reason_heap(r: &DisconnectReason) -> usize {
+        match r {
+            DisconnectReason::ConnectFailed(s)
+            | DisconnectReason::Io(s)
+            | DisconnectReason::Oversized(s)
+            | DisconnectReason::BadFrame(s) => s.capacity(),
+            DisconnectReason::Handshake(f) => match f {
+                HandshakeFailure::BannedUserAgent { user_agent } => user_agent.capacity(),
+                HandshakeFailure::Timeout(_)
+                | HandshakeFailure::ObsoleteVersion { .. }
+                | HandshakeFailure::SelfConnection { .. }
+                | HandshakeFailure::NetworkMismatch { .. }
+                | HandshakeFailure::BlockchainMismatch { .. }
+                | HandshakeFailure::OverCapacity => 0,
+            },
+            DisconnectReason::ConnectTimeout(_)
+            | DisconnectReason::PingTimeout(_)
+            | DisconnectReason::PeerClosed
+            | DisconnectReason::NotReading
+            | DisconnectReason::Misbehavior { .. }
+            | DisconnectReason::Protocol(_)
+            | DisconnectReason::BlockStalled { .. }
+            | DisconnectReason::Requested => 0,
+        }
+    }
+
+    fn ban_heap(b: &BanReason) -> usize {
+        match b {
+            BanReason::NetworkMismatch { received, .. } => received.capacity(),
+            BanReason::BlockchainMismatch { received } => received.capacity(),
+            BanReason::BannedUserAgent { user_agent } => user_agent.capacity(),
+            BanReason::Misbehavior { reason, .. } => reason.capacity(),
+            BanReason::Manual { note } => note.capacity(),
+        }
+    }
+
+    /// The heap bytes an event owns beyond its inline size (every `String`, by capacity). The
+    /// match is exhaustive on purpose: a new variant, or a new string in one, must be sized
+    /// here before this compiles.
+    fn heap(e: &ControlEvent) -> usize {
+        match e {
+            ControlEvent::ConnectionFailed { reason, .. }
+            | ControlEvent::ConnectionLost { reason, .. }
+            | ControlEvent::ConnectionRestarting { reason, .. } => reason_heap(reason),
+            ControlEvent::PeerBanned { reason, .. } => ban_heap(reason),
+            ControlEvent::ListenerBindFailed { error, .. }
+            | ControlEvent::StoreSaveFailed { error } => error.capacity(),
+            ControlEvent::ConnectionEstablished { .. }
+            | ControlEvent::HandshakeComplete { .. }
+            | ControlEvent::PeerMisbehavior { .. }
+            | ControlEvent::PeerUnbanned { .. }
+            | ControlEvent::InboundConnectionAccepted { .. }
+            | ControlEvent::InboundConnectionRejected { .. }
+            | ControlEvent::ConnectionRejectedCapacity { .. }
+            | ControlEvent::ConfigUpdated
+            | ControlEvent::PeerEvicted { .. } => 0,
+        }
+    }
+
+    /// The longest user agent a peer can make us hold: 256 bytes on the wire, each invalid
+    /// UTF-8 byte becoming U+FFFD (3 bytes) when decoded.
+    fn worst_user_agent() -> String {
+        let v = VersionMessage {
+            version: 70016,
+            services: 0,
+            timestamp: 0,
+            receiver: NetAddress::UNSPECIFIED,
+            sender: NetAddress::UNSPECIFIED,
+            nonce: 1,
+            user_agent: "a".repeat(MAX_USER_AGENT_LEN),
+            start_height: 0,
+            relay: true,
+            association_id: None,
+        };
+        let payload = Message::Version(v).payload_bytes().to_vec();
+        let at = payload
+            .windows(MAX_USER_AGENT_LEN)
+            .position(|w| w.iter().all(|b| *b == b'a'))
+            .expect("the user agent's bytes");
+        let mut bad = payload.clone();
+        bad[at..at + MAX_USER_AGENT_LEN].fill(0xFF);
+        let ua = match Message::decode_payload("version", bad.into()) {
+            Ok(Message::Version(v)) => v.user_agent,
+            other => panic!("{other:?}"),
+        };
+        // One byte more is refused by the decoder.
+        let mut longer = payload[..at - 3].to_vec();
+        longer.extend_from_slice(&[0xFD, 0x01, 0x01]);
+        longer.extend(std::iter::repeat_n(b'a', MAX_USER_AGENT_LEN + 1));
+        longer.extend_from_slice(&payload[at + MAX_USER_AGENT_LEN..]);
+        assert!(Message::decode_payload("version", longer.into()).is_err());
+        // What the handshake puts in its failure and its ban (a clone: capacity = length).
+        ua.clone()
+    }
+
+    /// Every event a peer can cause, with the largest strings it can put in each.
+    fn worst_peer_events() -> Vec<ControlEvent> {
+        let id = Uuid::nil();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let address = SocketAddr::new(ip, 1);
+        let ua = worst_user_agent();
+        // Frame commands are at most 12 printable ASCII characters; lengths at most u64::MAX.
+        let oversized = CodecError::Oversized {
+            command: "abcdefghijkl".into(),
+            length: u64::MAX,
+            limit: u64::MAX,
+        }
+        .to_string();
+        let bad_magic = [
+            CodecError::BadMagic {
+                expected: Some([0; 4]),
+                received: [0xff; 4],
+                network: Some(Network::Testnet),
+            },
+            CodecError::BadMagic {
+                expected: None,
+                received: [0xff; 4],
+                network: None,
+            },
+        ]
+        .iter()
+        .map(|e| e.to_string())
+        .max_by_key(String::len)
+        .unwrap_or_default();
+        let longest_rule = [
+            Misbehavior::MissingVersion,
+            Misbehavior::MissingVerack,
+            Misbehavior::MultipleVersion,
+            Misbehavior::InvalidSendHeaders,
+            Misbehavior::InvalidSendHdrsEn,
+            Misbehavior::InvalidChecksum,
+            Misbehavior::OverLongSize,
+            Misbehavior::OversizedAddr,
+            Misbehavior::TooManyHeaders,
+            Misbehavior::DisconnectedHeader,
+            Misbehavior::TooManyUnconnectedHeaders,
+            Misbehavior::HighHash,
+            Misbehavior::PrevBlkNotFound,
+            Misbehavior::AuthChRateLimit,
+            Misbehavior::AuthRespRateLimit,
+            Misbehavior::InvalidRevokeMid,
+            Misbehavior::InvalidDsDetected,
+            Misbehavior::MalformedDsDetected,
+            Misbehavior::NoBloomVersion,
+            Misbehavior::OversizedBloomFilter,
+            Misbehavior::InvalidFilterAdd,
+            Misbehavior::InvalidCmpctBlock,
+            Misbehavior::InvalidCmpctBlockTxns,
+            Misbehavior::OutOfBoundTxIndex,
+            Misbehavior::BadTxnMerkleRoot,
+            Misbehavior::InvalidUserAgent,
+            Misbehavior::OversizedHeader,
+        ]
+        .iter()
+        .map(|m| m.node_reason())
+        .max_by_key(|r| r.len())
+        .unwrap_or_default();
+        let longest_network = [
+            Network::Mainnet,
+            Network::Testnet,
+            Network::Regtest,
+            Network::Stn,
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .max_by_key(String::len)
+        .unwrap_or_default();
+        let lost = |reason| ControlEvent::ConnectionLost {
+            peer_id: id,
+            reason,
+        };
+        let banned = |reason| ControlEvent::PeerBanned {
+            peer_id: id,
+            ip,
+            reason,
+        };
+        vec![
+            ControlEvent::ConnectionFailed {
+                peer_id: id,
+                reason: DisconnectReason::Handshake(HandshakeFailure::BannedUserAgent {
+                    user_agent: ua.clone(),
+                }),
+            },
+            banned(BanReason::BannedUserAgent { user_agent: ua }),
+            lost(DisconnectReason::Oversized(oversized)),
+            lost(DisconnectReason::BadFrame(bad_magic)),
+            lost(DisconnectReason::Misbehavior {
+                score: u32::MAX,
+                reason: Misbehavior::MalformedDsDetected,
+            }),
+            lost(DisconnectReason::Protocol(
+                ProtocolViolation::UnsupportedInvType(u32::MAX),
+            )),
+            // An operating-system error text (a reset, a refused connection): bounded by the
+            // system's message table, never by the peer.
+            lost(DisconnectReason::Io(
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset).to_string(),
+            )),
+            banned(BanReason::Misbehavior {
+                score: u32::MAX,
+                reason: longest_rule.to_string(),
+            }),
+            banned(BanReason::NetworkMismatch {
+                expected: Network::Mainnet,
+                received: longest_network,
+            }),
+            banned(BanReason::BlockchainMismatch {
+                received: hex::encode([0xffu8; 4]),
+            }),
+            ControlEvent::PeerMisbehavior {
+                peer_id: id,
+                score: u32::MAX,
+                reason: Misbehavior::OversizedHeader,
+            },
+            ControlEvent::InboundConnectionAccepted {
+                peer_id: id,
+                address,
+            },
+            ControlEvent::InboundConnectionRejected {
+                address,
+                reason: InboundRejection::PerIpCap,
+            },
+            ControlEvent::PeerEvicted {
+                peer_id: id,
+                address,
+                in_handshake: true,
+            },
+            ControlEvent::ConnectionRejectedCapacity {
+                peer_id: id,
+                address,
+            },
+        ]
+    }
+
+    /// The heap a peer can make one control event hold: its user agent, at three bytes per
+    /// wire byte (docs/SECURITY.md states the channel's bound from this).
+    const PEER_EVENT_MAX_HEAP: usize = 3 * MAX_USER_AGENT_LEN;
+
+    #[test]
+    fn every_control_event_a_peer_can_cause_is_bounded_in_bytes() {
+        let events = worst_peer_events();
+        let worst = events.iter().map(heap).max().unwrap_or(0);
+        for e in &events {
+            assert!(
+                heap(e) <= PEER_EVENT_MAX_HEAP,
+                "{} heap bytes: {e:?}",
+                heap(e)
+            );
+        }
+        // The bound is reached: a user agent of 256 invalid bytes.
+        assert_eq!(worst, PEER_EVENT_MAX_HEAP);
+        // Every other string a peer can cause is far smaller.
+        let second = events
+            .iter()
+            .map(heap)
+            .filter(|h| *h < worst)
+            .max()
+            .unwrap_or(0);
+        assert!(second <= 128, "{second}");
+        // The inline size every slot of the ring holds (allocated when the channel is made).
+        let inline = std::mem::size_of::<ControlEvent>();
+        assert!(inline <= 96, "ControlEvent is {inline} bytes inline");
+        let per_event = inline + PEER_EVENT_MAX_HEAP;
+        let default_bound = crate::p2p::config::DEFAULT_EVENT_CHANNEL_CAPACITY * per_event;
+        eprintln!(
+            "ControlEvent: {inline} bytes inline + at most {PEER_EVENT_MAX_HEAP} on the heap; \
+             {default_bound} bytes for the default {} events",
+            crate::p2p::config::DEFAULT_EVENT_CHANNEL_CAPACITY
+        );
+        // 1,000 events: under 1 MiB however the peers behave.
+        assert!(default_bound < 1024 * 1024, "{default_bound}");
     }
 }

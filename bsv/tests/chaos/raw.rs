@@ -1,11 +1,15 @@
 //! Raw-socket attackers: sockets bound to their own loopback address (127.2.x.y, so each looks
 //! like its own host to the listener's per-IP cap and bans), speaking bytes the library's
 //! connection would never send.
+//!
+//! Shared by the chaos suite (`chaos/main.rs`) and the rules suite (`chaos_rules.rs`); each uses
+//! part of it.
+#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bitcoinsv::bitcoin::{Hash, InvType, InvVect, NetAddress, TimestampedNetAddress};
+use bitcoinsv::bitcoin::{sha256d, Hash, InvType, InvVect, NetAddress, TimestampedNetAddress};
 use bitcoinsv::p2p::codec::FrameHeader;
 use bitcoinsv::p2p::{Message, MessageCodec, Network, VersionMessage};
 use bytes::BytesMut;
@@ -20,8 +24,13 @@ pub fn attacker_ip(n: u32) -> IpAddr {
 
 /// Connects from `attacker_ip(n)`.
 pub async fn connect(n: u32, to: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_from(attacker_ip(n), to).await
+}
+
+/// Connects from the loopback address `ip` (any 127.x.y.z can be bound on Linux).
+pub async fn connect_from(ip: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(attacker_ip(n), 0))?;
+    socket.bind(SocketAddr::new(ip, 0))?;
     socket.connect(to).await
 }
 
@@ -65,6 +74,34 @@ pub fn header(command: &str, length: u64, extended: bool) -> Vec<u8> {
     }
     .encode(&mut out);
     out.to_vec()
+}
+
+/// A regtest frame of `command` around `payload`, with its real checksum: for payloads the
+/// codec would never encode (an over-long var int, a truncated message).
+pub fn raw_frame(command: &str, payload: &[u8]) -> Vec<u8> {
+    let digest = sha256d(payload);
+    let mut checksum = [0u8; 4];
+    checksum.copy_from_slice(&digest.0[..4]);
+    let mut out = BytesMut::new();
+    FrameHeader {
+        magic: Network::Regtest.magic(),
+        command: command.into(),
+        length: payload.len() as u64,
+        checksum,
+        extended: false,
+    }
+    .encode(&mut out);
+    out.extend_from_slice(payload);
+    out.to_vec()
+}
+
+/// A `ping` frame whose checksum is wrong (the first four bytes of the payload's double
+/// SHA-256, plus one).
+pub fn bad_checksum_frame() -> Vec<u8> {
+    let mut f = raw_frame("ping", &[0u8; 8]);
+    // The checksum is bytes 20..24 of the header.
+    f[20] = f[20].wrapping_add(1);
+    f
 }
 
 /// An `inv` of `n` transaction hashes.

@@ -16,6 +16,9 @@
 //!   which `regtest.sh start` does not enable); without one the node never rate-limits `authch`
 //!   and ignores `revokemid`, and so does the library. Their tests ask the node
 //!   (`dumpminerids`) and assert whichever applies.
+//! * A message the node does not process before the handshake is dropped unread: one that does
+//!   not parse costs `missing-version` (no `reject`, not `Over-long size message protection`),
+//!   and an unparsable `reject` is neither answered nor charged (`PeerProtocol::premature`).
 //! * Bad checksums: the node's run starts when the connection does, and a bad checksum more than
 //!   500 ms after the previous event resets the count to zero: after a pause the 102nd costs the
 //!   first point (`ChecksumRun` counts the same way).
@@ -441,6 +444,39 @@ async fn rule_missing_version() {
     p.send_verack().await;
     p.round_trip().await;
     assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+}
+
+#[tokio::test]
+async fn rule_missing_version_for_a_message_that_does_not_parse() {
+    let node = node_or_skip!("rule_missing_version_for_a_message_that_does_not_parse");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::connect(&node).await;
+    // An `inv` whose count is an over-long var int, before our version: dropped unread at +1
+    // `missing-version`, no `reject` and no `Over-long size message protection`
+    // (`PeerProtocol::premature`).
+    let mut payload = vec![0xff];
+    payload.extend_from_slice(&0x1_0000_0000u64.to_le_bytes());
+    let frame = p.frame("inv", &payload);
+    p.send_bytes(&frame).await;
+    p.send_version(&node).await;
+    p.await_version_and_verack().await;
+    p.send_verack().await;
+    p.round_trip().await;
+    assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
+}
+
+#[tokio::test]
+async fn an_unparsable_reject_is_neither_answered_nor_charged() {
+    let node = node_or_skip!("an_unparsable_reject_is_neither_answered_nor_charged");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::handshaken(&node).await;
+    // A `reject` whose command string claims 5 bytes and has none.
+    let frame = p.frame("reject", &[0x05]);
+    p.send_bytes(&frame).await;
+    p.round_trip().await;
+    assert_not_charged(&guard, &p);
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
 }
 
 #[tokio::test]
@@ -959,4 +995,92 @@ async fn oversized_header_is_a_direct_ban() {
     assert_eq!(Misbehavior::OversizedHeader.score(), THRESHOLD);
     // No score: no Misbehaving line.
     assert_not_charged(&guard, &p);
+}
+
+/// A `version` payload that does not parse: the 80 bytes before the user agent, then a user
+/// agent whose length is the over-long var int 2^33 (or, `truncated`, 10 with 3 bytes).
+fn unparsable_version(node: &Node, truncated: bool) -> Vec<u8> {
+    let v = VersionMessage {
+        version: NODE_PROTOCOL_VERSION,
+        services: 0,
+        timestamp: unix_now() as i64,
+        receiver: NetAddress::new(node.addr, 0),
+        sender: NetAddress::UNSPECIFIED,
+        nonce: rand::random::<u64>() | 1,
+        user_agent: String::new(),
+        start_height: 0,
+        relay: true,
+        association_id: None,
+    };
+    // version, services, timestamp, two addresses, nonce: 4 + 8 + 8 + 26 + 26 + 8 bytes.
+    let mut bad = Message::Version(v).payload_bytes()[..80].to_vec();
+    if truncated {
+        bad.push(10);
+        bad.extend_from_slice(b"abc");
+    } else {
+        bad.push(0xff);
+        bad.extend_from_slice(&(1u64 << 33).to_le_bytes());
+    }
+    bad
+}
+
+#[tokio::test]
+async fn a_version_that_does_not_parse_is_refused_without_a_charge() {
+    let node = node_or_skip!("a_version_that_does_not_parse_is_refused_without_a_charge");
+    for truncated in [true, false] {
+        let guard = Guard::new(&node).await;
+        let mut p = RawPeer::connect(&node).await;
+        let frame = p.frame("version", &unparsable_version(&node, truncated));
+        p.send_bytes(&frame).await;
+        // `reject` 0x60 with the parser's complaint, then the node hangs up.
+        p.closed_by_node().await;
+        assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+        assert_eq!(
+            (p.rejects[0].message.as_str(), p.rejects[0].code),
+            ("version", RejectCode::StreamSetup)
+        );
+        // Not even `Over-long size message protection` (`PeerProtocol::unparsable_version`).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_not_charged(&guard, &p);
+    }
+}
+
+#[tokio::test]
+async fn a_later_version_that_does_not_parse_is_multiple_version() {
+    let node = node_or_skip!("a_later_version_that_does_not_parse_is_multiple_version");
+    for before_verack in [true, false] {
+        let guard = Guard::new(&node).await;
+        let mut p = RawPeer::connect(&node).await;
+        p.send_version(&node).await;
+        p.await_version_and_verack().await;
+        if !before_verack {
+            p.send_verack().await;
+        }
+        let frame = p.frame("version", &unparsable_version(&node, false));
+        p.send_bytes(&frame).await;
+        if before_verack {
+            p.send_verack().await;
+        }
+        p.round_trip().await;
+        assert_charged(&guard, &p, &[Misbehavior::MultipleVersion]).await;
+        assert_eq!(p.rejects.len(), 1, "{:?}", p.rejects);
+        assert_eq!(p.rejects[0].code, RejectCode::Duplicate);
+    }
+}
+
+#[tokio::test]
+async fn an_unparsable_authresp_before_version_is_missing_version() {
+    let node = node_or_skip!("an_unparsable_authresp_before_version_is_missing_version");
+    let guard = Guard::new(&node).await;
+    let mut p = RawPeer::connect(&node).await;
+    // The node reads `authresp` only after the peer's `version`: before it, even one that does
+    // not parse is dropped unread at +1 (`read_before_handshake` in `protocol.rs`).
+    let frame = p.frame("authresp", &[0x21]);
+    p.send_bytes(&frame).await;
+    p.send_version(&node).await;
+    p.await_version_and_verack().await;
+    p.send_verack().await;
+    p.round_trip().await;
+    assert_charged(&guard, &p, &[Misbehavior::MissingVersion]).await;
+    assert!(p.rejects.is_empty(), "{:?}", p.rejects);
 }

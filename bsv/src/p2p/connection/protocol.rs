@@ -121,6 +121,8 @@ pub(crate) struct PeerProtocol {
     handshake: Handshake,
     keepalive: Option<Keepalive>,
     peer_version: i32,
+    /// The peer's `version` has been accepted (during the handshake or after it).
+    version_seen: bool,
     score: u32,
     closed: bool,
     protoconf_seen: bool,
@@ -168,6 +170,7 @@ impl PeerProtocol {
             handshake,
             keepalive: None,
             peer_version: 0,
+            version_seen: false,
             score: 0,
             closed: false,
             protoconf_seen: false,
@@ -260,8 +263,12 @@ impl PeerProtocol {
             return Vec::new();
         }
         if self.keepalive.is_none() {
+            let is_version = matches!(msg, Message::Version(_));
             let out = self.handshake.on_message(&msg);
-            return self.apply_handshake(out, now);
+            let out = self.apply_handshake(out, now);
+            // A refused `version` closes the machine; one that stays open was taken.
+            self.version_seen |= is_version && !self.closed;
+            return out;
         }
         self.on_established_message(msg, now)
     }
@@ -292,6 +299,32 @@ impl PeerProtocol {
                     Vec::new()
                 }
             }
+            CodecError::VarIntTooLarge { command, .. }
+            | CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. }
+                if command == "version" =>
+            {
+                self.unparsable_version()
+            }
+            // The node never reads the payload of a message it drops before the handshake.
+            CodecError::VarIntTooLarge { command, .. }
+            | CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. }
+                if self.keepalive.is_none()
+                    && !read_before_handshake(command, self.version_seen) =>
+            {
+                self.premature(command, now)
+            }
+            // `ProcessRejectMessage` swallows its own parse errors ("Avoid feedback loops by
+            // preventing reject messages from triggering a new reject message"): no `reject`
+            // back, no score, at any stage.
+            CodecError::VarIntTooLarge { command, .. }
+            | CodecError::Malformed { command, .. }
+            | CodecError::NonCanonicalVarInt { command, .. }
+                if command == "reject" =>
+            {
+                Vec::new()
+            }
             CodecError::VarIntTooLarge { command, .. } => {
                 let mut out = vec![Action::Send(reject(
                     command,
@@ -306,6 +339,51 @@ impl PeerProtocol {
             // Send-side errors never come from the receive path.
             CodecError::SendOversized { .. } | CodecError::BadCommandName { .. } => Vec::new(),
         }
+    }
+
+    /// A `version` that did not parse. The node looks for a duplicate before it reads the
+    /// payload (`ProcessVersionMessage`): after the peer's first `version` any `version` is
+    /// `multiple-version`, whatever its bytes. A first `version` that does not parse gets
+    /// `reject` 0x60 with the parser's complaint and a disconnect, without a score, not even for
+    /// an over-long var int (measured on bitcoin-sv 1.2.2,
+    /// `a_version_that_does_not_parse_is_refused_without_a_charge` in
+    /// `bsv/tests/real_node/rules.rs`).
+    fn unparsable_version(&mut self) -> Vec<Action> {
+        if self.version_seen || self.keepalive.is_some() {
+            return self.duplicate_version();
+        }
+        let mut out = vec![Action::Send(reject(
+            "version",
+            RejectCode::StreamSetup,
+            "Badly formatted version message",
+        ))];
+        out.extend(self.violation(ProtocolViolation::MalformedVersion));
+        out
+    }
+
+    /// A second `version`: `reject` 0x12 and +1 (`ProcessVersionMessage`).
+    fn duplicate_version(&mut self) -> Vec<Action> {
+        let mut out = vec![Action::Send(reject(
+            "version",
+            RejectCode::Duplicate,
+            "Duplicate version message",
+        ))];
+        out.extend(self.misbehave(Misbehavior::MultipleVersion));
+        out
+    }
+
+    /// A message that did not parse, from a peer whose handshake is not complete, of a
+    /// command the node does not process at that stage: `ProcessMessage` drops it at +1
+    /// (`missing-version` before the peer's `version`, `missing-verack` after it) before its
+    /// payload is read, so there is no `reject` and no `Over-long size message protection`.
+    /// The handshake judges it as any other early message.
+    fn premature(&mut self, command: &str, now: Instant) -> Vec<Action> {
+        let early = Message::Unknown {
+            command: command.to_string(),
+            payload: bytes::Bytes::new(),
+        };
+        let out = self.handshake.on_message(&early);
+        self.apply_handshake(out, now)
     }
 
     /// The application found that a `headers` announcement from this peer does not connect to
@@ -457,15 +535,7 @@ impl PeerProtocol {
     fn on_established_message(&mut self, msg: Message, now: Instant) -> Vec<Action> {
         let deliver = |m| vec![Action::Deliver(m)];
         match msg {
-            Message::Version(_) => {
-                let mut out = vec![Action::Send(reject(
-                    "version",
-                    RejectCode::Duplicate,
-                    "Duplicate version message",
-                ))];
-                out.extend(self.misbehave(Misbehavior::MultipleVersion));
-                out
-            }
+            Message::Version(_) => self.duplicate_version(),
             Message::Verack => Vec::new(),
             Message::Ping(nonce) => {
                 if self.peer_version > BIP0031_VERSION {
@@ -583,6 +653,18 @@ impl PeerProtocol {
             }
             other => deliver(other),
         }
+    }
+}
+
+/// Whether the node may read a message of `command` before the handshake completes
+/// (`ProcessMessage`, docs/PROTOCOL.md §2.8): `version`, `verack`, `reject` and the stream
+/// setup at any time, `authch`/`authresp` once the peer's `version` is in (`version_seen`).
+/// Anything else is dropped unread.
+fn read_before_handshake(command: &str, version_seen: bool) -> bool {
+    match command {
+        "version" | "verack" | "reject" | "createstrm" | "streamack" => true,
+        "authch" | "authresp" => version_seen,
+        _ => false,
     }
 }
 

@@ -221,6 +221,103 @@ fn missing_version_costs_one_point_each_and_bans_at_one_hundred() {
     assert!(p.on_message(Message::GetAddr, t0).is_empty(), "closed");
 }
 
+fn malformed(command: &str) -> CodecError {
+    CodecError::Malformed {
+        command: command.into(),
+        offset: 0,
+        source: crate::bitcoin::DecodeError::UnexpectedEnd {
+            offset: 0,
+            needed: 1,
+        },
+    }
+}
+
+fn over_long(command: &str) -> CodecError {
+    CodecError::VarIntTooLarge {
+        command: command.into(),
+        offset: 0,
+        value: 1 << 33,
+    }
+}
+
+#[test]
+fn an_unparsable_message_before_the_handshake_is_missing_version_or_verack_without_a_reject() {
+    let t0 = Instant::now();
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    // Before the peer's `version` the node drops an `inv` unread: +1, no `reject`, and an
+    // over-long var int inside it is never seen.
+    let out = p.on_codec_error(&malformed("inv"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 1)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    let out = p.on_codec_error(&over_long("inv"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 2)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    // `authresp` too, before the peer's `version`.
+    let out = p.on_codec_error(&malformed("authresp"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVersion, 3)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    // After the peer's `version`, before its `verack`: missing-verack; `authresp` is read now,
+    // so an unparsable one gets its `reject`.
+    p.on_message(Message::Version(version(70016)), t0);
+    let out = p.on_codec_error(&malformed("headers"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MissingVerack, 4)]);
+    assert!(sent(&out).is_empty(), "{out:?}");
+    let out = p.on_codec_error(&malformed("authresp"), t0);
+    assert!(offences(&out).is_empty());
+    assert!(sent(&out).contains(&"reject"), "{out:?}");
+}
+
+#[test]
+fn a_first_version_that_does_not_parse_is_refused_without_a_score() {
+    let t0 = Instant::now();
+    for e in [malformed("version"), over_long("version")] {
+        let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+        let out = p.on_codec_error(&e, t0);
+        match out.as_slice() {
+            [Action::Send(Message::Reject(r)), Action::Disconnect(d)] => {
+                assert_eq!(
+                    (r.message.as_str(), r.code),
+                    ("version", RejectCode::StreamSetup)
+                );
+                assert_eq!(d, &Reason::Protocol(ProtocolViolation::MalformedVersion));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(offences(&out).is_empty(), "no score, not even over-long");
+        assert!(banned(&out).is_none());
+    }
+}
+
+#[test]
+fn a_later_version_that_does_not_parse_is_a_duplicate() {
+    let t0 = Instant::now();
+    // Between the peer's `version` and its `verack`, and after the handshake: the node sees a
+    // second `version` before it reads a byte of it.
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    p.on_message(Message::Version(version(70016)), t0);
+    let out = p.on_codec_error(&over_long("version"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MultipleVersion, 1)]);
+    assert_eq!(sent(&out), ["reject"]);
+    let mut p = established(70016, t0);
+    let out = p.on_codec_error(&malformed("version"), t0);
+    assert_eq!(offences(&out), [(Misbehavior::MultipleVersion, 1)]);
+    match out.first() {
+        Some(Action::Send(Message::Reject(r))) => assert_eq!(r.code, RejectCode::Duplicate),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unparsable_reject_is_never_answered_nor_scored() {
+    let t0 = Instant::now();
+    let mut p = PeerProtocol::new(settings(HandshakeFlow::Inbound), t0);
+    assert!(p.on_codec_error(&malformed("reject"), t0).is_empty());
+    let mut p = established(70016, t0);
+    assert!(p.on_codec_error(&malformed("reject"), t0).is_empty());
+    assert!(p.on_codec_error(&over_long("reject"), t0).is_empty());
+    assert_eq!(p.score(), 0);
+}
+
 #[test]
 fn missing_verack_costs_one_point() {
     let t0 = Instant::now();

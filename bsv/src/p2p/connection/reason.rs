@@ -118,4 +118,8 @@ pub enum ProtocolViolation {
     /// `filterload`/`filteradd` from a peer below 70011 when we do not offer `NODE_BLOOM`.
     #[error("bloom filter message without NODE_BLOOM")]
     BloomWithoutService,
+    /// A first `version` that does not parse (`ProcessVersionMessage`: `reject` 0x60 and a
+    /// disconnect, no score).
+    #[error("a version message that does not parse")]
+    MalformedVersion,
 }
