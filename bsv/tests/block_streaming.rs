@@ -683,3 +683,50 @@ async fn a_lone_peer_client_streams_a_block_above_the_threshold_instead_of_buffe
     client.close().await;
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_above_max_whole_tx_is_our_limit_not_the_peer_s_fault_and_txids_mode_reads_the_block(
+) {
+    let _serial = SERIAL.lock().await;
+    let net = SimNet::start(SimNetConfig::default().nodes(1).blocks(1))
+        .await
+        .unwrap();
+    let info = net
+        .add_synthetic_block(SyntheticSpec::new(4 * MIB).tx_size(4000).seed(12))
+        .await
+        .unwrap();
+    let mut c = config();
+    c.block_streaming.threshold = MIB;
+    c.block_streaming.max_whole_tx = 1024;
+    let m = manager_on(&net, c).await;
+    let mut stream = m
+        .get_block_stream(info.hash, BlockStreamMode::Transactions)
+        .await
+        .unwrap();
+    let failure = loop {
+        if let Err(e) = stream.next().await.expect("a failure") {
+            break e;
+        }
+    };
+    assert!(
+        matches!(
+            failure,
+            BlockStreamFailure::TransactionTooLarge { limit: 1024, size, .. } if size > 1024
+        ),
+        "{failure:?}"
+    );
+    assert_eq!(m.connected_peers()[0].misbehavior_score, 0);
+    let mut ids = m
+        .get_block_stream(info.hash, BlockStreamMode::TxIds)
+        .await
+        .unwrap();
+    let mut n = 0;
+    while let Some(part) = ids.next().await {
+        part.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, info.tx_count);
+    assert!(ids.verified().is_some());
+    m.shutdown().await.unwrap();
+    net.shutdown().await;
+}

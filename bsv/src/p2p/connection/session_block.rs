@@ -19,8 +19,8 @@ use super::session::{apply, Session};
 use super::stall::StallGuard;
 use crate::bitcoin::{BlockHeader, Decode, Hash};
 use crate::p2p::codec::{
-    BlockEvent, BlockStreamConfig, BlockStreamDecoder, ChecksumStatus, CodecError, FrameHeader,
-    FrameReader, TxMode,
+    BlockEvent, BlockStreamConfig, BlockStreamDecoder, BlockStreamError, ChecksumStatus,
+    CodecError, FrameHeader, FrameReader, TxMode,
 };
 use crate::p2p::connection::DisconnectReason;
 use crate::p2p::limits::{MAX_TX_SIZE, STREAM_CHUNK};
@@ -299,7 +299,19 @@ async fn pump_inner(
             debug!(error = %e, "streamed block is malformed");
             ib.failed = true;
             ib.checksum = None;
-            let failure = BlockStreamFailure::Malformed(e.clone());
+            let failure = match e {
+                BlockStreamError::TxExceedsWindow {
+                    index,
+                    size,
+                    window,
+                    ..
+                } => BlockStreamFailure::TransactionTooLarge {
+                    index,
+                    size,
+                    limit: window,
+                },
+                ref e => BlockStreamFailure::Malformed(e.clone()),
+            };
             if let Some((tx, _)) = ib.to.take() {
                 tx.finish(Queued::Failed(failure.clone()));
             }

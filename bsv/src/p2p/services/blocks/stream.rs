@@ -147,6 +147,19 @@ pub enum BlockStreamFailure {
     /// The payload does not parse as a block (the peer is judged as for a buffered block).
     #[error("malformed block: {0}")]
     Malformed(BlockStreamError),
+    /// In [`BlockStreamMode::Transactions`], a transaction is larger than
+    /// `block_streaming.max_whole_tx`: our own limit, not the peer's fault (the block may well be
+    /// valid, and the peer pays nothing). Read such a block in [`BlockStreamMode::TxIds`] or
+    /// [`BlockStreamMode::Raw`], which keep no transaction whole.
+    #[error("transaction {index} is at least {size} bytes, above max_whole_tx ({limit}): read this block in TxIds or Raw mode")]
+    TransactionTooLarge {
+        /// Its position in the block.
+        index: u64,
+        /// Its size as far as known when it passed the limit (a lower bound).
+        size: u64,
+        /// `block_streaming.max_whole_tx`.
+        limit: u64,
+    },
     /// The transactions do not hash to the header's merkle root (`bad-txnmrklroot`, +100).
     #[error("merkle root mismatch: header has {expected}, transactions hash to {computed}")]
     MerkleMismatch {
