@@ -42,6 +42,23 @@ fn rss() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: `uordblks` in
+/// the arenas plus `hblkhd` in separate mappings): what the process really holds on the heap,
+/// as against the resident set, which also counts freed memory the allocator keeps. Sampled
+/// beside the resident set so that a creep of the latter can be told apart from a leak.
+fn heap_in_use() -> u64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallinfo2` only reads the allocator's counters.
+        let m = unsafe { libc::mallinfo2() };
+        (m.uordblks + m.hblkhd) as u64
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        0
+    }
+}
+
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
@@ -148,9 +165,10 @@ async fn churn_with_faults_does_not_grow_memory_or_descriptors() {
         if Instant::now() >= next_sample {
             let sample = (rss() as f64, fds() as f64);
             eprintln!(
-                "soak t={:>5}s rss {:.1} MiB fds {} connections {}",
+                "soak t={:>5}s rss {:.1} MiB heap in use {:.1} MiB fds {} connections {}",
                 start.elapsed().as_secs(),
                 sample.0 / (1024.0 * 1024.0),
+                heap_in_use() as f64 / (1024.0 * 1024.0),
                 sample.1,
                 manager.connection_count()
             );
