@@ -13,7 +13,7 @@ mod error;
 mod framed;
 mod header;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub use block_stream::{
     BlockEnd, BlockEvent, BlockStreamConfig, BlockStreamDecoder, BlockStreamError, ChecksumStatus,
@@ -341,7 +341,7 @@ impl MessageCodec {
     ) -> Result<Option<Decoded>, CodecError> {
         if let Some((remaining, _)) = &mut self.skip {
             let n = (*remaining).min(buf.len() as u64) as usize;
-            let _ = buf.split_to(n);
+            buf.advance(n);
             *remaining -= n as u64;
             if *remaining > 0 {
                 return Ok(None);
@@ -371,7 +371,7 @@ impl MessageCodec {
                         limit,
                     });
                 }
-                let _ = buf.split_to(header.wire_len());
+                buf.advance(header.wire_len());
                 header
             }
         };
@@ -450,7 +450,7 @@ impl MessageCodec {
                 limit: self.recv.max_payload,
             });
         }
-        let _ = buf.split_to(HEADER_LEN);
+        buf.advance(HEADER_LEN);
         self.skip = Some((length, raw));
         self.decode_inner(buf, allow_stream)
     }

@@ -11,6 +11,7 @@ mod bloom;
 mod compact;
 mod double_spend;
 mod enriched;
+mod lists;
 mod protoconf;
 mod reject;
 mod streams;
@@ -20,9 +21,9 @@ use bytes::{BufMut, Bytes};
 use serde::Serialize;
 
 use crate::bitcoin::{
-    list_len, write_list, write_var_int, Block, BlockHeader, BlockLocator, Decode, DecodeError,
-    Encode, InvVect, Reader, TimestampedNetAddress, Transaction, VarInt, HEADER_SIZE,
-    INV_VECT_SIZE, TIMESTAMPED_NET_ADDRESS_SIZE,
+    list_len, write_list, Block, BlockHeader, BlockLocator, Decode, DecodeError, Encode, InvVect,
+    Reader, TimestampedNetAddress, Transaction, VarInt, HEADER_SIZE, INV_VECT_SIZE,
+    TIMESTAMPED_NET_ADDRESS_SIZE,
 };
 
 pub use auth::{AuthChallenge, AuthResponse};
@@ -277,22 +278,12 @@ impl Message {
             PONG => Message::Pong(exact_u64(r)?),
             ADDR => Message::Addr(exact_list(r, TIMESTAMPED_NET_ADDRESS_SIZE)?),
             GETADDR => Message::GetAddr,
-            INV => Message::Inv(exact_list(r, INV_VECT_SIZE)?),
-            GETDATA => Message::GetData(exact_list(r, INV_VECT_SIZE)?),
-            NOTFOUND => Message::NotFound(exact_list(r, INV_VECT_SIZE)?),
+            INV => Message::Inv(lists::read_inv_list(r)?),
+            GETDATA => Message::GetData(lists::read_inv_list(r)?),
+            NOTFOUND => Message::NotFound(lists::read_inv_list(r)?),
             GETBLOCKS => Message::GetBlocks(exact(r)?),
             GETHEADERS => Message::GetHeaders(exact(r)?),
-            HEADERS => {
-                let n = r.read_count(HEADER_SIZE + 1)?;
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
-                    v.push(r.read()?);
-                    // The tx count after each header is read and ignored (always 0 from the node).
-                    r.read_var_int()?;
-                }
-                r.finish()?;
-                Message::Headers(v)
-            }
+            HEADERS => Message::Headers(lists::read_headers(r)?),
             BLOCK => Message::Block(exact(r)?),
             TX => Message::Tx(exact(r)?),
             REJECT => Message::Reject(r.read()?),
@@ -348,15 +339,11 @@ impl Message {
             | Message::Mempool(None) => {}
             Message::Ping(n) | Message::Pong(n) => out.put_u64_le(*n),
             Message::Addr(a) => write_list(out, a),
-            Message::Inv(v) | Message::GetData(v) | Message::NotFound(v) => write_list(out, v),
-            Message::GetBlocks(l) | Message::GetHeaders(l) | Message::GetHdrsEn(l) => l.encode(out),
-            Message::Headers(h) => {
-                write_var_int(out, h.len() as u64);
-                for hdr in h {
-                    hdr.encode(out);
-                    out.put_u8(0);
-                }
+            Message::Inv(v) | Message::GetData(v) | Message::NotFound(v) => {
+                lists::write_inv_list(out, v)
             }
+            Message::GetBlocks(l) | Message::GetHeaders(l) | Message::GetHdrsEn(l) => l.encode(out),
+            Message::Headers(h) => lists::write_headers(out, h),
             Message::Block(b) => b.encode(out),
             Message::Tx(t) => t.encode(out),
             Message::Reject(r) => r.encode(out),
@@ -398,7 +385,9 @@ impl Message {
             | Message::FeeFilter(_)
             | Message::Mempool(Some(_)) => 8,
             Message::Addr(a) => list_len(a),
-            Message::Inv(v) | Message::GetData(v) | Message::NotFound(v) => list_len(v),
+            Message::Inv(v) | Message::GetData(v) | Message::NotFound(v) => {
+                VarInt::size(v.len() as u64) + v.len() * INV_VECT_SIZE
+            }
             Message::GetBlocks(l) | Message::GetHeaders(l) | Message::GetHdrsEn(l) => {
                 l.encoded_len()
             }
