@@ -30,7 +30,7 @@ use super::{
 use crate::bitcoin::NetAddress;
 use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
-use crate::p2p::limits::{DELIVERY_BURST, PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
+use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
 use crate::p2p::metrics::Tally;
 use crate::p2p::peer::{unix_now, BanReason};
@@ -104,10 +104,6 @@ pub(super) struct Session {
     tally: Tally,
     /// The block being streamed in, if any (docs/GUIDE.md, "Blocks of any size").
     pub(super) inbound: Option<InboundBlock>,
-    /// Messages decoded from the last read, delivered together once it is drained (at most
-    /// [`DELIVERY_BURST`]): a subscriber woken by the first finds the rest queued, instead of
-    /// being woken (a thread unparked) for every one (docs/BENCHMARKS.md, "Small messages").
-    pending: Vec<Message>,
 }
 
 impl Session {
@@ -194,7 +190,6 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         noise: Noise::default(),
         tally: Tally::new(),
         inbound: None,
-        pending: Vec::new(),
     };
     let handshake = tracing::info_span!("handshake", flow = ?flow);
     let end = session_loop(actor, &mut rd, &mut s, handshake).await;
@@ -234,15 +229,10 @@ async fn session_loop(
             handshake = None;
         }
         let next = step(actor, rd, s);
-        let mut r = match &handshake {
+        let r = match &handshake {
             Some(h) => next.instrument(h.clone()).await,
             None => next.await,
         };
-        // What the step decoded is delivered before anything else happens, even when the
-        // session ends (the messages a peer sent before it broke a rule are still its).
-        if flush_deliveries(actor, s).await.is_err() && r.is_none() {
-            r = Some(s.end(DisconnectReason::Requested));
-        }
         if let Some(end) = r {
             if let (Some(h), false) = (&handshake, end.connected) {
                 h.in_scope(|| debug!(error = %end.reason, "handshake failed"));
@@ -341,11 +331,6 @@ async fn drain_frames(
                 if s.tally.record(true, &header.command, size) {
                     actor.ctx.metrics.flush(&mut s.tally);
                 }
-                // Before the block's stream may wait for its reader: an application reading
-                // the messages that came first must have them.
-                if flush_deliveries(actor, s).await.is_err() {
-                    return Some(s.end(DisconnectReason::Requested));
-                }
                 s.inbound = Some(InboundBlock::new(actor, header));
                 continue;
             }
@@ -390,23 +375,7 @@ async fn drain_frames(
         if let Some(end) = apply(actor, s, actions).await {
             return Some(end);
         }
-        if s.pending.len() >= DELIVERY_BURST && flush_deliveries(actor, s).await.is_err() {
-            return Some(s.end(DisconnectReason::Requested));
-        }
     }
-}
-
-/// Delivers the messages decoded so far, in order. The list is handed over and a new one
-/// starts empty, so an idle connection keeps no capacity from its busiest read. Fails when the
-/// connection is cancelled meanwhile.
-async fn flush_deliveries(actor: &Actor, s: &mut Session) -> Result<(), ()> {
-    if s.pending.is_empty() {
-        return Ok(());
-    }
-    for m in std::mem::take(&mut s.pending) {
-        deliver(actor, m).await?;
-    }
-    Ok(())
 }
 
 /// Performs the protocol's actions in order; returns the end of the session if one of them
@@ -423,8 +392,11 @@ pub(super) async fn apply(
                     return Some(end);
                 }
             }
-            // Delivered once the read is drained (`flush_deliveries`).
-            Action::Deliver(m) => s.pending.push(m),
+            Action::Deliver(m) => {
+                if deliver(actor, m).await.is_err() {
+                    return Some(s.end(DisconnectReason::Requested));
+                }
+            }
             Action::Established(v) => established(actor, s, &v).await,
             Action::Misbehaving { offence, score } => {
                 trace!(score, reason = %offence, "peer misbehaved");
