@@ -184,17 +184,17 @@ async fn round(addresses: &[SocketAddr]) -> (u64, u64, Duration) {
         .expect("every connection established");
     let took = t0.elapsed();
     assert_eq!(n, addresses.len());
-    // The handshakes' aftermath (the first ping and pong, `sendheaders`, `protoconf`): wait
-    // until the resident size holds still.
-    let mut last = rss_kib();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = rss_kib();
-        if now.abs_diff(last) * 200 < now {
-            break;
+    // The handshakes' aftermath: every connection's first ping has had its pong (the last
+    // exchange an idle connection makes). The snapshots this takes are freed before the
+    // reading, and the allocator trimmed, as before `start()`.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !manager.connected_peers().iter().all(|p| p.rtt.is_some()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        last = now;
-    }
+    })
+    .await
+    .expect("every connection's first ping answered");
+    trim_heap();
     let after = rss_kib();
     manager.shutdown().await.expect("shutdown");
     (before, after, took)
