@@ -445,18 +445,34 @@ pub(super) async fn apply(
 /// Hands a message to the lossless subscribers (waiting for room: reading pauses and TCP pushes
 /// back) and to the broadcast channel. Fails when the connection is cancelled meanwhile.
 async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
-    if let Some(services) = &actor.ctx.services {
-        if crate::p2p::services::wants(&message) {
-            let input = ServiceInput::Message {
-                peer_id: actor.peer.id,
-                message: message.clone(),
+    let ctx = &actor.ctx;
+    // With no subscriber to hand it to afterwards, the services take the message itself rather
+    // than a deep copy (an `addr` is a 40 KB `Vec`; 10,000 peers answering `getaddr` at once
+    // held two each while the hub caught up; docs/BENCHMARKS.md, "10,000 connections").
+    let others = !ctx.sinks.is_empty() || ctx.message_tx.receiver_count() > 0;
+    let mut message = Some(message);
+    if let Some(services) = &ctx.services {
+        if message.as_ref().is_some_and(crate::p2p::services::wants) {
+            let for_services = if others {
+                message.clone()
+            } else {
+                message.take()
             };
-            tokio::select! {
-                r = services.send(input) => { let _ = r; }
-                _ = actor.shared.cancel.cancelled() => return Err(()),
+            if let Some(m) = for_services {
+                let input = ServiceInput::Message {
+                    peer_id: actor.peer.id,
+                    message: m,
+                };
+                tokio::select! {
+                    r = services.send(input) => { let _ = r; }
+                    _ = actor.shared.cancel.cancelled() => return Err(()),
+                }
             }
         }
     }
+    let Some(message) = message else {
+        return Ok(());
+    };
     let event = BitcoinMessageEvent {
         peer_id: actor.peer.id,
         message,
@@ -467,7 +483,6 @@ async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
             _ = actor.shared.cancel.cancelled() => return Err(()),
         }
     }
-    let ctx = &actor.ctx;
     ctx.metrics
         .send_counted(&ctx.message_tx, ctx.event_capacity, "messages", event);
     Ok(())
