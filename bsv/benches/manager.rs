@@ -10,19 +10,122 @@
 //!    peers all sending `inv`s: (a) 50 simnet nodes in `FloodInv` mode (1,000-entry `inv`s,
 //!    36 kB each), (b) 50 scripted peers writing one-entry `inv`s (61 bytes) as fast as they
 //!    can;
-//! 4. memory of a manager holding 1,000 connections (RSS before `start()` and once 1,000 are
-//!    established; run first, while the allocator holds nothing from the other measurements).
+//! 4. memory of a manager holding 1,000 connections, and 10,000 (issue 12), measured three
+//!    ways in one run: RSS before `start()` and once all are established (after a warm-up
+//!    round, so that the allocator's arenas are primed), the heap bytes live (counted by this
+//!    binary's allocator) with the sizes of the allocations each connection added, and a raw
+//!    baseline, the limit: as many bare tokio `TcpStream`s to the same nodes, each held by a
+//!    task waiting for it to become readable. Run first, while the allocator holds nothing
+//!    from the other measurements.
 //!
-//! Simnet nodes run in a child process (this binary re-executed) so that their memory and
-//! work are not ours. Run with:
+//! Simnet nodes run in child processes (this binary re-executed; several for 10,000 nodes, as
+//! each node needs two descriptors) so that their memory and work are not ours. The soft
+//! open-file limit is raised to the hard one at start. Run with:
 //!
 //! ```text
-//! ulimit -n 20000; cargo bench -p bitcoinsv --bench manager [-- cold|flood|lossless|memory]
+//! ulimit -n 20000; cargo bench -p bitcoinsv --bench manager [-- cold|flood|lossless|memory|scale]
 //! ```
 //!
 //! Results are printed as Markdown table rows for `docs/BENCHMARKS.md`.
 
 mod support;
+
+/// A global allocator that counts live heap bytes and live allocations by size, so that the
+/// memory benchmark can say what each connection allocates (RSS alone cannot).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    /// Allocation sizes are counted exactly (in steps of [`STEP`] bytes) up to this size.
+    const TRACKED: usize = 128 * 1024;
+    const STEP: usize = 8;
+    const BUCKETS: usize = TRACKED / STEP + 1;
+
+    static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+    static BY_SIZE: [AtomicIsize; BUCKETS] = [const { AtomicIsize::new(0) }; BUCKETS];
+
+    /// The counting allocator (the system's underneath).
+    pub struct Counting;
+
+    fn bucket(size: usize) -> usize {
+        (size.div_ceil(STEP)).min(BUCKETS - 1)
+    }
+
+    fn add(size: usize, n: isize) {
+        LIVE_BYTES.fetch_add(n * size as isize, Ordering::Relaxed);
+        BY_SIZE[bucket(size)].fetch_add(n, Ordering::Relaxed);
+    }
+
+    // SAFETY: every call is forwarded unchanged to `System`; the counting has no effect on it.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                add(layout.size(), 1);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                add(layout.size(), 1);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) };
+            add(layout.size(), -1);
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                add(layout.size(), -1);
+                add(new_size, 1);
+            }
+            p
+        }
+    }
+
+    /// Live heap bytes and live allocations by size bucket at one moment.
+    pub struct Snapshot {
+        bytes: isize,
+        by_size: Vec<isize>,
+    }
+
+    /// Takes a snapshot.
+    pub fn snapshot() -> Snapshot {
+        Snapshot {
+            bytes: LIVE_BYTES.load(Ordering::Relaxed),
+            by_size: BY_SIZE.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+        }
+    }
+
+    impl Snapshot {
+        /// Heap bytes live now that were not at `before`.
+        pub fn bytes_since(&self, before: &Snapshot) -> isize {
+            self.bytes - before.bytes
+        }
+
+        /// The allocation sizes that grew by at least `min_count` since `before`, largest share
+        /// first: (size in bytes, rounded up to 8; the largest bucket is "128 KiB or more";
+        /// allocations added).
+        pub fn grown_since(&self, before: &Snapshot, min_count: isize) -> Vec<(usize, isize)> {
+            let mut v: Vec<(usize, isize)> = self
+                .by_size
+                .iter()
+                .zip(&before.by_size)
+                .enumerate()
+                .map(|(i, (a, b))| (i * STEP, a - b))
+                .filter(|(_, n)| *n >= min_count)
+                .collect();
+            v.sort_by_key(|(size, n)| std::cmp::Reverse(*size as isize * n));
+            v
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +139,7 @@ use bitcoinsv::p2p::{
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::timeout;
 
-use support::{ChildSpec, ScriptedPeer, SimnetProcess, Summary};
+use support::{ChildSpec, ScriptedPeer, SimnetFleet, SimnetProcess, Summary};
 
 /// A regtest manager configuration (no DNS seeds), otherwise the defaults.
 fn config(target: usize, max: usize) -> ManagerConfig {
@@ -245,36 +348,152 @@ async fn lossless_scripted(peers: usize, per_peer: usize) -> String {
     )
 }
 
-/// Benchmark 4.
-async fn manager_memory(connections: usize) -> String {
-    let t = Instant::now();
-    let net = SimnetProcess::start(&ChildSpec {
-        nodes: connections,
-        blocks: 1,
-        ..ChildSpec::default()
-    });
-    eprintln!(
-        "  simnet child with {connections} nodes ready in {:?}",
-        t.elapsed()
-    );
+/// Simnet nodes per child process: two descriptors each (listener and connection) stays well
+/// under the usual 20,000 limit.
+const NODES_PER_CHILD: usize = 2_500;
+
+/// One round of benchmark 4: a manager reaching `connections` against `net`; returns the time
+/// to establish them, the time until the heap held still, and the RSS (KiB) and the heap
+/// snapshots before `start()` and once settled.
+async fn manager_round(
+    net: &SimnetFleet,
+    connections: usize,
+) -> (Duration, Duration, u64, u64, heap::Snapshot, heap::Snapshot) {
     let store = store_with(&net.addresses).await;
-    let manager = Manager::new(config(connections, connections), store);
+    let mut c = config(connections, connections);
+    // Idle connections: no `getaddr`, whose replies (1,000 addresses from every node) would be
+    // measured instead, still queued for the services' hub (see docs/BENCHMARKS.md).
+    c.addresses.learn = false;
+    let manager = Manager::new(c, store);
+    support::trim_heap();
     let before = support::rss_kib();
+    let heap_before = heap::snapshot();
     let t0 = Instant::now();
     manager.start().await.expect("start");
     manager
-        .wait_for_connections(connections, Duration::from_secs(120))
+        .wait_for_connections(connections, Duration::from_secs(300))
         .await
         .expect("connections");
     let up = t0.elapsed();
+    // Let the handshakes' aftermath settle (the first ping, `getaddr` and the `addr`s it brings,
+    // the supervisor's store writes): until the live heap holds still for half a second.
+    let mut last = heap::snapshot().bytes_since(&heap_before);
+    let mut still = 0;
+    while still < 2 && t0.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = heap::snapshot().bytes_since(&heap_before);
+        if (now - last).unsigned_abs() * 500 < now.unsigned_abs() {
+            still += 1;
+        } else {
+            still = 0;
+        }
+        last = now;
+    }
+    let settled = t0.elapsed();
     let after = support::rss_kib();
+    let heap_after = heap::snapshot();
     manager.shutdown().await.expect("shutdown");
+    drop(manager);
+    (up, settled, before, after, heap_before, heap_after)
+}
+
+/// The limit of benchmark 4: bare tokio sockets to the same nodes, each held by a task that
+/// waits for it to become readable (what any tokio program holding an idle connection needs at
+/// least); returns RSS KiB per socket and heap bytes per socket.
+async fn raw_sockets(addrs: &[SocketAddr]) -> (f64, f64) {
+    support::trim_heap();
+    let before = support::rss_kib();
+    let heap_before = heap::snapshot();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut tasks = Vec::with_capacity(addrs.len());
+    for chunk in addrs.chunks(500) {
+        let dials = chunk.iter().map(|a| tokio::net::TcpStream::connect(*a));
+        for s in futures::future::join_all(dials).await {
+            let s = s.expect("raw connect");
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        r = s.readable() => {
+                            if r.is_err() { break; }
+                            match s.try_read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(_) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = support::rss_kib();
+    let heap_bytes = heap::snapshot().bytes_since(&heap_before);
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = addrs.len() as f64;
+    (
+        after.saturating_sub(before) as f64 / n,
+        heap_bytes as f64 / n,
+    )
+}
+
+/// Benchmark 4: memory of a manager holding `connections` idle outbound connections.
+async fn manager_memory(connections: usize) -> String {
+    let t = Instant::now();
+    let net = SimnetFleet::start(
+        &ChildSpec {
+            nodes: connections,
+            blocks: 1,
+            ..ChildSpec::default()
+        },
+        NODES_PER_CHILD,
+    );
+    eprintln!(
+        "  {} simnet children with {connections} nodes ready in {:?}",
+        net.children.len(),
+        t.elapsed()
+    );
+    let kernel_before = support::tcp_kernel_kib();
+    let (raw_rss, raw_heap) = raw_sockets(&net.addresses).await;
+    let kernel_raw = support::tcp_kernel_kib().saturating_sub(kernel_before);
+    // A warm-up round, so that the allocator's arenas and tokio's worker state are primed as
+    // they are in a process that has run for a while.
+    let (warm_up, ..) = manager_round(&net, connections).await;
+    eprintln!("  warm-up round: all up in {warm_up:?}");
+    let (up, settled, before, after, heap_before, heap_after) =
+        manager_round(&net, connections).await;
     drop(net);
+    let n = connections as f64;
+    let per = after.saturating_sub(before) as f64 / n;
+    let heap_per = heap_after.bytes_since(&heap_before) as f64 / n;
+    eprintln!(
+        "  allocations added per connection (size: count per connection, bytes per connection):"
+    );
+    for (size, count) in heap_after.grown_since(&heap_before, (connections / 2) as isize) {
+        eprintln!(
+            "    {size:>6} B: {:.2} per connection, {:.0} B per connection",
+            count as f64 / n,
+            (size as isize * count) as f64 / n
+        );
+    }
     format!(
-        "| manager holding {connections} outbound connections (target = max = {connections}) | all up {:.2} s after `start()`; RSS {before} KiB → {after} KiB | **{:.1} MiB in all, {:.1} KiB per connection** |",
+        "| manager holding {connections} outbound connections (target = max = {connections}; {} simnet children) | all up {:.2} s after `start()` (warm-up round {:.2} s), settled at {:.2} s; RSS {before} KiB → {after} KiB | **{:.1} MiB in all, {per:.1} KiB per connection** ({:.2} of the 16 KiB goal); heap live {:.1} KiB per connection; raw tokio socket + waiting task (the limit): {raw_rss:.1} KiB RSS, {:.2} KiB heap per socket; kernel TCP buffers {:.1} KiB per raw socket pair (not in RSS) |",
+        connections.div_ceil(NODES_PER_CHILD),
         up.as_secs_f64(),
+        warm_up.as_secs_f64(),
+        settled.as_secs_f64(),
         after.saturating_sub(before) as f64 / 1024.0,
-        after.saturating_sub(before) as f64 / connections as f64
+        per / 16.0,
+        heap_per / 1024.0,
+        raw_heap / 1024.0,
+        kernel_raw as f64 / n,
     )
 }
 
@@ -284,6 +503,8 @@ fn main() {
         support::child_main(&args[1..]);
         return;
     }
+    let fds = support::raise_fd_limit();
+    eprintln!("  open-file limit: {fds}");
     support::check_fd_limit();
     let filter: Option<String> = args.iter().find(|a| !a.starts_with("--")).cloned();
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
@@ -294,6 +515,9 @@ fn main() {
         // Memory first, while the allocator holds nothing from the other runs.
         if wanted("memory") {
             println!("{}", manager_memory(1_000).await);
+        }
+        if wanted("memory") || wanted("scale") {
+            println!("{}", manager_memory(10_000).await);
         }
         if wanted("cold") {
             println!("{}", cold_start(20).await);

@@ -41,6 +41,61 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Raises the soft open-file limit to the hard one (a 10,000-connection run needs a descriptor
+/// per socket on both sides); returns the soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Gives the allocator's free pages back to the system (glibc's `malloc_trim`), so that an RSS
+/// reading taken next starts from what is really in use rather than from what an earlier
+/// measurement left cached.
+pub fn trim_heap() {
+    // SAFETY: `malloc_trim` only walks the allocator's own free lists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The kernel's memory for TCP socket buffers, system-wide, in KiB (`mem` of the `TCP:` line of
+/// `/proc/net/sockstat`, in pages). Not part of any process's RSS.
+pub fn tcp_kernel_kib() -> u64 {
+    std::fs::read_to_string("/proc/net/sockstat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("TCP:"))?.to_string();
+            let mut it = line.split_whitespace();
+            while let Some(w) = it.next() {
+                if w == "mem" {
+                    return it.next().and_then(|n| n.parse::<u64>().ok());
+                }
+            }
+            None
+        })
+        .map(|pages| pages * 4)
+        .unwrap_or(0)
+}
+
 /// Warns when the open-file limit is too low for 1,000 connections (run `ulimit -n 20000`).
 pub fn check_fd_limit() {
     if let Ok(s) = std::fs::read_to_string("/proc/self/limits") {
@@ -114,9 +169,49 @@ pub struct ChildSpec {
     pub flood_inv: bool,
 }
 
+/// Several simnet children, for more nodes than one process has descriptors for (each node
+/// needs one for its listener and one per connection).
+pub struct SimnetFleet {
+    /// The children.
+    pub children: Vec<SimnetProcess>,
+    /// Every node's listening address, child by child.
+    pub addresses: Vec<SocketAddr>,
+}
+
+impl SimnetFleet {
+    /// Starts `spec.nodes` nodes in children of at most `per_child` nodes each, all at once.
+    pub fn start(spec: &ChildSpec, per_child: usize) -> SimnetFleet {
+        let per_child = per_child.max(1);
+        let mut left = spec.nodes;
+        let mut pending = Vec::new();
+        while left > 0 {
+            let n = left.min(per_child);
+            left -= n;
+            pending.push(SimnetProcess::spawn(&ChildSpec {
+                nodes: n,
+                ..spec.clone()
+            }));
+        }
+        let children: Vec<SimnetProcess> = pending.into_iter().map(|p| p.ready()).collect();
+        let addresses = children
+            .iter()
+            .flat_map(|c| c.addresses.iter().copied())
+            .collect();
+        SimnetFleet {
+            children,
+            addresses,
+        }
+    }
+}
+
 impl SimnetProcess {
     /// Starts the child and waits until every node listens.
     pub fn start(spec: &ChildSpec) -> SimnetProcess {
+        Self::spawn(spec).ready()
+    }
+
+    /// Starts the child without waiting for it ([`SimnetProcess::ready`] waits).
+    pub fn spawn(spec: &ChildSpec) -> SimnetProcess {
         let exe = std::env::current_exe().expect("benchmark binary path");
         let mut cmd = Command::new(exe);
         cmd.arg(CHILD_FLAG)
@@ -129,11 +224,20 @@ impl SimnetProcess {
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("starting the simnet child");
         let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().expect("child stdout"));
-        let mut addresses = Vec::new();
+        let stdout = BufReader::new(child.stdout.take().expect("child stdout"));
+        SimnetProcess {
+            child,
+            stdin,
+            stdout,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// Waits until the child's nodes all listen and reads their addresses.
+    pub fn ready(mut self) -> SimnetProcess {
         loop {
             let mut line = String::new();
-            if stdout.read_line(&mut line).expect("reading the child") == 0 {
+            if self.stdout.read_line(&mut line).expect("reading the child") == 0 {
                 panic!("the simnet child exited before it was ready");
             }
             let line = line.trim();
@@ -141,15 +245,10 @@ impl SimnetProcess {
                 break;
             }
             if let Some(a) = line.strip_prefix("ADDR ") {
-                addresses.push(a.parse().expect("child address"));
+                self.addresses.push(a.parse().expect("child address"));
             }
         }
-        SimnetProcess {
-            child,
-            stdin,
-            stdout,
-            addresses,
-        }
+        self
     }
 
     /// Makes every node dial `addr` at once; returns (connected, failed) once every TCP

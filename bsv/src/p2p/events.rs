@@ -359,7 +359,9 @@ struct Sink {
 /// per-subscriber channels, bounded in messages and in bytes.
 #[derive(Debug, Clone, Default)]
 pub struct MessageSinks {
-    lossless: Arc<RwLock<Vec<Arc<Sink>>>>,
+    /// Copy-on-write: a delivery takes the list with one `Arc` clone (it used to copy the whole
+    /// `Vec` for every message); subscribing and dropping closed subscribers replace it.
+    lossless: Arc<RwLock<Arc<Vec<Arc<Sink>>>>>,
     /// Bytes each lossless subscriber may have queued.
     lossless_bytes: Arc<AtomicUsize>,
     /// The lossy stream, when the manager routes it through here (a lone connection still
@@ -400,7 +402,7 @@ impl MessageSinks {
     pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<BitcoinMessageEvent> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         if let Ok(mut v) = self.lossless.write() {
-            v.push(Arc::new(Sink {
+            Arc::make_mut(&mut v).push(Arc::new(Sink {
                 tx,
                 bytes: MpscBytes::default(),
             }));
@@ -422,15 +424,15 @@ impl MessageSinks {
     /// messages or in bytes), then to the lossy stream if it goes through here; returns
     /// whether it had to wait (back-pressure). Subscribers that went away are dropped.
     pub async fn deliver(&self, event: &BitcoinMessageEvent) -> bool {
-        let sinks: Vec<_> = match self.lossless.read() {
-            Ok(v) => v.clone(),
+        let sinks: Arc<Vec<Arc<Sink>>> = match self.lossless.read() {
+            Ok(v) => Arc::clone(&v),
             Err(_) => return false,
         };
         let size = event_bytes(event);
         let max_bytes = self.max_lossless_bytes();
         let mut closed = false;
         let mut waited = false;
-        for s in &sinks {
+        for s in sinks.iter() {
             match s.bytes.room_for(&s.tx, size, max_bytes).await {
                 Ok(w) => waited |= w,
                 Err(()) => {
@@ -453,7 +455,7 @@ impl MessageSinks {
         }
         if closed {
             if let Ok(mut v) = self.lossless.write() {
-                v.retain(|s| !s.tx.is_closed());
+                Arc::make_mut(&mut v).retain(|s| !s.tx.is_closed());
             }
         }
         if let Some(lossy) = &self.lossy {

@@ -156,8 +156,13 @@ pub const MAX_CONCURRENT_REFUSALS: usize = 256;
 /// Cap on queued control replies; past it the peer is not reading and is disconnected.
 pub const MAX_PRIORITY_BYTES: usize = 1024 * 1024;
 
-/// Free room kept in the read buffer before each read.
-pub const READ_ROOM: usize = 16 * 1024;
+/// Free room kept in the read buffer before each read. Ours. Every connection holds a buffer of
+/// this size from its first read on, so it is most of an idle connection's memory: 16 KiB
+/// cost an idle manager connection 16.8–18.5 KiB resident, 4 KiB costs 13.4–13.6 KiB, with the
+/// same small-message and `inv`-flood throughput in the same runs (docs/BENCHMARKS.md, "10,000
+/// connections"). It is room, not a cap: the buffer grows to hold a whole message, and a
+/// streamed block reads with [`STREAM_READ_ROOM`].
+pub const READ_ROOM: usize = 4 * 1024;
 
 /// How often at most a connection logs its summary of peer-triggered errors at DEBUG (a busy or
 /// hostile peer must not flood the logs: each event alone is TRACE).

@@ -102,8 +102,9 @@ pub(super) struct Session {
     noise: Noise,
     /// Message counts not yet added to the metrics.
     tally: Tally,
-    /// The block being streamed in, if any (docs/GUIDE.md, "Blocks of any size").
-    pub(super) inbound: Option<InboundBlock>,
+    /// The block being streamed in, if any (docs/GUIDE.md, "Blocks of any size"). Boxed: an
+    /// idle connection should not carry a streaming decoder's room in its task.
+    pub(super) inbound: Option<Box<InboundBlock>>,
 }
 
 impl Session {
@@ -219,7 +220,10 @@ async fn session_loop(
     handshake: Span,
 ) -> SessionEnd {
     let actions = handshake.in_scope(|| s.protocol.start());
-    if let Some(end) = apply(actor, s, actions).instrument(handshake.clone()).await {
+    if let Some(end) = Box::pin(apply(actor, s, actions))
+        .instrument(handshake.clone())
+        .await
+    {
         handshake.in_scope(|| debug!(error = %end.reason, "handshake failed"));
         return end;
     }
@@ -243,6 +247,12 @@ async fn session_loop(
 }
 
 /// Waits for one thing to happen (bytes, a command, a timer, cancellation) and handles it.
+///
+/// What handles it is boxed: the handlers' awaits (delivering to subscribers and services,
+/// streaming a block) are deep, and inline they would size the task of every connection, idle
+/// or not, at their deepest (6 KiB then, against 3 KiB now; docs/BENCHMARKS.md, "10,000
+/// connections"). One allocation per read, not per message: a read drains every frame it
+/// brought.
 async fn step(
     actor: &mut Actor,
     rd: &mut FrameReader<OwnedReadHalf>,
@@ -277,13 +287,13 @@ async fn step(
                     }
                 }
             }
-            drain_frames(actor, rd, s).await
+            Box::pin(drain_frames(actor, rd, s)).await
         }
         cmd = actor.cmd_rx.recv() => {
             match cmd {
                 None => Some(s.end(DisconnectReason::Requested)),
                 Some(c) => match on_command(actor, c, rd, s) {
-                    Some(actions) => apply(actor, s, actions).await,
+                    Some(actions) => Box::pin(apply(actor, s, actions)).await,
                     None => None,
                 },
             }
@@ -301,7 +311,7 @@ async fn step(
                 return None;
             }
             let actions = s.protocol.on_tick(now, || rand::thread_rng().gen());
-            apply(actor, s, actions).await
+            Box::pin(apply(actor, s, actions)).await
         }
     }
 }
@@ -314,7 +324,10 @@ async fn drain_frames(
 ) -> Option<SessionEnd> {
     loop {
         if s.inbound.is_some() {
-            match session_block::pump(actor, rd, s).await {
+            // Boxed, as every rare and deep path of the session: the task's size is that of its
+            // deepest await, paid by every idle connection (docs/BENCHMARKS.md, "10,000
+            // connections").
+            match Box::pin(session_block::pump(actor, rd, s)).await {
                 Flow::NeedBytes => return None,
                 Flow::Done => continue,
                 Flow::End(end) => return Some(end),
@@ -331,7 +344,7 @@ async fn drain_frames(
                 if s.tally.record(true, &header.command, size) {
                     actor.ctx.metrics.flush(&mut s.tally);
                 }
-                s.inbound = Some(InboundBlock::new(actor, header));
+                s.inbound = Some(Box::new(InboundBlock::new(actor, header)));
                 continue;
             }
             Ok(None) => return None,
@@ -397,7 +410,7 @@ pub(super) async fn apply(
                     return Some(s.end(DisconnectReason::Requested));
                 }
             }
-            Action::Established(v) => established(actor, s, &v).await,
+            Action::Established(v) => Box::pin(established(actor, s, &v)).await,
             Action::Misbehaving { offence, score } => {
                 trace!(score, reason = %offence, "peer misbehaved");
                 s.noise.offences += 1;
@@ -412,7 +425,7 @@ pub(super) async fn apply(
             }
             Action::Ban(reason) => {
                 s.banned = true;
-                report_ban(actor, reason).await;
+                Box::pin(report_ban(actor, reason)).await;
             }
             Action::Disconnect(reason) => return Some(s.end(reason)),
             Action::Learned(l) => learned(actor, s, l),
@@ -432,18 +445,34 @@ pub(super) async fn apply(
 /// Hands a message to the lossless subscribers (waiting for room: reading pauses and TCP pushes
 /// back) and to the broadcast channel. Fails when the connection is cancelled meanwhile.
 async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
-    if let Some(services) = &actor.ctx.services {
-        if crate::p2p::services::wants(&message) {
-            let input = ServiceInput::Message {
-                peer_id: actor.peer.id,
-                message: message.clone(),
+    let ctx = &actor.ctx;
+    // With no subscriber to hand it to afterwards, the services take the message itself rather
+    // than a deep copy (an `addr` is a 40 KB `Vec`; 10,000 peers answering `getaddr` at once
+    // held two each while the hub caught up; docs/BENCHMARKS.md, "10,000 connections").
+    let others = !ctx.sinks.is_empty() || ctx.message_tx.receiver_count() > 0;
+    let mut message = Some(message);
+    if let Some(services) = &ctx.services {
+        if message.as_ref().is_some_and(crate::p2p::services::wants) {
+            let for_services = if others {
+                message.clone()
+            } else {
+                message.take()
             };
-            tokio::select! {
-                r = services.send(input) => { let _ = r; }
-                _ = actor.shared.cancel.cancelled() => return Err(()),
+            if let Some(m) = for_services {
+                let input = ServiceInput::Message {
+                    peer_id: actor.peer.id,
+                    message: m,
+                };
+                tokio::select! {
+                    r = services.send(input) => { let _ = r; }
+                    _ = actor.shared.cancel.cancelled() => return Err(()),
+                }
             }
         }
     }
+    let Some(message) = message else {
+        return Ok(());
+    };
     let event = BitcoinMessageEvent {
         peer_id: actor.peer.id,
         message,
@@ -454,7 +483,6 @@ async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
             _ = actor.shared.cancel.cancelled() => return Err(()),
         }
     }
-    let ctx = &actor.ctx;
     ctx.metrics
         .send_counted(&ctx.message_tx, ctx.event_capacity, "messages", event);
     Ok(())
@@ -574,7 +602,7 @@ fn on_command(
     match cmd {
         Mailbox::UpdateConfig(c) => {
             debug!("connection settings updated");
-            actor.ctx.config = c;
+            actor.ctx.config = *c;
             rd.codec_mut().set_recv_limits(recv_limits(actor));
             s.protocol.set_ping_timing(
                 actor.ctx.config.ping_interval,
@@ -655,7 +683,9 @@ async fn write_loop(
             }
             Out::Stream(job) => {
                 let header = job.header.len();
-                let result = write_stream(&mut wr, job.header, job.body, job.len).await;
+                // Boxed: a streamed block is rare, and its copy inline would size the writer
+                // task every connection keeps.
+                let result = Box::pin(write_stream(&mut wr, job.header, job.body, job.len)).await;
                 let ok = result.is_ok();
                 let written = result.as_ref().map_or(0, |n| *n);
                 let _ = job.done.send(result.map_err(|e| e.to_string()));

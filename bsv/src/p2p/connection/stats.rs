@@ -67,6 +67,7 @@ const KNOWN_COMMANDS: [&str; 38] = [
 ];
 
 /// Whether `command` is one this library has a [`crate::p2p::Message`] variant for.
+#[cfg(test)]
 pub(crate) fn is_known_command(command: &str) -> bool {
     KNOWN_COMMANDS.contains(&command)
 }
@@ -155,25 +156,45 @@ struct Record {
     rtt: Option<Duration>,
     connected_since: Option<SystemTime>,
     handshake_duration: Option<Duration>,
-    recv: BTreeMap<String, CommandCount>,
-    sent: BTreeMap<String, CommandCount>,
+    recv: Counts,
+    sent: Counts,
 }
 
 /// Adds one message to a per-command counter; a command we do not know counts under
-/// [`OTHER_COMMANDS`], so the map never has more than `KNOWN_COMMANDS.len() + 1` keys. Called for
-/// every message, so the key is only copied the first time it is seen.
-fn bump(map: &mut BTreeMap<String, CommandCount>, command: &str, bytes: usize) {
-    let key = if is_known_command(command) {
-        command
-    } else {
-        OTHER_COMMANDS
-    };
-    let c = match map.get_mut(key) {
-        Some(c) => c,
-        None => map.entry(key.to_string()).or_default(),
-    };
-    c.messages += 1;
-    c.bytes += bytes as u64;
+/// [`OTHER_COMMANDS`], so the map never has more than `KNOWN_COMMANDS.len() + 1` keys. The keys
+/// are the static names, so counting allocates nothing per command (only the map's node, once).
+fn bump(map: &mut Counts, command: &str, bytes: usize) {
+    let key = command_key(command);
+    if let Some((_, c)) = map.iter_mut().find(|(k, _)| *k == key) {
+        c.messages += 1;
+        c.bytes += bytes as u64;
+        return;
+    }
+    map.push((
+        key,
+        CommandCount {
+            messages: 1,
+            bytes: bytes as u64,
+        },
+    ));
+}
+
+/// Counts by command: a short list (a connection sees a dozen commands at most, often fewer),
+/// smaller than a map's node (docs/BENCHMARKS.md, "10,000 connections").
+type Counts = Vec<(&'static str, CommandCount)>;
+
+/// The static key `command` is counted under.
+fn command_key(command: &str) -> &'static str {
+    KNOWN_COMMANDS
+        .iter()
+        .find(|c| **c == command)
+        .copied()
+        .unwrap_or(OTHER_COMMANDS)
+}
+
+/// A per-command map with owned keys, as [`ConnectionSnapshot`] has it.
+fn owned(map: &Counts) -> BTreeMap<String, CommandCount> {
+    map.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
 }
 
 /// Live statistics of one connection.
@@ -247,8 +268,8 @@ impl ConnectionStats {
                 rtt: None,
                 connected_since: None,
                 handshake_duration: None,
-                recv: BTreeMap::new(),
-                sent: BTreeMap::new(),
+                recv: Counts::new(),
+                sent: Counts::new(),
             }),
         }
     }
@@ -345,8 +366,8 @@ impl ConnectionStats {
                     r.rtt,
                     r.connected_since,
                     r.handshake_duration,
-                    r.recv.clone(),
-                    r.sent.clone(),
+                    owned(&r.recv),
+                    owned(&r.sent),
                 ),
                 Err(_) => (
                     ConnectionState::Failed,

@@ -206,19 +206,22 @@ impl Inner {
             debug!(peer_id = %id, peer_address = %addr, state = %outcome.state, error = %outcome.reason, "connection ended");
             let failed = outcome.state == ConnectionState::Failed;
             // After the connection's last message, so a service never hears of a peer again.
-            let _ = inner
-                .services_tx
-                .send(ServiceInput::PeerDown { peer_id: id })
-                .await;
+            // Both sends are boxed: they run once, at the end, but inline they would size the
+            // monitor task that every live connection keeps (docs/BENCHMARKS.md, "10,000
+            // connections").
+            let _ = Box::pin(
+                inner
+                    .services_tx
+                    .send(ServiceInput::PeerDown { peer_id: id }),
+            )
+            .await;
             // Fails at once if the supervisor has stopped: nothing is waiting for the fact then.
-            let _ = inner
-                .reports_tx
-                .send(Report::Ended {
-                    peer_id: id,
-                    direction,
-                    outcome,
-                })
-                .await;
+            let _ = Box::pin(inner.reports_tx.send(Report::Ended {
+                peer_id: id,
+                direction,
+                outcome,
+            }))
+            .await;
             if let Mode::Fixed(_) = inner.mode {
                 if failed {
                     let delay = inner.config().connection.max_backoff;
@@ -256,10 +259,17 @@ impl Inner {
     }
 
     fn exclusions(&self) -> Exclusions {
-        let mut ex = Exclusions::default();
+        let mut ex = self.own_exclusions();
         for l in self.links() {
             ex.connected.insert(l.address());
         }
+        ex
+    }
+
+    /// Our own listener only, without the live connections (which cost a pass over every link
+    /// to collect).
+    fn own_exclusions(&self) -> Exclusions {
+        let mut ex = Exclusions::default();
         if let Ok(Some((addr, _))) = self.listener.lock().as_deref() {
             ex.own.insert(*addr);
             if addr.ip().is_unspecified() || addr.ip().is_loopback() {

@@ -78,7 +78,10 @@ impl Inner {
     /// Creates the learned addresses the store does not know, within the caps.
     async fn learn(&self, source: Uuid, addresses: Vec<SocketAddr>) {
         let config = self.config();
-        let ex = self.exclusions();
+        // Only our own listener matters here. The live connections are not needed, and
+        // collecting them cost a pass over every link per `addr` (quadratic as 10,000
+        // connections each answered the first `getaddr`).
+        let ex = self.own_exclusions();
         let (mut total, mut untried) = match (
             self.store.count().await,
             self.store.count_by_status(PeerStatusKind::Unknown).await,
