@@ -52,11 +52,9 @@ use bitcoinsv::bitcoin::{
     Block, BlockLocator, Decode, Encode, Hash, InvType, InvVect, Transaction,
 };
 use bitcoinsv::p2p::{
-    BitcoinMessageEvent, ConnectionSnapshot, Direction, InMemoryPeerStore, Manager, ManagerConfig,
-    Message, Network,
+    ConnectionSnapshot, Direction, InMemoryPeerStore, Manager, ManagerConfig, Message, Network,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How long any one step may take; a healthy node on loopback answers in milliseconds.
@@ -310,7 +308,7 @@ fn config(node: &Node, user_agent: &str) -> ManagerConfig {
 /// A manager connected to the node, with the lossless message stream.
 struct Session {
     manager: Manager,
-    messages: mpsc::Receiver<BitcoinMessageEvent>,
+    messages: bitcoinsv::p2p::MessageReceiver,
     peer: ConnectionSnapshot,
     user_agent: String,
 }

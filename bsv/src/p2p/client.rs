@@ -76,7 +76,7 @@ impl Default for PeerClientOptions {
 #[derive(Debug)]
 enum Inbox {
     /// A subscriber of the connection's lossless sinks (back-pressure).
-    Lossless(mpsc::Receiver<BitcoinMessageEvent>),
+    Lossless(crate::p2p::MessageReceiver),
     /// A receiver of the connection's message broadcast (drops the oldest).
     Lossy(broadcast::Receiver<BitcoinMessageEvent>),
 }

@@ -350,7 +350,10 @@ impl MpscBytes {
 /// One lossless subscriber: its channel and the sizes of what it has queued.
 #[derive(Debug)]
 struct Sink {
-    tx: mpsc::Sender<BitcoinMessageEvent>,
+    tx: mpsc::Sender<crate::p2p::lossless::Batch>,
+    /// Its capacity in messages: a queued batch holds one permit per message.
+    room: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
     bytes: MpscBytes,
 }
 
@@ -399,15 +402,19 @@ impl MessageSinks {
     }
 
     /// Adds a subscriber with room for `capacity` messages and returns its receiver.
-    pub fn subscribe(&self, capacity: usize) -> mpsc::Receiver<BitcoinMessageEvent> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub fn subscribe(&self, capacity: usize) -> crate::p2p::lossless::MessageReceiver {
+        let capacity = capacity.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        // Every queued batch holds at least one message, so `capacity` items always fit.
+        let (tx, rx) = mpsc::channel(capacity);
         if let Ok(mut v) = self.lossless.write() {
             Arc::make_mut(&mut v).push(Arc::new(Sink {
                 tx,
+                room: Arc::new(tokio::sync::Semaphore::new(capacity)),
+                capacity,
                 bytes: MpscBytes::default(),
             }));
         }
-        rx
+        crate::p2p::lossless::MessageReceiver::new(rx)
     }
 
     /// Whether anyone is subscribed (lossless or, through here, lossy).
@@ -420,37 +427,29 @@ impl MessageSinks {
         lossless && !self.lossy.as_ref().is_some_and(|l| l.has_receivers())
     }
 
-    /// Delivers `event` to every lossless subscriber, waiting while any of them is full (in
-    /// messages or in bytes), then to the lossy stream if it goes through here; returns
-    /// whether it had to wait (back-pressure). Subscribers that went away are dropped.
-    pub async fn deliver(&self, event: &BitcoinMessageEvent) -> bool {
+    /// Delivers `events` (one peer's, in its order) to every lossless subscriber as one
+    /// batch each (split only where a subscriber's capacity is smaller), waiting while any of
+    /// them is full in messages or in bytes, then to the lossy stream if it goes through here;
+    /// returns whether it had to wait (back-pressure). Subscribers that went away are dropped.
+    /// A batch a subscriber has started taking no longer counts against its bytes, so each may
+    /// hold one batch beyond its byte budget.
+    pub async fn deliver(&self, events: &[BitcoinMessageEvent]) -> bool {
         let sinks: Arc<Vec<Arc<Sink>>> = match self.lossless.read() {
             Ok(v) => Arc::clone(&v),
             Err(_) => return false,
         };
-        let size = event_bytes(event);
         let max_bytes = self.max_lossless_bytes();
         let mut closed = false;
         let mut waited = false;
         for s in sinks.iter() {
-            match s.bytes.room_for(&s.tx, size, max_bytes).await {
-                Ok(w) => waited |= w,
-                Err(()) => {
-                    closed = true;
-                    continue;
+            for chunk in events.chunks(s.capacity) {
+                match s.send(chunk, max_bytes).await {
+                    Ok(w) => waited |= w,
+                    Err(()) => {
+                        closed = true;
+                        break;
+                    }
                 }
-            }
-            let sent = match s.tx.try_send(event.clone()) {
-                Ok(()) => Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-                Err(mpsc::error::TrySendError::Full(e)) => {
-                    waited = true;
-                    s.tx.send(e).await.map_err(|_| ())
-                }
-            };
-            match sent {
-                Ok(()) => s.bytes.sent(size),
-                Err(()) => closed = true,
             }
         }
         if closed {
@@ -459,11 +458,50 @@ impl MessageSinks {
             }
         }
         if let Some(lossy) = &self.lossy {
-            if !lossy.send(event.clone(), size) {
-                self.metrics.broadcast_overflow("messages");
+            for event in events {
+                if !lossy.send(event.clone(), event_bytes(event)) {
+                    self.metrics.broadcast_overflow("messages");
+                }
             }
         }
         waited
+    }
+}
+
+impl Sink {
+    /// Queues `events` (at most its capacity) as one batch, waiting for room in bytes and in
+    /// messages; whether it waited, or `Err` when the receiver went away.
+    async fn send(&self, events: &[BitcoinMessageEvent], max_bytes: usize) -> Result<bool, ()> {
+        let size = events
+            .iter()
+            .map(event_bytes)
+            .fold(0usize, usize::saturating_add);
+        let mut waited = self.bytes.room_for(&self.tx, size, max_bytes).await?;
+        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let permits = match self.room.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                waited = true;
+                tokio::select! {
+                    p = self.room.clone().acquire_many_owned(n) => p.map_err(|_| ())?,
+                    _ = self.tx.closed() => return Err(()),
+                }
+            }
+        };
+        let batch = crate::p2p::lossless::Batch {
+            events: events.to_vec(),
+            permits,
+        };
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(()),
+            Err(mpsc::error::TrySendError::Full(b)) => {
+                waited = true;
+                self.tx.send(b).await.map_err(|_| ())?;
+            }
+        }
+        self.bytes.sent(size);
+        Ok(waited)
     }
 }
 
@@ -527,12 +565,13 @@ mod tests {
         let mut rx = sinks.subscribe(1000);
         let big = inv(50_000);
         // Two fit (3.6 MB each by our count); the third waits for the subscriber.
-        assert!(!sinks.deliver(&big).await);
-        assert!(!sinks.deliver(&big).await);
+        let one = std::slice::from_ref(&big);
+        assert!(!sinks.deliver(one).await);
+        assert!(!sinks.deliver(one).await);
         let third = {
             let sinks = sinks.clone();
             let big = big.clone();
-            tokio::spawn(async move { sinks.deliver(&big).await })
+            tokio::spawn(async move { sinks.deliver(std::slice::from_ref(&big)).await })
         };
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         assert!(!third.is_finished(), "the third waits while two are queued");
@@ -541,7 +580,63 @@ mod tests {
             third.await.unwrap(),
             "it went through once one was received, having waited"
         );
-        assert_eq!(rx.len(), 2);
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err(), "two were left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lossless_subscriber_takes_a_read_as_one_batch_and_its_capacity_counts_messages() {
+        let sinks = MessageSinks::with_broadcast(
+            Arc::new(ByteBoundedBroadcast::new(10, 1)),
+            8 * 1024 * 1024,
+            Metrics::default(),
+        );
+        let mut rx = sinks.subscribe(8);
+        let five: Vec<BitcoinMessageEvent> = (1..=5).map(inv).collect();
+        assert!(!sinks.deliver(&five).await);
+        // Five more do not fit in eight until the first five are all taken.
+        let next = {
+            let sinks = sinks.clone();
+            let five = five.clone();
+            tokio::spawn(async move { sinks.deliver(&five).await })
+        };
+        for n in 1..=4 {
+            let e = rx.recv().await.unwrap();
+            assert!(
+                matches!(&e.message, Message::Inv(v) if v.len() == n),
+                "in order"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(
+            !next.is_finished(),
+            "one message of the batch still holds its room"
+        );
+        let mut got = Vec::new();
+        assert_eq!(rx.recv_many(&mut got, 100).await, 1);
+        assert!(next.await.unwrap(), "it waited for room");
+        assert_eq!(rx.recv_many(&mut got, 100).await, 5);
+        // A batch larger than the capacity goes in parts.
+        let twenty: Vec<BitcoinMessageEvent> = (1..=20).map(inv).collect();
+        let all = {
+            let sinks = sinks.clone();
+            tokio::spawn(async move { sinks.deliver(&twenty).await })
+        };
+        let mut n = 0;
+        while n < 20 {
+            let e = rx.recv().await.unwrap();
+            n += 1;
+            assert!(
+                matches!(&e.message, Message::Inv(v) if v.len() == n),
+                "in order"
+            );
+        }
+        all.await.unwrap();
+        drop(rx);
+        assert!(
+            !sinks.deliver(&five).await,
+            "a gone subscriber is dropped, not waited for"
+        );
     }
 
     // --- The control-event channel's byte bound (docs/SECURITY.md) ---

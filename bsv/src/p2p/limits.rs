@@ -292,6 +292,11 @@ pub const DEFAULT_BLOCK_STALLING_TIMEOUT: std::time::Duration = std::time::Durat
 pub const DEFAULT_BLOCK_STALLING_MIN_RATE: u64 = 100_000;
 /// Largest chunk of payload handed over at once in raw mode (and fed to the decoder at once).
 pub const STREAM_CHUNK: usize = 1024 * 1024;
+/// Messages decoded from one read that wait to be delivered together (`connection/session.rs`,
+/// `flush_deliveries`): enough that a subscriber is woken once for a read's worth of small
+/// messages (a 64 KiB read holds about 1,000 one-entry `inv`s), few enough that what waits is a
+/// small multiple of the read buffer, which already bounds it.
+pub const DELIVERY_BURST: usize = 256;
 /// Chunks of a streamed block that may wait for the checksum worker (`connection/checksum.rs`):
 /// two keep it busy while the session decodes the next, and bound what it holds to two
 /// [`STREAM_CHUNK`]s per streamed block.

@@ -31,6 +31,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;
+pub mod lossless;
 pub mod manager;
 pub mod messages;
 pub mod metrics;
@@ -60,6 +61,7 @@ pub use error::{P2pError, Result};
 pub use events::{
     BitcoinMessageEvent, ControlEvent, InboundRejection, MessageSinks, PeerConnectionCommand,
 };
+pub use lossless::MessageReceiver;
 pub use manager::{LogLevelHandler, Manager, Mode};
 pub use messages::{Message, Reject, RejectCode, VersionMessage};
 pub use peer::{BanReason, Peer, PeerStatus, PeerStatusKind, UnixTime};

@@ -30,7 +30,7 @@ use super::{
 use crate::bitcoin::NetAddress;
 use crate::p2p::codec::{is_close, Decoded, FrameReader, MessageCodec, RecvLimits};
 use crate::p2p::events::{BitcoinMessageEvent, ControlEvent};
-use crate::p2p::limits::{PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
+use crate::p2p::limits::{DELIVERY_BURST, PROTOCOL_VERSION, WRITER_FLUSH_TIMEOUT};
 use crate::p2p::messages::{AssociationId, VersionMessage};
 use crate::p2p::metrics::Tally;
 use crate::p2p::peer::{unix_now, BanReason};
@@ -105,6 +105,11 @@ pub(super) struct Session {
     /// The block being streamed in, if any (docs/GUIDE.md, "Blocks of any size"). Boxed: an
     /// idle connection should not carry a streaming decoder's room in its task.
     pub(super) inbound: Option<Box<InboundBlock>>,
+    /// Messages decoded from the reads so far, delivered together as one batch once the read
+    /// is drained (at most [`DELIVERY_BURST`]): each subscriber and the services' hub get one
+    /// channel item, so one wake-up, per read instead of per message (docs/BENCHMARKS.md,
+    /// "Small messages").
+    pending: Vec<Message>,
 }
 
 impl Session {
@@ -191,6 +196,7 @@ pub(crate) async fn run(actor: &mut Actor, stream: TcpStream, flow: HandshakeFlo
         noise: Noise::default(),
         tally: Tally::new(),
         inbound: None,
+        pending: Vec::new(),
     };
     let handshake = tracing::info_span!("handshake", flow = ?flow);
     let end = session_loop(actor, &mut rd, &mut s, handshake).await;
@@ -233,10 +239,17 @@ async fn session_loop(
             handshake = None;
         }
         let next = step(actor, rd, s);
-        let r = match &handshake {
+        let mut r = match &handshake {
             Some(h) => next.instrument(h.clone()).await,
             None => next.await,
         };
+        // What the step decoded is delivered before anything else happens, even when the
+        // session ends (the messages a peer sent before it broke a rule are still its). Boxed,
+        // as the session's other deep awaits: inline it would size every idle connection's
+        // task (docs/BENCHMARKS.md, "10,000 connections").
+        if Box::pin(flush_deliveries(actor, s)).await.is_err() && r.is_none() {
+            r = Some(s.end(DisconnectReason::Requested));
+        }
         if let Some(end) = r {
             if let (Some(h), false) = (&handshake, end.connected) {
                 h.in_scope(|| debug!(error = %end.reason, "handshake failed"));
@@ -344,6 +357,11 @@ async fn drain_frames(
                 if s.tally.record(true, &header.command, size) {
                     actor.ctx.metrics.flush(&mut s.tally);
                 }
+                // Before the block's stream may wait for its reader: an application reading
+                // the messages that came first must have them.
+                if Box::pin(flush_deliveries(actor, s)).await.is_err() {
+                    return Some(s.end(DisconnectReason::Requested));
+                }
                 s.inbound = Some(Box::new(InboundBlock::new(actor, header)));
                 continue;
             }
@@ -388,7 +406,21 @@ async fn drain_frames(
         if let Some(end) = apply(actor, s, actions).await {
             return Some(end);
         }
+        if s.pending.len() >= DELIVERY_BURST && Box::pin(flush_deliveries(actor, s)).await.is_err()
+        {
+            return Some(s.end(DisconnectReason::Requested));
+        }
     }
+}
+
+/// Delivers the messages decoded so far, in order. The list is handed over and a new one
+/// starts empty, so an idle connection keeps no capacity from its busiest read. Fails when the
+/// connection is cancelled meanwhile.
+async fn flush_deliveries(actor: &Actor, s: &mut Session) -> Result<(), ()> {
+    if s.pending.is_empty() {
+        return Ok(());
+    }
+    deliver(actor, std::mem::take(&mut s.pending)).await
 }
 
 /// Performs the protocol's actions in order; returns the end of the session if one of them
@@ -405,11 +437,8 @@ pub(super) async fn apply(
                     return Some(end);
                 }
             }
-            Action::Deliver(m) => {
-                if deliver(actor, m).await.is_err() {
-                    return Some(s.end(DisconnectReason::Requested));
-                }
-            }
+            // Delivered once the read is drained (`flush_deliveries`).
+            Action::Deliver(m) => s.pending.push(m),
             Action::Established(v) => Box::pin(established(actor, s, &v)).await,
             Action::Misbehaving { offence, score } => {
                 trace!(score, reason = %offence, "peer misbehaved");
@@ -442,49 +471,63 @@ pub(super) async fn apply(
     None
 }
 
-/// Hands a message to the lossless subscribers (waiting for room: reading pauses and TCP pushes
-/// back) and to the broadcast channel. Fails when the connection is cancelled meanwhile.
-async fn deliver(actor: &Actor, message: Message) -> Result<(), ()> {
+/// Hands a batch of messages, in order, to the services (those they use), the lossless
+/// subscribers (waiting for room: reading pauses and TCP pushes back) and the broadcast
+/// channel. Each of the first two gets the batch as one channel item. Fails when the connection
+/// is cancelled meanwhile.
+async fn deliver(actor: &Actor, messages: Vec<Message>) -> Result<(), ()> {
     let ctx = &actor.ctx;
-    // With no subscriber to hand it to afterwards, the services take the message itself rather
-    // than a deep copy (an `addr` is a 40 KB `Vec`; 10,000 peers answering `getaddr` at once
-    // held two each while the hub caught up; docs/BENCHMARKS.md, "10,000 connections").
+    // With no subscriber to hand them to afterwards, the services take the messages
+    // themselves rather than deep copies (an `addr` is a 40 KB `Vec`; 10,000 peers answering
+    // `getaddr` at once held two each while the hub caught up; docs/BENCHMARKS.md, "10,000
+    // connections").
     let others = !ctx.sinks.is_empty() || ctx.message_tx.receiver_count() > 0;
-    let mut message = Some(message);
+    let mut messages = messages;
     if let Some(services) = &ctx.services {
-        if message.as_ref().is_some_and(crate::p2p::services::wants) {
-            let for_services = if others {
-                message.clone()
-            } else {
-                message.take()
+        let wanted: Vec<Message> = if others {
+            messages
+                .iter()
+                .filter(|m| crate::p2p::services::wants(m))
+                .cloned()
+                .collect()
+        } else {
+            let (wanted, rest) = std::mem::take(&mut messages)
+                .into_iter()
+                .partition(crate::p2p::services::wants);
+            messages = rest;
+            wanted
+        };
+        if !wanted.is_empty() {
+            let input = ServiceInput::Messages {
+                peer_id: actor.peer.id,
+                messages: wanted,
             };
-            if let Some(m) = for_services {
-                let input = ServiceInput::Message {
-                    peer_id: actor.peer.id,
-                    message: m,
-                };
-                tokio::select! {
-                    r = services.send(input) => { let _ = r; }
-                    _ = actor.shared.cancel.cancelled() => return Err(()),
-                }
+            tokio::select! {
+                r = services.send(input) => { let _ = r; }
+                _ = actor.shared.cancel.cancelled() => return Err(()),
             }
         }
     }
-    let Some(message) = message else {
+    let events: Vec<BitcoinMessageEvent> = messages
+        .into_iter()
+        .map(|message| BitcoinMessageEvent {
+            peer_id: actor.peer.id,
+            message,
+        })
+        .collect();
+    if events.is_empty() {
         return Ok(());
-    };
-    let event = BitcoinMessageEvent {
-        peer_id: actor.peer.id,
-        message,
-    };
-    if !actor.ctx.sinks.is_empty() {
+    }
+    if !ctx.sinks.is_empty() {
         tokio::select! {
-            waited = actor.ctx.sinks.deliver(&event) => if waited { actor.ctx.metrics.backpressure() },
+            waited = ctx.sinks.deliver(&events) => if waited { ctx.metrics.backpressure() },
             _ = actor.shared.cancel.cancelled() => return Err(()),
         }
     }
-    ctx.metrics
-        .send_counted(&ctx.message_tx, ctx.event_capacity, "messages", event);
+    for event in events {
+        ctx.metrics
+            .send_counted(&ctx.message_tx, ctx.event_capacity, "messages", event);
+    }
     Ok(())
 }
 

@@ -978,12 +978,11 @@ impl Manager {
         self.inner.messages.subscribe()
     }
 
-    /// Messages from peers, losslessly: a bounded channel of `capacity`; while it is full, the
-    /// connections stop reading their sockets instead of dropping anything.
-    pub fn subscribe_messages_lossless(
-        &self,
-        capacity: usize,
-    ) -> mpsc::Receiver<BitcoinMessageEvent> {
+    /// Messages from peers, losslessly: room for `capacity` messages (and
+    /// `limits.lossless_queue_bytes`); while it is full, the connections stop reading their
+    /// sockets instead of dropping anything. Each connection hands over what one read brought
+    /// as one batch ([`MessageReceiver`](crate::p2p::MessageReceiver) gives them out one by one).
+    pub fn subscribe_messages_lossless(&self, capacity: usize) -> crate::p2p::MessageReceiver {
         self.inner.sinks.subscribe(capacity)
     }
 

@@ -46,12 +46,13 @@ pub(crate) enum ServiceInput {
         /// The connection's peer.
         peer_id: Uuid,
     },
-    /// A message the services use (see [`wants`]).
-    Message {
-        /// The peer that sent it.
+    /// Messages the services use (see [`wants`]), in the order one peer sent them: what one
+    /// read of its socket brought, as one item (one wake-up of the hub per read).
+    Messages {
+        /// The peer that sent them.
         peer_id: Uuid,
-        /// The message.
-        message: Message,
+        /// The messages.
+        messages: Vec<Message>,
     },
     /// A block above the streaming threshold is arriving (docs/GUIDE.md, "Blocks of any
     /// size"): who wants it?
@@ -91,7 +92,10 @@ impl ServiceTx {
     /// (the caller's connection stops reading meanwhile). Fails only when the hub has stopped.
     pub(crate) async fn send(&self, input: ServiceInput) -> std::result::Result<(), ()> {
         let size = match &input {
-            ServiceInput::Message { message, .. } => crate::p2p::events::message_bytes(message),
+            ServiceInput::Messages { messages, .. } => messages
+                .iter()
+                .map(crate::p2p::events::message_bytes)
+                .fold(0usize, usize::saturating_add),
             _ => 0,
         };
         if size > 0 {
@@ -299,9 +303,11 @@ impl Hub {
                     s.on_peer_up(&self.peers, &view);
                 }
             }
-            ServiceInput::Message { peer_id, message } => {
-                for s in &self.services {
-                    s.on_message(&self.peers, peer_id, &message);
+            ServiceInput::Messages { peer_id, messages } => {
+                for message in &messages {
+                    for s in &self.services {
+                        s.on_message(&self.peers, peer_id, message);
+                    }
                 }
             }
             ServiceInput::BlockStream { peer_id, offer } => {
