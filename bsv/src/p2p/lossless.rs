@@ -2,7 +2,7 @@
 //! (`Manager::subscribe_messages_lossless`, and a lossless `PeerClient`).
 //!
 //! A connection hands its subscribers everything one read of the peer's socket brought as one
-//! channel item, a [`Batch`], and the receiver gives the messages out one at a time. Sending
+//! channel item, a `Batch`, and the receiver gives the messages out one at a time. Sending
 //! each message as its own item cost a cross-thread wake-up (a parked worker unparked through
 //! the kernel) per message, most of the time of a stream of small messages (docs/BENCHMARKS.md,
 //! "Small messages"). The subscriber's capacity is still counted in messages: a batch holds
