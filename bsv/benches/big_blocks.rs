@@ -26,22 +26,11 @@ use bitcoinsv_simnet::SyntheticBlock;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "../tests/common/process.rs"]
+mod process;
+
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 fn config(listen: bool) -> ManagerConfig {
     let mut c = ManagerConfig::new(Network::Regtest);
@@ -114,8 +103,8 @@ async fn stream_once(
     checksum: Checksum,
 ) -> (Duration, u64, u64) {
     let mut streams = to.subscribe_block_streams(BlockStreamMode::TxIds, 1);
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     let started = Instant::now();
     let send = {
         let from = from.clone();
@@ -142,7 +131,7 @@ async fn stream_once(
     let took = started.elapsed();
     assert!(stream.verified().is_some(), "verified");
     send.await.expect("join").expect("sent");
-    let peak = status_kib("VmHWM:").saturating_sub(baseline);
+    let peak = process::status_kib("VmHWM:").saturating_sub(baseline);
     (took, txs, peak / 1024)
 }
 
@@ -258,8 +247,8 @@ async fn stream_generated(
     block: &Arc<SyntheticBlock>,
 ) -> (Duration, u64, u64) {
     let mut streams = to.subscribe_block_streams(BlockStreamMode::TxIds, 1);
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     let started = Instant::now();
     let send = {
         let from = from.clone();
@@ -278,7 +267,7 @@ async fn stream_generated(
     }
     let took = started.elapsed();
     send.await.expect("join").expect("sent");
-    let peak = status_kib("VmHWM:").saturating_sub(baseline);
+    let peak = process::status_kib("VmHWM:").saturating_sub(baseline);
     (took, txs, peak / 1024)
 }
 

@@ -7,6 +7,9 @@
 //! through `/proc/self/clear_refs`) against the resident set before the block. The tests of this
 //! file run one at a time (a lock), since the resident set is per process.
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,21 +31,6 @@ const MIB: u64 = 1024 * 1024;
 const WAIT: Duration = Duration::from_secs(30);
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resets the peak resident set to the current one (Linux `clear_refs` value 5).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 fn config() -> ManagerConfig {
     let mut c = ManagerConfig::new(Network::Regtest);
@@ -95,8 +83,8 @@ async fn a_256_mib_block_streams_between_managers_verified_in_bounded_memory() {
     let mut streams = b.subscribe_block_streams(BlockStreamMode::TxIds, 1);
     let (a, peer) = sender(addr).await;
 
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     let send = tokio::spawn(async move {
         let n = a.send_block_file(peer, &path).await;
         (a, n)
@@ -126,7 +114,7 @@ async fn a_256_mib_block_streams_between_managers_verified_in_bounded_memory() {
     assert!(end.merkle_matches() && end.checksum_ok());
     assert_eq!((end.tx_count, end.length), (block.tx_count(), block.len()));
     assert_eq!(txids, block.tx_count());
-    let peak = status_kib("VmHWM:");
+    let peak = process::status_kib("VmHWM:");
     let (a, sent) = send.await.unwrap();
     assert_eq!(sent.unwrap(), block.len());
     let above = peak.saturating_sub(baseline) / 1024;
@@ -245,8 +233,8 @@ async fn four_peers_streaming_large_blocks_at_once_stay_within_the_global_budget
         senders.push((a, peer, path));
         blocks.push(block);
     }
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     let mut tasks = Vec::new();
     let sizes: Vec<u64> = blocks.iter().map(SyntheticBlock::len).collect();
     for (a, peer, path) in senders {
@@ -286,7 +274,7 @@ async fn four_peers_streaming_large_blocks_at_once_stay_within_the_global_budget
     received.sort();
     received.dedup();
     assert_eq!(received.len(), 4, "each block exactly once");
-    let peak = status_kib("VmHWM:");
+    let peak = process::status_kib("VmHWM:");
     let above = peak.saturating_sub(baseline) / 1024;
     eprintln!("four 64 MiB blocks at once: peak resident {above} MiB above baseline");
     // The budget (8 MiB) plus each connection's read buffer and decoder, the senders' read
@@ -324,8 +312,8 @@ async fn a_256_mib_block_from_the_simnet_streams_through_get_block_stream_in_bou
         .await
         .unwrap();
     let m = manager_on(&net, config()).await;
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     let mut stream = m
         .get_block_stream(info.hash, BlockStreamMode::Transactions)
         .await
@@ -344,7 +332,7 @@ async fn a_256_mib_block_from_the_simnet_streams_through_get_block_stream_in_bou
     }
     let end = stream.verified().copied().expect("verified");
     assert_eq!((n, end.tx_count), (info.tx_count, info.tx_count));
-    let above = status_kib("VmHWM:").saturating_sub(baseline) / 1024;
+    let above = process::status_kib("VmHWM:").saturating_sub(baseline) / 1024;
     eprintln!("256 MiB simnet block: peak resident {above} MiB above baseline");
     assert!(above < 64, "peak {above} MiB above baseline");
     m.shutdown().await.unwrap();
@@ -655,8 +643,8 @@ async fn a_lone_peer_client_streams_a_block_above_the_threshold_instead_of_buffe
     client.established().await.unwrap();
     let mut streams = client.block_streams().expect("the receiver, once");
     assert!(client.block_streams().is_none());
-    let baseline = status_kib("VmRSS:");
-    reset_peak();
+    let baseline = process::status_kib("VmRSS:");
+    process::reset_peak();
     client
         .send(Message::GetData(vec![InvVect::block(info.hash)]))
         .await
@@ -677,7 +665,7 @@ async fn a_lone_peer_client_streams_a_block_above_the_threshold_instead_of_buffe
     let end = stream.verified().copied().expect("verified");
     assert!(end.merkle_matches() && end.checksum_ok());
     assert_eq!(n, info.tx_count);
-    let above = status_kib("VmHWM:").saturating_sub(baseline) / 1024;
+    let above = process::status_kib("VmHWM:").saturating_sub(baseline) / 1024;
     eprintln!("64 MiB block to a PeerClient: peak resident {above} MiB above baseline");
     assert!(above < 32, "peak {above} MiB above baseline");
     client.close().await;

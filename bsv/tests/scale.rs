@@ -14,6 +14,9 @@
 //! listener and a connection per node, 4,000 and a margin); `ulimit -n 20000` before the tests
 //! gives room.
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -32,53 +35,6 @@ const GOAL_KIB: f64 = 16.0;
 const NEEDED_FDS: u64 = 2 * CONNECTIONS as u64 + 256;
 /// Set in the child's environment to the number of nodes to run.
 const CHILD_ENV: &str = "SCALE_SIMNET_CHILD";
-
-/// Raises the soft open-file limit to the hard one; returns the soft limit now in force.
-fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
-}
-
-/// Resident set size of this process, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Gives the allocator's free pages back (glibc's `malloc_trim`), so that the reading taken
-/// next starts from what is in use, not from what the warm-up round left cached.
-fn trim_heap() {
-    // SAFETY: `malloc_trim` only walks the allocator's own free lists.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// The child's side: when `SCALE_SIMNET_CHILD` is set, runs that many simnet nodes, prints
 /// their addresses and `READY`, and keeps them until its stdin closes. A no-op otherwise.
@@ -174,8 +130,8 @@ async fn round(addresses: &[SocketAddr]) -> (u64, u64, Duration) {
     config.addresses.learn = false;
     config.connection.connect_timeout = Duration::from_secs(20);
     let manager = Manager::new(config, store);
-    trim_heap();
-    let before = rss_kib();
+    process::trim_allocator();
+    let before = process::rss_kib();
     let t0 = Instant::now();
     manager.start().await.expect("start");
     let n = manager
@@ -194,15 +150,15 @@ async fn round(addresses: &[SocketAddr]) -> (u64, u64, Duration) {
     })
     .await
     .expect("every connection's first ping answered");
-    trim_heap();
-    let after = rss_kib();
+    process::trim_allocator();
+    let after = process::rss_kib();
     manager.shutdown().await.expect("shutdown");
     (before, after, took)
 }
 
 #[test]
 fn two_thousand_simultaneous_connections_cost_under_16_kib_each() {
-    let fds = raise_fd_limit();
+    let fds = process::raise_fd_limit();
     assert!(
         fds >= NEEDED_FDS,
         "open-file limit {fds} is below the {NEEDED_FDS} this test needs: run `ulimit -n 20000` \

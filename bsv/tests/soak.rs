@@ -16,6 +16,9 @@
 //! (after a warm-up of one sample): memory may grow by at most [`RSS_SLACK`] and descriptors
 //! by at most [`FD_SLACK`].
 
+#[path = "common/process.rs"]
+mod process;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,41 +32,6 @@ const RSS_SLACK: f64 = 16.0 * 1024.0 * 1024.0;
 /// Growth of open descriptors between the first and last third that counts as a leak.
 const FD_SLACK: f64 = 16.0;
 const NODES: usize = 200;
-
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
-/// Bytes the allocator has handed out and not had back (glibc's `mallinfo2`: `uordblks` in
-/// the arenas plus `hblkhd` in separate mappings): what the process really holds on the heap,
-/// as against the resident set, which also counts freed memory the allocator keeps. Sampled
-/// beside the resident set so that a creep of the latter can be told apart from a leak.
-fn heap_in_use() -> u64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: `mallinfo2` only reads the allocator's counters.
-        let m = unsafe { libc::mallinfo2() };
-        (m.uordblks + m.hblkhd) as u64
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        0
-    }
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 /// A small deterministic generator (xorshift), so a failing run can be repeated.
 struct Rng(u64);
@@ -163,12 +131,12 @@ async fn churn_with_faults_does_not_grow_memory_or_descriptors() {
         }
         sleep(Duration::from_secs(1)).await;
         if Instant::now() >= next_sample {
-            let sample = (rss() as f64, fds() as f64);
+            let sample = (process::rss() as f64, process::fds() as f64);
             eprintln!(
                 "soak t={:>5}s rss {:.1} MiB heap in use {:.1} MiB fds {} connections {}",
                 start.elapsed().as_secs(),
                 sample.0 / (1024.0 * 1024.0),
-                heap_in_use() as f64 / (1024.0 * 1024.0),
+                process::heap_in_use() as f64 / (1024.0 * 1024.0),
                 sample.1,
                 manager.connection_count()
             );

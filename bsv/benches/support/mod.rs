@@ -25,46 +25,14 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "../../tests/common/process.rs"]
+mod process;
+// Not every benchmark that includes this module measures memory.
+#[allow(unused_imports)]
+pub use process::{raise_fd_limit, rss_kib};
+
 /// The flag that turns a benchmark binary into a simnet child.
 pub const CHILD_FLAG: &str = "--simnet-child";
-
-/// Resident set size of this process, in KiB (`VmRSS` of `/proc/self/status`).
-pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Raises the soft open-file limit to the hard one (a 10,000-connection run needs a descriptor
-/// per socket on both sides); returns the soft limit now in force.
-pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
-}
 
 /// Gives the allocator's free pages back to the system (glibc's `malloc_trim`), so that an RSS
 /// reading taken next starts from what is really in use rather than from what an earlier

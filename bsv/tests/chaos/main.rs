@@ -19,6 +19,8 @@
 
 #[path = "../common/dns.rs"]
 mod dns;
+#[path = "../common/process.rs"]
+mod process;
 mod raw;
 
 use std::collections::{HashMap, HashSet};
@@ -58,24 +60,6 @@ fn install_panic_hook() {
     }));
 }
 
-fn rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -84,16 +68,6 @@ fn tasks() -> usize {
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
-}
-
-/// Glibc keeps freed memory in its arenas; trimming returns it to the system, so the resident
-/// set shows what is really held rather than what the allocator kept (docs/SECURITY.md).
-fn trim_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free memory of the allocator's arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// One row of the figures table.
@@ -274,7 +248,7 @@ impl Suite {
     {
         let listen = self.manager.listener_address().expect("listening");
         let ids = self.attackers(200);
-        let fds_before = fds();
+        let fds_before = process::fds();
         let tasks_before = tasks();
         let mark = self.recorder.mark();
         let peaks = Arc::new(Peaks::default());
@@ -285,11 +259,11 @@ impl Suite {
             let stop = stop.clone();
             tokio::spawn(async move {
                 while !stop.is_cancelled() {
-                    peaks.rss.observe(rss());
+                    peaks.rss.observe(process::rss());
                     peaks
                         .connections
                         .fetch_max(manager.connection_count(), Ordering::SeqCst);
-                    peaks.fds.fetch_max(fds(), Ordering::SeqCst);
+                    peaks.fds.fetch_max(process::fds(), Ordering::SeqCst);
                     sleep(Duration::from_millis(10)).await;
                 }
             })
@@ -300,10 +274,10 @@ impl Suite {
         // Recovery: descriptors and tasks back to the baseline, memory back near it.
         let mut recovered_in = None;
         for _ in 0..200 {
-            trim_allocator();
-            if fds() <= self.base_fds.max(fds_before) + TOLERANCE
+            process::trim_allocator();
+            if process::fds() <= self.base_fds.max(fds_before) + TOLERANCE
                 && tasks() <= self.base_tasks.max(tasks_before) + TOLERANCE
-                && rss() <= self.base_rss + RSS_RECOVERY
+                && process::rss() <= self.base_rss + RSS_RECOVERY
             {
                 recovered_in = Some(attack_done.elapsed());
                 break;
@@ -320,8 +294,8 @@ impl Suite {
         let row = Row {
             scenario,
             peak_rss: peaks.rss.get(),
-            rss_after: rss(),
-            fds: (fds_before, peaks.fds.load(Ordering::SeqCst), fds()),
+            rss_after: process::rss(),
+            fds: (fds_before, peaks.fds.load(Ordering::SeqCst), process::fds()),
             tasks: (tasks_before, tasks()),
             recovered_in: recovered_in.unwrap_or(Duration::MAX),
             outcome: summarise(&outcomes),
@@ -357,9 +331,9 @@ impl Suite {
         assert!(
             recovered_in.is_some(),
             "{scenario}: did not recover: rss {:.1} MiB (baseline {:.1}), fds {} (baseline {}), tasks {} (baseline {})",
-            mib(rss()),
+            mib(process::rss()),
             mib(self.base_rss),
-            fds(),
+            process::fds(),
             self.base_fds,
             tasks(),
             self.base_tasks
@@ -541,7 +515,7 @@ async fn chaos_suite_holds_every_invariant() {
         }));
     }
     sleep(Duration::from_millis(500)).await;
-    trim_allocator();
+    process::trim_allocator();
     let mut suite = Suite {
         manager: manager.clone(),
         net,
@@ -549,8 +523,8 @@ async fn chaos_suite_holds_every_invariant() {
         recorder: recorder.clone(),
         honest_clients,
         messages,
-        base_rss: rss(),
-        base_fds: fds(),
+        base_rss: process::rss(),
+        base_fds: process::fds(),
         base_tasks: tasks(),
         rows: Vec::new(),
         next_attacker: 0,
