@@ -178,6 +178,11 @@ async fn pump_inner(
         }
         ib.decoder = Some(decoder);
     }
+    let window = actor
+        .ctx
+        .streaming
+        .as_ref()
+        .map_or(usize::MAX, |st| st.config.window);
     loop {
         if ib.failed {
             let n = rd.stream_bytes(usize::MAX).len();
@@ -198,14 +203,11 @@ async fn pump_inner(
                 return Flow::NeedBytes;
             };
             if let Some(worker) = ib.checksum.as_ref() {
-                ib.stall.pause(Instant::now());
-                let handed = tokio::select! {
-                    ok = worker.feed(chunk.clone()) => ok,
-                    _ = actor.shared.cancel.cancelled() => {
-                        return Flow::End(s.end(DisconnectReason::Requested));
-                    }
+                let Some(handed) =
+                    off_the_clock(actor, &mut ib.stall, worker.feed(chunk.clone())).await
+                else {
+                    return Flow::End(s.end(DisconnectReason::Requested));
                 };
-                ib.stall.resume(Instant::now());
                 if !handed {
                     ib.checksum = None;
                 }
@@ -226,11 +228,6 @@ async fn pump_inner(
         };
         // Hand over what the chunk completed, in order, in as few batches as the window
         // allows (one per chunk unless the window is smaller than a chunk's parts).
-        let window = actor
-            .ctx
-            .streaming
-            .as_ref()
-            .map_or(usize::MAX, |st| st.config.window);
         let mut batch = Vec::new();
         let mut batch_cost = 0usize;
         if let Some(chunk) = chunk {
@@ -336,14 +333,9 @@ async fn finish(
 ) -> Flow {
     let expected = ib.decoder.as_ref().and_then(|d| d.expected_checksum());
     if let (Some(worker), Some(expected)) = (ib.checksum.take(), expected) {
-        ib.stall.pause(Instant::now());
-        let digest = tokio::select! {
-            d = worker.finish() => d,
-            _ = actor.shared.cancel.cancelled() => {
-                return Flow::End(s.end(DisconnectReason::Requested));
-            }
+        let Some(digest) = off_the_clock(actor, &mut ib.stall, worker.finish()).await else {
+            return Flow::End(s.end(DisconnectReason::Requested));
         };
-        ib.stall.resume(Instant::now());
         match digest {
             Some(d) => end.checksum = ChecksumStatus::judge(expected, &d),
             None => debug!(
@@ -393,17 +385,30 @@ async fn queue(
     if parts.is_empty() {
         return Ok(());
     }
-    ib.stall.pause(Instant::now());
-    let sent = tokio::select! {
-        r = tx.send(parts, c) => r,
-        _ = actor.shared.cancel.cancelled() => return Err(()),
-    };
-    ib.stall.resume(Instant::now());
+    let sent = off_the_clock(actor, &mut ib.stall, tx.send(parts, c))
+        .await
+        .ok_or(())?;
     if sent.is_err() {
         // The receiver dropped the stream: the rest is still read and checked.
         ib.to = None;
     }
     Ok(())
+}
+
+/// Awaits `f` with the stall guard paused (the wait is ours, not the peer's: the application
+/// taking parts, the checksum worker hashing); `None` when the connection is cancelled meanwhile.
+async fn off_the_clock<F: std::future::Future>(
+    actor: &Actor,
+    stall: &mut StallGuard,
+    f: F,
+) -> Option<F::Output> {
+    stall.pause(Instant::now());
+    let out = tokio::select! {
+        out = f => Some(out),
+        _ = actor.shared.cancel.cancelled() => None,
+    };
+    stall.resume(Instant::now());
+    out
 }
 
 /// Offers the stream to the block service: the sender and mode when someone takes it.

@@ -208,16 +208,17 @@ pub(crate) enum Queued {
     Failed(BlockStreamFailure),
 }
 
-/// A queued part and the window and budget it holds until the application takes it.
+/// A queued batch of parts (or the end) and the window and budget it holds until the
+/// application has taken its last part.
 #[derive(Debug)]
 pub(crate) struct Item {
     queued: Queued,
     permits: Option<Permits>,
 }
 
-/// What a queued part holds: its share of the stream's window, of the manager's budget (none
-/// when it was queued alone: see [`StreamSender::send`]), and the stream's count of parts
-/// waiting, decremented (with a wake-up for the sender) when the part is taken.
+/// What a queued batch holds: its share of the stream's window, of the manager's budget (none
+/// when it was queued alone: see [`StreamSender::send`]), and the stream's count of batches
+/// waiting, decremented (with a wake-up for the sender) when its last part is taken.
 #[derive(Debug)]
 struct Permits {
     _window: OwnedSemaphorePermit,
@@ -274,11 +275,12 @@ pub(crate) struct StreamSender {
 pub(crate) struct ReceiverGone;
 
 impl StreamSender {
-    /// Queues parts costing `cost` bytes together, waiting for room in the stream's window and in the
-    /// manager's budget. A part queued while none of the stream's is waiting goes without the
-    /// budget: an application reading its streams one after another must be able to finish the
-    /// one it reads while the others hold the whole budget (they would otherwise wait for each
-    /// other forever). So what all streams hold is at most the budget plus one part each.
+    /// Queues parts costing `cost` bytes as one batch, waiting for room in the stream's window
+    /// and in the manager's budget. A batch queued while none of the stream's is waiting goes
+    /// without the budget: an application reading its streams one after another must be able to
+    /// finish the one it reads while the others hold the whole budget (they would otherwise wait
+    /// for each other forever). So what all streams hold is at most the budget plus one batch
+    /// (at most one chunk's parts, or the window) each.
     pub(crate) async fn send(
         &self,
         parts: Vec<BlockPart>,
